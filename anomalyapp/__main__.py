@@ -1,0 +1,25 @@
+"""Entry point: no arguments (or GUI options) open the window; a subcommand runs the CLI."""
+
+from __future__ import annotations
+
+import sys
+
+GUI_OPTIONS = {"--self-test", "--project", "--demo"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in GUI_OPTIONS:
+        try:
+            from anomalyapp.gui.app import main as gui_main
+        except ImportError as exc:
+            print(f"anomalyapp: the desktop window is not available ({exc}); use a subcommand, see --help", file=sys.stderr)
+            return 2
+        return gui_main(args)
+    from anomalyapp.cli.main import main as cli_main
+
+    return cli_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""The command-line front end: train, predict, evaluate, bench, demo.
+
+Exit codes: 0 success, 2 bad input or usage (one clear line on stderr, no traceback), 1 unexpected failure,
+130 cancelled with Ctrl+C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from anomalyapp import __version__
+from anomalyapp.core.errors import AppError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own exit code is 2 as well; keep its one-line style
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="anomalyapp", description="Offline visual inspection trained on good images only.")
+    parser.add_argument("--version", action="version", version=f"anomalyapp {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    train = commands.add_parser("train", help="learn what a good part looks like from a folder of good images")
+    train.add_argument("data", type=Path, help="MVTec category folder (uses train/good) or a folder of good images")
+    train.add_argument("--detector", choices=("patchcore", "autoencoder"), default="patchcore")
+    train.add_argument("--backbone", choices=("efficientnet_lite0", "resnet18", "resnet50", "wide_resnet50_2"))
+    train.add_argument("--weights", help="backbone weights file (state dict), or 'random' for tests and timing")
+    train.add_argument("--allow-download", action="store_true", help="let torchvision download ResNet weights")
+    train.add_argument("--out", type=Path, help="model folder to write (default: models/<data>-<detector>)")
+    train.add_argument("--image-size", type=_positive_int)
+    train.add_argument("--coreset-ratio", type=float, help="PatchCore: share of patches kept (default 0.1)")
+    train.add_argument("--max-bank-size", type=_positive_int, help="PatchCore: cap on the memory bank")
+    train.add_argument("--index", choices=("auto", "flat", "hnsw", "ivf"), help="PatchCore: nearest-neighbour index")
+    train.add_argument("--epochs", type=_positive_int, help="autoencoder: training epochs (default 40)")
+    train.add_argument("--holdout", type=float, default=0.2, help="share of good images held out to set the threshold")
+    train.add_argument("--defects", type=Path, help="optional folder of known defects: also offers the F1-optimal threshold")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    train.add_argument("--seed", type=int, default=0)
+
+    predict = commands.add_parser("predict", help="score images; writes results.csv and overlays with --out")
+    predict.add_argument("model", type=Path, help="model folder")
+    predict.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
+    predict.add_argument("--out", type=Path, help="folder for results.csv and overlay PNGs")
+    predict.add_argument("--weights", help="backbone weights file, if not where training found it")
+    predict.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+    evaluate = commands.add_parser("evaluate", help="metrics on an MVTec-layout folder (test/, ground_truth/)")
+    evaluate.add_argument("model", type=Path)
+    evaluate.add_argument("data", type=Path)
+    evaluate.add_argument("--json", type=Path, help="write the metrics to this JSON file")
+    evaluate.add_argument("--weights")
+    evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+    bench = commands.add_parser("bench", help="latency, fit time and memory per backbone on this machine")
+    bench.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    bench.add_argument("--data", type=Path, help="MVTec category or folder of good images (default: the demo)")
+    bench.add_argument("--backbones", nargs="+", help="default: every backbone whose weights are present")
+    bench.add_argument("--markdown", type=Path, default=Path("docs/benchmarks.md"))
+    bench.add_argument("--repeats", type=_positive_int, default=30)
+    bench.add_argument("--no-scale", action="store_true", help="skip the 10x-training-patches run")
+
+    demo = commands.add_parser("demo", help="generate the demo line, train, evaluate and write overlays")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument("--detector", choices=("patchcore", "autoencoder"), default="patchcore")
+    return parser
+
+
+class _ProgressPrinter:
+    """Renders Progress with tqdm bars on stderr; one bar per stage, warnings as plain lines."""
+
+    def __init__(self):
+        self.bar = None
+        self.stage = None
+
+    def __call__(self, progress) -> None:
+        from tqdm import tqdm
+
+        if progress.stage == "warning":
+            tqdm.write(f"warning: {progress.message}", file=sys.stderr)
+            return
+        if progress.total is None:
+            self.close()
+            print(progress.message, file=sys.stderr)
+            return
+        if progress.stage != self.stage:
+            self.close()
+            self.stage = progress.stage
+            self.bar = tqdm(total=progress.total, desc=progress.stage, unit="", leave=False, file=sys.stderr)
+        self.bar.n = progress.step
+        self.bar.set_postfix_str(progress.message, refresh=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        self.bar, self.stage = None, None
+
+
+def _drive(job, printer: _ProgressPrinter):
+    """Run a generator job to the end, rendering its progress; return its value."""
+    from anomalyapp.core.types import Progress
+
+    try:
+        while True:
+            item = next(job)
+            if isinstance(item, Progress):
+                printer(item)
+    except StopIteration as stop:
+        printer.close()
+        return stop.value
+
+
+def _train(args) -> int:
+    from anomalyapp.core.config import CalibrationConfig
+    from anomalyapp.services.training import TrainRequest, train
+
+    request = TrainRequest(
+        data=args.data,
+        detector=args.detector,
+        out=args.out,
+        backbone=args.backbone,
+        weights=args.weights,
+        allow_download=args.allow_download,
+        image_size=args.image_size,
+        coreset_ratio=args.coreset_ratio,
+        max_bank_size=args.max_bank_size,
+        index=args.index,
+        epochs=args.epochs,
+        seed=args.seed,
+        device=args.device,
+        defects=args.defects,
+        calibration=CalibrationConfig(holdout_fraction=args.holdout),
+    )
+    if not 0 < args.holdout < 1:
+        raise AppError(f"--holdout must be between 0 and 1, not {args.holdout}")
+    result = _drive(train(request), _ProgressPrinter())
+    print(
+        f"trained {result.detector} on {result.train_images} images ({result.device}, fit {result.fit_seconds:.1f} s, "
+        f"total {result.total_seconds:.1f} s); threshold from {result.calibration_images} held-out good images"
+    )
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} unreadable image(s)")
+    print(f"model: {result.model_path}")
+    return EXIT_OK
+
+
+def _predict(args) -> int:
+    from anomalyapp.services.inference import ImageResult, InferenceSession, predict_to_folder
+
+    session = InferenceSession(args.model, device=args.device, weights=args.weights)
+    printer = _ProgressPrinter()
+    job = predict_to_folder(session, args.inputs, args.out)
+    show_each = args.out is None
+    from anomalyapp.core.types import Progress
+
+    try:
+        while True:
+            item = next(job)
+            if isinstance(item, Progress):
+                if not show_each:
+                    printer(item)
+            elif isinstance(item, ImageResult):
+                if not item.ok:
+                    printer(Progress("warning", 0, None, f"skipped {item.error}"))
+                elif show_each:
+                    print(f"{item.path},{item.prediction.score:.6f},{item.prediction.verdict}")
+    except StopIteration as stop:
+        printer.close()
+        summary = stop.value
+    print(f"{summary['images']} images: {summary['OK']} OK, {summary['NG']} NG, {summary['error']} unreadable", file=sys.stderr)
+    if summary["out"]:
+        print(f"results: {Path(summary['out']) / 'results.csv'} (overlays beside it)")
+    return EXIT_OK
+
+
+def _write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _evaluate(args) -> int:
+    from anomalyapp.services.evaluation import evaluate
+    from anomalyapp.services.inference import InferenceSession
+
+    session = InferenceSession(args.model, device=args.device, weights=args.weights)
+    result = _drive(evaluate(session, args.data), _ProgressPrinter())
+    _print_metrics(result)
+    if args.json:
+        _write_json(args.json, result)
+    return EXIT_OK
+
+
+def _print_metrics(result: dict) -> None:
+    def fmt(value):
+        return "n/a" if value is None else f"{value:.4f}"
+
+    print(
+        f"{result['images']} test images ({result['anomalous']} defective): image AUROC {fmt(result['image_auroc'])}, "
+        f"pixel AUROC {fmt(result['pixel_auroc'])}, AUPRO@0.3 {fmt(result['aupro'])}, F1-max {fmt(result['f1_max'])}"
+    )
+    (tn, fp), (fn, tp) = result["confusion_matrix"]
+    print(
+        f"at the model's threshold: precision {fmt(result['precision'])}, recall {fmt(result['recall'])}, "
+        f"accuracy {fmt(result['accuracy'])}, F1 {fmt(result['f1'])}; TN {tn} FP {fp} FN {fn} TP {tp}"
+    )
+
+
+def _bench(args) -> int:
+    from anomalyapp.services.benchmark import BenchRequest, run_benchmark, write_markdown
+
+    request = BenchRequest(data=args.data, backbones=args.backbones, repeats=args.repeats, scale=not args.no_scale)
+    result = _drive(run_benchmark(request), _ProgressPrinter())
+    write_markdown(result, args.markdown, "anomalyapp " + " ".join(args.argv))
+    for name, figures in result["backbones"].items():
+        print(
+            f"{name}: predict {figures['predict_ms']:.1f} ms, floor {figures['floor_ms']:.1f} ms, "
+            f"ratio {figures['latency_ratio']:.2f}; fit {figures['fit_s']:.1f} s (coreset {figures['coreset_s']:.1f} s); "
+            f"bank {figures['bank_size']}; peak RSS {figures['peak_rss_mb']:.0f} MB"
+        )
+    if args.json:
+        _write_json(args.json, result)
+    print(f"written: {args.markdown}")
+    return EXIT_OK
+
+
+def _demo(args) -> int:
+    from anomalyapp.services.demo import run_demo
+
+    result = _drive(run_demo(args.out, args.detector), _ProgressPrinter())
+    _print_metrics(result["metrics"])
+    print(f"model: {result['model']}")
+    print(f"overlays and results.csv: {result['predictions']}")
+    return EXIT_OK
+
+
+_COMMANDS = {"train": _train, "predict": _predict, "evaluate": _evaluate, "bench": _bench, "demo": _demo}
+
+
+def configure_process() -> None:
+    """Process-wide settings, set once here (and in gui.app) rather than in library code."""
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    configure_process()
+    try:
+        return _COMMANDS[args.command](args)
+    except AppError as error:
+        print(f"anomalyapp {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"anomalyapp {args.command}: cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    except MemoryError:
+        print(f"anomalyapp {args.command}: error: out of memory; try a smaller --image-size or --max-bank-size", file=sys.stderr)
+        return EXIT_FAILURE

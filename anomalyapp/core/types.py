@@ -1,0 +1,47 @@
+"""Plain data passed between layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a long job. ``total`` is None when the length is unknown."""
+
+    stage: str
+    step: int
+    total: int | None
+    message: str = ""
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.total:
+            return None
+        return min(1.0, self.step / self.total)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The result for one image.
+
+    ``score`` is normalised so that the model's threshold sits at 0.5; ``raw_score`` is the detector's own
+    distance or error. ``anomaly_map`` has the input image's height and width and the same normalisation,
+    so one colour means the same evidence on every image of a model.
+    """
+
+    score: float
+    raw_score: float
+    anomaly_map: np.ndarray
+    threshold: float = 0.5
+
+    @property
+    def is_anomalous(self) -> bool:
+        return self.score >= self.threshold
+
+    @property
+    def verdict(self) -> str:
+        return "NG" if self.is_anomalous else "OK"

@@ -1,0 +1,230 @@
+"""Deep feature reconstruction (Yang, Shi, Qi: "Unsupervised Anomaly Segmentation via Deep Feature
+Reconstruction", Neurocomputing 2020).
+
+Several backbone stages are average-pooled with a small window (each location then describes a region),
+resized to the finest stage's grid and concatenated. A 1x1 convolutional autoencoder learns to rebuild
+these regional features of good images; where it fails, the part looks unlike anything it was trained on.
+The latent width follows DFR's rule: the number of principal components explaining a given share of the
+features' variance.
+
+``FeatureAutoencoder`` is the pure module; ``AutoencoderDetector`` adds training, scoring and the map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anomalyapp.core.cancel import CancelToken, check
+from anomalyapp.core.config import AutoencoderConfig
+from anomalyapp.core.errors import ModelNotFitted
+from anomalyapp.core.types import Prediction, Progress
+from anomalyapp.engine import anomaly_map
+from anomalyapp.engine.calibration import Calibration
+from anomalyapp.engine.features import FeatureExtractor, preprocess
+
+EMBED_BATCH = 8
+# Training vectors kept in memory at most; beyond it each image contributes a seeded random subset.
+MAX_TRAINING_VECTORS = 2_000_000
+
+
+def _block(c_in: int, c_out: int, last: bool = False) -> list[nn.Module]:
+    conv = nn.Conv2d(c_in, c_out, 1)
+    return [conv] if last else [conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+class FeatureAutoencoder(nn.Module):
+    """DFR's 1x1 convolutional autoencoder: C -> (C+2c)/2 -> 2c -> c -> 2c -> (C+2c)/2 -> C."""
+
+    def __init__(self, channels: int, latent: int):
+        super().__init__()
+        mid = (channels + 2 * latent) // 2
+        self.encoder = nn.Sequential(*_block(channels, mid), *_block(mid, 2 * latent), *_block(2 * latent, latent, True))
+        self.decoder = nn.Sequential(
+            *_block(latent, 2 * latent), *_block(2 * latent, mid), *_block(mid, channels, True)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+def latent_from_variance(vectors: torch.Tensor, share: float) -> int:
+    """Smallest number of principal components whose eigenvalues reach ``share`` of the total variance."""
+    centred = vectors - vectors.mean(0)
+    covariance = centred.T @ centred / max(1, centred.shape[0] - 1)
+    eigenvalues = torch.linalg.eigvalsh(covariance.double()).flip(0).clamp_min(0)
+    cumulative = torch.cumsum(eigenvalues, 0) / eigenvalues.sum()
+    return int(torch.searchsorted(cumulative, torch.tensor(share, dtype=torch.float64)).item()) + 1
+
+
+class AutoencoderDetector:
+    name = "autoencoder"
+
+    def __init__(self, config: AutoencoderConfig, extractor: FeatureExtractor):
+        self.config = config
+        self.extractor = extractor
+        self.channels = sum(extractor.channels())
+        self.autoencoder: FeatureAutoencoder | None = None
+        self.feature_mean = torch.zeros(self.channels)
+        self.feature_std = torch.ones(self.channels)
+        self.calibration: Calibration | None = None
+        self.loss_history: list[float] = []
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.extractor.network.parameters()).device
+
+    # ---------------------------------------------------------------------------------------- features
+    def regional_features(self, images: list[np.ndarray]) -> torch.Tensor:
+        """Images -> (B, C, H, W) regional features on the finest stage's grid, on the model's device."""
+        batch = preprocess(images, self.config.image_size, self.extractor.spec).to(self.device)
+        stages = self.extractor(batch)
+        k = self.config.region_kernel
+        pooled = [F.avg_pool2d(stages[name], k, 1, k // 2) if k > 1 else stages[name] for name in self.config.layers]
+        grid = stages[self.config.layers[0]].shape[-2:]
+        pooled = [F.interpolate(p, size=grid, mode="bilinear", align_corners=False) for p in pooled]
+        return torch.cat(pooled, dim=1).float().contiguous()
+
+    def _normalised(self, features: torch.Tensor) -> torch.Tensor:
+        mean = self.feature_mean.to(features.device).view(1, -1, 1, 1)
+        std = self.feature_std.to(features.device).view(1, -1, 1, 1)
+        return (features - mean) / std
+
+    # -------------------------------------------------------------------------------------------- fit
+    def fit(
+        self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None = None
+    ) -> Generator[Progress, None, None]:
+        """Extract features of good images once, then train the autoencoder; yields progress per epoch."""
+        config = self.config
+        generator = torch.Generator().manual_seed(config.seed)
+        chunks, pending, done = [], [], 0
+        per_image_budget = None
+
+        def flush():
+            nonlocal per_image_budget
+            features = self.regional_features(pending).cpu()
+            b, c, h, w = features.shape
+            vectors = features.permute(0, 2, 3, 1).reshape(b, h * w, c)
+            if per_image_budget is None:
+                per_image_budget = max(1, min(h * w, MAX_TRAINING_VECTORS // max(1, total)))
+            if per_image_budget < h * w:
+                picks = torch.stack([torch.randperm(h * w, generator=generator)[:per_image_budget] for _ in range(b)])
+                vectors = torch.gather(vectors, 1, picks.unsqueeze(-1).expand(-1, -1, c))
+            chunks.append(vectors.reshape(-1, c))
+
+        for image in images:
+            pending.append(image)
+            if len(pending) == EMBED_BATCH:
+                check(cancel)
+                flush()
+                done += len(pending)
+                pending = []
+                yield Progress("features", done, total, f"features {done}/{total}")
+        if pending:
+            check(cancel)
+            flush()
+            done += len(pending)
+            yield Progress("features", done, total, f"features {done}/{total}")
+        if not chunks:
+            raise ValueError("no training images")
+        vectors = torch.cat(chunks)
+        self.feature_mean = vectors.mean(0)
+        self.feature_std = vectors.std(0).clamp_min(1e-6)
+        vectors = (vectors - self.feature_mean) / self.feature_std
+        latent = config.latent_dim or latent_from_variance(vectors, config.explained_variance)
+        latent = max(1, min(latent, self.channels))
+
+        torch.manual_seed(config.seed)
+        model = FeatureAutoencoder(self.channels, latent).to(self.device)
+        optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        self.loss_history = []
+        count = vectors.shape[0]
+        for epoch in range(config.epochs):
+            model.train()
+            order = torch.randperm(count, generator=generator)
+            epoch_loss, steps = 0.0, 0
+            for start in range(0, count, config.batch_size):
+                batch = vectors[order[start : start + config.batch_size]].to(self.device)
+                if batch.shape[0] < 2:
+                    continue  # batch norm needs two samples
+                batch = batch.view(batch.shape[0], self.channels, 1, 1)
+                loss = F.mse_loss(model(batch), batch)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                epoch_loss += float(loss.detach())
+                steps += 1
+            check(cancel)
+            self.loss_history.append(epoch_loss / max(1, steps))
+            yield Progress(
+                "train",
+                epoch + 1,
+                config.epochs,
+                f"epoch {epoch + 1}/{config.epochs} loss {self.loss_history[-1]:.4f}",
+                {"epoch": epoch + 1, "loss": self.loss_history[-1], "latent": latent},
+            )
+        self.autoencoder = model.eval()
+
+    # ---------------------------------------------------------------------------------------- scoring
+    def error_grids(self, images: list[np.ndarray]) -> torch.Tensor:
+        """Per-location squared reconstruction error (B, H, W), averaged over channels."""
+        if self.autoencoder is None:
+            raise ModelNotFitted("the autoencoder has not been trained")
+        with torch.inference_mode():
+            features = self._normalised(self.regional_features(images))
+            reconstruction = self.autoencoder(features)
+            return ((reconstruction - features) ** 2).mean(1).cpu()
+
+    def raw_predict(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        grids = self.error_grids(images).numpy()
+        size, sigma, k = self.config.image_size, self.config.sigma, self.config.score_top_k
+        maps = [anomaly_map.gaussian_smooth(grid, size, sigma) for grid in grids]
+        scores = np.empty(len(maps), dtype=np.float64)
+        for index, grid in enumerate(grids):
+            flat = grid.reshape(-1)
+            top = np.partition(flat, flat.size - min(k, flat.size))[-min(k, flat.size) :]
+            scores[index] = float(top.mean())
+        return scores, maps
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        if self.calibration is None:
+            raise ModelNotFitted("the model has no calibration")
+        scores, maps = self.raw_predict([image])
+        normalised = self.calibration.normalise_map(maps[0])
+        return Prediction(
+            score=self.calibration.normalise_score(scores[0]),
+            raw_score=float(scores[0]),
+            anomaly_map=anomaly_map.to_image_size(normalised, image.shape[0], image.shape[1]),
+        )
+
+    def fine_tune(
+        self, images: list[np.ndarray], epochs: int = 5, cancel: CancelToken | None = None
+    ) -> Generator[Progress, None, None]:
+        """A short training on new good images (the false-positive loop), keeping normalisation fixed."""
+        if self.autoencoder is None:
+            raise ModelNotFitted("the autoencoder has not been trained")
+        features = self._normalised(self.regional_features(images))
+        vectors = features.permute(0, 2, 3, 1).reshape(-1, self.channels)
+        model = self.autoencoder
+        optimiser = torch.optim.Adam(model.parameters(), lr=self.config.learning_rate * 0.3)
+        generator = torch.Generator().manual_seed(self.config.seed + 1)
+        # Batch norm stays in eval mode: statistics of a handful of images would overwrite those of the
+        # whole training set.
+        model.eval()
+        for epoch in range(epochs):
+            order = torch.randperm(vectors.shape[0], generator=generator)
+            for start in range(0, vectors.shape[0], self.config.batch_size):
+                batch = vectors[order[start : start + self.config.batch_size]]
+                if batch.shape[0] < 2:
+                    continue
+                batch = batch.reshape(-1, self.channels, 1, 1)
+                loss = F.mse_loss(model(batch), batch)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+            check(cancel)
+            yield Progress("fine_tune", epoch + 1, epochs, f"fine-tune {epoch + 1}/{epochs}")

@@ -1,0 +1,140 @@
+"""The PatchCore memory bank: patch vectors held in a faiss index.
+
+The bank is stored in faiss's own file format. Exact search ("flat") is computed with torch's GEMM over
+the very vectors of the faiss flat index: on a 2-core CPU faiss-cpu's flat search of 784 queries against
+3,300 vectors of 152 dimensions takes about 26 ms, torch (MKL) about 4 ms, for the same exact answer.
+Approximate indexes (HNSW, IVF) are searched by faiss itself; they pay off only for very large banks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+# Above this many vectors "auto" picks HNSW: exact search then costs more than the backbone.
+AUTO_APPROXIMATE_ABOVE = 200_000
+# Bound on the (queries x bank) distance block held in memory at once, in float32 elements.
+_BLOCK_ELEMENTS = 1 << 24
+
+
+def _make_index(kind: str, dim: int, count: int, seed: int) -> faiss.Index:
+    if kind == "auto":
+        kind = "hnsw" if count > AUTO_APPROXIMATE_ABOVE else "flat"
+    if kind == "flat":
+        return faiss.IndexFlatL2(dim)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32)
+        index.hnsw.efSearch = 64
+        return index
+    if kind == "ivf":
+        lists = max(1, int(4 * count**0.5))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, lists)
+        index.nprobe = max(1, lists // 16)
+        index.cp.seed = seed
+        return index
+    raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(INDEX_KINDS)}")
+
+
+class MemoryBank:
+    """Nearest-neighbour search over patch vectors; distances are Euclidean (not squared)."""
+
+    def __init__(self, index: faiss.Index):
+        self.index = index
+        if isinstance(index, faiss.IndexIVF):
+            index.make_direct_map()  # lets reconstruct() return stored vectors for re-weighting
+        self._vectors: torch.Tensor | None = None
+        self._sq_norms: torch.Tensor | None = None
+        self._refresh_exact_cache()
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, kind: str = "auto", seed: int = 0) -> MemoryBank:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        index = _make_index(kind, vectors.shape[1], len(vectors), seed)
+        if not index.is_trained:
+            index.train(vectors)
+        index.add(vectors)
+        return cls(index)
+
+    @property
+    def is_exact(self) -> bool:
+        return isinstance(self.index, faiss.IndexFlat)
+
+    @property
+    def kind(self) -> str:
+        if self.is_exact:
+            return "flat"
+        return "hnsw" if isinstance(self.index, faiss.IndexHNSW) else "ivf"
+
+    @property
+    def size(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    def vectors(self) -> np.ndarray:
+        return self.index.reconstruct_n(0, self.size)
+
+    def _refresh_exact_cache(self) -> None:
+        if self.is_exact:
+            self._vectors = torch.from_numpy(self.vectors())
+            self._sq_norms = (self._vectors * self._vectors).sum(1)
+
+    def add(self, vectors: np.ndarray) -> None:
+        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        if isinstance(self.index, faiss.IndexIVF):
+            self.index.make_direct_map()
+        self._refresh_exact_cache()
+
+    def nearest(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distance to, and index of, the nearest bank vector for each query row."""
+        queries = queries.float().contiguous()
+        if not self.is_exact:
+            distances, indices = self.index.search(queries.numpy(), 1)
+            return torch.from_numpy(distances[:, 0]).clamp_min_(0).sqrt_(), torch.from_numpy(indices[:, 0])
+        bank, bank_norms = self._vectors, self._sq_norms
+        rows = max(1, _BLOCK_ELEMENTS // max(1, bank.shape[0]))
+        best_distance = torch.empty(queries.shape[0])
+        best_index = torch.empty(queries.shape[0], dtype=torch.int64)
+        for start in range(0, queries.shape[0], rows):
+            block = queries[start : start + rows]
+            # |q - b|^2 = |q|^2 + |b|^2 - 2 q.b ; |q|^2 is constant per row, so it is added after the min.
+            partial = torch.addmm(bank_norms, block, bank.T, alpha=-2.0)
+            values, indices = partial.min(dim=1)
+            values += (block * block).sum(1)
+            best_distance[start : start + rows] = values.clamp_min_(0).sqrt_()
+            best_index[start : start + rows] = indices
+        return best_distance, best_index
+
+    def neighbours_of(self, bank_indices: torch.Tensor, count: int) -> torch.Tensor:
+        """Indices of the ``count`` bank vectors nearest to the given bank vectors (themselves included)."""
+        count = min(count, self.size)
+        if self.is_exact:
+            query = self._vectors[bank_indices]
+            squared = self._sq_norms - 2 * (query @ self._vectors.T)  # + |q|^2, which leaves the order as is
+            return torch.topk(squared, count, dim=1, largest=False).indices
+        vectors = np.stack([self.index.reconstruct(int(i)) for i in bank_indices])
+        _, indices = self.index.search(vectors, count)
+        return torch.from_numpy(indices)
+
+    def rows(self, indices: torch.Tensor) -> torch.Tensor:
+        if self.is_exact:
+            return self._vectors[indices]
+        return torch.from_numpy(np.stack([self.index.reconstruct(int(i)) for i in indices.reshape(-1)])).reshape(
+            *indices.shape, self.dim
+        )
+
+    def save(self, path: Path) -> None:
+        faiss.write_index(self.index, str(path))
+
+    @classmethod
+    def load(cls, path: Path) -> MemoryBank:
+        index = faiss.read_index(str(path))
+        if isinstance(index, faiss.IndexHNSW):
+            index.hnsw.efSearch = 64
+        return cls(index)

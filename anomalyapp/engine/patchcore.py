@@ -1,0 +1,209 @@
+"""PatchCore (Roth et al., "Towards Total Recall in Industrial Anomaly Detection", CVPR 2022).
+
+``PatchCoreModel`` is the pure-torch part: two backbone stages, locally aware 3x3 aggregation, the coarser
+stage upsampled to the finer one, and a projection to a fixed width. ``PatchCoreDetector`` adds the greedy
+coreset memory bank, nearest-neighbour scoring with the paper's re-weighting, the anomaly map, and
+``add_normal`` for the false-positive loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anomalyapp.core.cancel import CancelToken, check
+from anomalyapp.core.config import PatchCoreConfig
+from anomalyapp.core.errors import ModelNotFitted
+from anomalyapp.core.types import Prediction, Progress
+from anomalyapp.engine import anomaly_map
+from anomalyapp.engine.calibration import Calibration
+from anomalyapp.engine.features import FeatureExtractor, preprocess
+from anomalyapp.engine.memory_bank import MemoryBank
+from anomalyapp.engine.sampling import greedy_coreset
+
+EMBED_BATCH = 8
+
+
+class PatchCoreModel(nn.Module):
+    """Images -> a grid of patch vectors (B, H, W, D) at the finer stage's resolution."""
+
+    def __init__(self, extractor: FeatureExtractor, config: PatchCoreConfig):
+        super().__init__()
+        self.extractor = extractor
+        self.config = config
+        self.native_dim = sum(extractor.channels())
+        self.dim = min(self.native_dim, config.embedding_dim)
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        stages = self.extractor(batch)
+        k = self.config.neighbourhood
+        pooled = [F.avg_pool2d(stages[name], k, 1, k // 2) if k > 1 else stages[name] for name in self.config.layers]
+        grid = pooled[0].shape[-2:]
+        pooled = [pooled[0]] + [F.interpolate(p, size=grid, mode="bilinear", align_corners=False) for p in pooled[1:]]
+        patches = torch.cat(pooled, dim=1).permute(0, 2, 3, 1).float()
+        if self.native_dim > self.dim:
+            b, h, w, c = patches.shape
+            patches = F.adaptive_avg_pool1d(patches.reshape(-1, 1, c), self.dim).reshape(b, h, w, self.dim)
+        return patches.contiguous()
+
+
+class PatchCoreDetector:
+    name = "patchcore"
+
+    def __init__(self, config: PatchCoreConfig, extractor: FeatureExtractor):
+        self.config = config
+        self.model = PatchCoreModel(extractor, config)
+        self.bank: MemoryBank | None = None
+        self.coverage_radius: float | None = None
+        self.calibration: Calibration | None = None
+        self.training_patches = 0
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        return self.model.extractor
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.extractor.network.parameters()).device
+
+    # ---------------------------------------------------------------------------------------------- fit
+    def embed(self, images: list[np.ndarray]) -> torch.Tensor:
+        batch = preprocess(images, self.config.image_size, self.model.extractor.spec).to(self.device)
+        return self.model(batch).cpu()
+
+    def _embed_all(
+        self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None
+    ) -> Generator[Progress, None, torch.Tensor]:
+        chunks, pending, done = [], [], 0
+        for image in images:
+            pending.append(image)
+            if len(pending) == EMBED_BATCH:
+                check(cancel)
+                chunks.append(self.embed(pending).reshape(-1, self.model.dim))
+                done += len(pending)
+                pending = []
+                yield Progress("features", done, total, f"features {done}/{total}")
+        if pending:
+            check(cancel)
+            chunks.append(self.embed(pending).reshape(-1, self.model.dim))
+            done += len(pending)
+            yield Progress("features", done, total, f"features {done}/{total}")
+        if not chunks:
+            raise ValueError("no training images")
+        return torch.cat(chunks)
+
+    def bank_size_for(self, patch_count: int) -> int:
+        size = max(1, int(round(patch_count * self.config.coreset_ratio)))
+        if self.config.max_bank_size:
+            size = min(size, self.config.max_bank_size)
+        return min(size, patch_count)
+
+    def fit(
+        self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None = None
+    ) -> Generator[Progress, None, None]:
+        """Build the memory bank from good images; yields progress, honours ``cancel``."""
+        patches = yield from self._embed_all(images, total, cancel)
+        self.training_patches = patches.shape[0]
+        count = self.bank_size_for(patches.shape[0])
+        if count < patches.shape[0]:
+            result = yield from greedy_coreset(
+                patches, count, seed=self.config.seed, projection_dim=self.config.coreset_projection_dim, cancel=cancel
+            )
+            selected = patches[result.indices]
+        else:
+            selected = patches
+        check(cancel)
+        bank = MemoryBank.build(selected.numpy(), self.config.index, self.config.seed)
+        distances, _ = bank.nearest(patches)
+        # Every training patch lies within this distance of the bank; add_normal keeps that promise.
+        self.coverage_radius = float(distances.max())
+        self.bank = bank
+        yield Progress("bank", 1, 1, f"memory bank: {bank.size} of {patches.shape[0]} patches ({bank.kind})")
+
+    # ------------------------------------------------------------------------------------------ scoring
+    def _require_bank(self) -> MemoryBank:
+        if self.bank is None:
+            raise ModelNotFitted("the PatchCore model has not been fitted")
+        return self.bank
+
+    def score_patches(self, patches: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(B, H, W, D) patch grids -> raw image scores (B,) and patch-distance grids (B, H, W)."""
+        bank = self._require_bank()
+        b, h, w, d = patches.shape
+        flat = patches.reshape(-1, d)
+        distances, nearest = bank.nearest(flat)
+        distances = distances.reshape(b, h * w)
+        nearest = nearest.reshape(b, h * w)
+        scores = np.empty(b, dtype=np.float64)
+        for i in range(b):
+            top = int(torch.argmax(distances[i]))
+            scores[i] = float(distances[i, top]) * self._reweight(flat[i * h * w + top], int(nearest[i, top]))
+        return scores, distances.reshape(b, h, w).numpy()
+
+    def _reweight(self, test_patch: torch.Tensor, nearest_index: int) -> float:
+        """The paper's weight: 1 - softmax over distances to m* and its b nearest bank neighbours, at m*.
+
+        A test patch whose nearest bank patch sits in a dense, consistent neighbourhood keeps most of its
+        score; one near a rare bank patch that has no close neighbours is trusted less.
+        """
+        b = self.config.reweight_neighbours
+        bank = self._require_bank()
+        if b <= 1 or bank.size < 2:
+            return 1.0
+        support = bank.neighbours_of(torch.tensor([nearest_index]), b)[0]
+        distances = torch.linalg.vector_norm(bank.rows(support) - test_patch, dim=1).double()
+        return float(1.0 - torch.softmax(distances, 0)[0])
+
+    def raw_predict(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Raw scores and smoothed maps at the model's input resolution."""
+        scores, grids = self.score_patches(self.embed(images))
+        size, sigma = self.config.image_size, self.config.sigma
+        return scores, [anomaly_map.gaussian_smooth(grid, size, sigma) for grid in grids]
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        if self.calibration is None:
+            raise ModelNotFitted("the model has no calibration")
+        scores, maps = self.raw_predict([image])
+        # Normalise at model resolution, then resize: the same result for a fraction of the work.
+        normalised = self.calibration.normalise_map(maps[0])
+        return Prediction(
+            score=self.calibration.normalise_score(scores[0]),
+            raw_score=float(scores[0]),
+            anomaly_map=anomaly_map.to_image_size(normalised, image.shape[0], image.shape[1]),
+        )
+
+    # ---------------------------------------------------------------------------------------- add_normal
+    def add_normal(
+        self, images: list[np.ndarray], cancel: CancelToken | None = None
+    ) -> Generator[Progress, None, int]:
+        """Append the patches of new good images that the bank does not yet cover; returns how many.
+
+        This continues the greedy coreset: the farthest uncovered patch is added until every new patch lies
+        within the target radius of the bank. The radius is the fit's coverage radius, tightened below the
+        image threshold when the model is calibrated, so an added image is then judged OK.
+        """
+        bank = self._require_bank()
+        patches = yield from self._embed_all(images, len(images), cancel)
+        radius = self.coverage_radius or 0.0
+        if self.calibration is not None:
+            radius = min(radius, 0.8 * self.calibration.image_threshold)
+        distances, _ = bank.nearest(patches)
+        chosen = []
+        while True:
+            check(cancel)
+            top = int(torch.argmax(distances))
+            if float(distances[top]) <= radius:
+                break
+            chosen.append(top)
+            to_new = torch.linalg.vector_norm(patches - patches[top], dim=1)
+            distances = torch.minimum(distances, to_new)
+        if chosen:
+            bank.add(patches[torch.tensor(chosen)].numpy())
+        self.training_patches += patches.shape[0]
+        yield Progress("add_normal", 1, 1, f"added {len(chosen)} patches; bank size {bank.size}")
+        return len(chosen)

@@ -1,0 +1,1 @@
+"""Use cases composed from engine, data and store. No Qt; long jobs are generators yielding Progress."""

@@ -1,0 +1,34 @@
+"""The embedded demo line: generated parts, a model trained on them, evaluated, overlays written."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+
+from anomalyapp.core.types import Progress
+from anomalyapp.data.datasets import discover_dataset
+from anomalyapp.data.demo import generate_demo
+from anomalyapp.services.evaluation import evaluate
+from anomalyapp.services.inference import InferenceSession, predict_to_folder
+from anomalyapp.services.training import TrainRequest, train
+
+
+def demo_dataset(root: Path) -> Path:
+    return generate_demo(Path(root) / "data" / "demo_line", seed=0)
+
+
+def run_demo(root: Path, detector: str = "patchcore", weights: str | None = None) -> Generator[Progress, None, dict]:
+    """Generate (or reuse) the demo data, train, evaluate on its test split, write overlays."""
+    root = Path(root)
+    yield Progress("demo", 0, None, f"demo data in {root / 'data'}")
+    data = demo_dataset(root)
+    model_path = root / "models" / f"demo-{detector}"
+    yield from train(TrainRequest(data=data, detector=detector, out=model_path, weights=weights, epochs=15))
+    session = InferenceSession(model_path, device="auto", weights=weights)
+    metrics = yield from evaluate(session, data)
+    out = root / "predictions"
+    folders = sorted({str(item.path.parent) for item in discover_dataset(data).test})
+    for item in predict_to_folder(session, folders, out):
+        if isinstance(item, Progress):
+            yield item
+    return {"model": model_path, "metrics": metrics, "predictions": out, "data": data}

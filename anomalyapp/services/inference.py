@@ -1,0 +1,143 @@
+"""Inference use cases: a loaded model scoring images, folders, and writing results with overlays."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from anomalyapp.core.cancel import CancelToken, check
+from anomalyapp.core.errors import DataError, ImageReadError
+from anomalyapp.core.types import Prediction, Progress
+from anomalyapp.data.images import is_image_file, list_images, load_image, save_image
+from anomalyapp.services import rendering
+from anomalyapp.services.training import resolve_device
+
+
+@dataclass
+class ImageResult:
+    path: Path
+    prediction: Prediction | None
+    error: ImageReadError | None = None
+    seconds: float = 0.0
+    pixels: object = None  # the stored pixels, kept only when the caller asks for them
+
+    @property
+    def ok(self) -> bool:
+        return self.prediction is not None
+
+
+class InferenceSession:
+    """A model loaded once, then asked about one image after another. Thread-confined: one per worker."""
+
+    def __init__(self, model_path: str | os.PathLike, *, device: str = "auto", weights: str | None = None):
+        from anomalyapp.engine.bundle import load_model
+
+        self.model_path = Path(model_path)
+        self.device = resolve_device(device)
+        self.detector, self.manifest = load_model(self.model_path, weights=weights, device=self.device)
+
+    @property
+    def calibration(self):
+        return self.detector.calibration
+
+    def predict_pixels(self, pixels) -> Prediction:
+        """Score an image already in memory (gray or RGB array, any supported type)."""
+        import numpy as np
+
+        rgb = np.repeat(pixels[:, :, None], 3, axis=2) if pixels.ndim == 2 else pixels
+        return self.detector.predict(rgb)
+
+    def predict_path(self, path: str | os.PathLike, keep_pixels: bool = False) -> ImageResult:
+        started = time.perf_counter()
+        try:
+            image = load_image(path)
+        except ImageReadError as error:
+            return ImageResult(Path(path), None, error)
+        prediction = self.detector.predict(image.to_rgb())
+        return ImageResult(
+            Path(path), prediction, None, time.perf_counter() - started, image.pixels if keep_pixels else None
+        )
+
+    def predict_paths(
+        self, paths: list[Path], cancel: CancelToken | None = None, keep_pixels: bool = False
+    ) -> Generator[ImageResult, None, None]:
+        for path in paths:
+            check(cancel)
+            yield self.predict_path(path, keep_pixels)
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files and folders (non-recursive) -> image paths in order; a missing input is a ``DataError``."""
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            paths.extend(list_images(path))
+        elif path.is_file():
+            if not is_image_file(path):
+                raise DataError(f"{path} is not an image file (png, jpg, bmp, tif)")
+            paths.append(path)
+        else:
+            raise DataError(f"input {path} does not exist")
+    if not paths:
+        raise DataError("no input images given")
+    return paths
+
+
+def _overlay_name(path: Path, used: set[str]) -> str:
+    name = f"{path.stem}_overlay.png"
+    counter = 1
+    while name in used:  # two inputs may share a stem (a.png, a.jpg or folders)
+        counter += 1
+        name = f"{path.stem}_{counter}_overlay.png"
+    used.add(name)
+    return name
+
+
+def predict_to_folder(
+    session: InferenceSession,
+    inputs: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike | None,
+    cancel: CancelToken | None = None,
+) -> Generator[Progress | ImageResult, None, dict]:
+    """Score every input; with ``out_dir``, write ``results.csv`` and one overlay PNG per image.
+
+    Yields each ``ImageResult`` as it comes and a ``Progress`` after it; returns a summary. The CSV is
+    written once at the end, atomically, so an interrupted run never leaves a partial table.
+    """
+    paths = expand_inputs(inputs)
+    out = Path(out_dir) if out_dir else None
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    rows, used, counts = [], set(), {"OK": 0, "NG": 0, "error": 0}
+    for index, result in enumerate(session.predict_paths(paths, cancel, keep_pixels=out is not None)):
+        if result.ok:
+            verdict = result.prediction.verdict
+            rows.append([str(result.path), f"{result.prediction.score:.6f}", verdict, f"{result.prediction.raw_score:.6f}", ""])
+            if out is not None:
+                picture = rendering.overlay(result.pixels, result.prediction.anomaly_map)
+                save_image(out / _overlay_name(result.path, used), picture)
+                result.pixels = None
+        else:
+            verdict = "error"
+            rows.append([str(result.path), "", "error", "", result.error.reason])
+        counts[verdict] += 1
+        yield result
+        yield Progress("predict", index + 1, len(paths), f"{result.path.name}: {verdict}")
+    if out is not None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["path", "score", "verdict", "raw_score", "error"])
+        writer.writerows(rows)
+        tmp = out / ".results.csv.tmp"
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
+        os.replace(tmp, out / "results.csv")
+    return {"images": len(paths), **counts, "out": str(out) if out else None}

@@ -1,0 +1,218 @@
+"""Training use case: data folder -> fitted, calibrated, saved model. One generator for CLI and GUI."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from anomalyapp.core.cancel import CancelToken, check
+from anomalyapp.core.config import AutoencoderConfig, CalibrationConfig, PatchCoreConfig
+from anomalyapp.core.errors import DataError, ImageReadError
+from anomalyapp.core.types import Progress
+from anomalyapp.data.datasets import discover_dataset
+from anomalyapp.data.images import list_images, load_image
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DataError("device cuda was asked for, but no CUDA GPU is available")
+    if device not in ("cpu", "cuda"):
+        raise DataError(f"unknown device {device!r}; choose auto, cpu or cuda")
+    return device
+
+
+@dataclass
+class TrainRequest:
+    data: Path
+    detector: str = "patchcore"
+    out: Path | None = None
+    backbone: str | None = None
+    weights: str | None = None  # a file, "random", or None to search the usual places
+    allow_download: bool = False
+    image_size: int | None = None
+    coreset_ratio: float | None = None
+    max_bank_size: int | None = None
+    index: str | None = None
+    epochs: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    defects: Path | None = None  # optional folder of known defective images: offers an F1-optimal threshold
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    detector: str
+    device: str
+    train_images: int
+    calibration_images: int
+    skipped: list[ImageReadError]
+    fit_seconds: float
+    total_seconds: float
+    summary: dict
+
+
+def build_config(request: TrainRequest) -> PatchCoreConfig | AutoencoderConfig:
+    if request.detector == "patchcore":
+        config = PatchCoreConfig(seed=request.seed)
+        overrides = {"coreset_ratio": request.coreset_ratio, "max_bank_size": request.max_bank_size, "index": request.index}
+    elif request.detector == "autoencoder":
+        config = AutoencoderConfig(seed=request.seed)
+        overrides = {"epochs": request.epochs}
+    else:
+        raise DataError(f"unknown detector {request.detector!r}; choose patchcore or autoencoder")
+    overrides |= {"backbone": request.backbone, "image_size": request.image_size}
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    if config.image_size < 32 or config.image_size > 2048:
+        raise DataError(f"image size {config.image_size} is out of range (32 to 2048)")
+    if request.detector == "patchcore" and not 0 < config.coreset_ratio <= 1:
+        raise DataError(f"coreset ratio {config.coreset_ratio} must be in (0, 1]")
+    if request.detector == "autoencoder" and config.epochs < 1:
+        raise DataError(f"epochs must be at least 1, not {config.epochs}")
+    return config
+
+
+def split_holdout(paths: list[Path], config: CalibrationConfig, seed: int) -> tuple[list[Path], list[Path]]:
+    """Seeded split of good images into (fit, held out for calibration)."""
+    if len(paths) < config.min_holdout + 1:
+        raise DataError(
+            f"at least {config.min_holdout + 1} good images are needed ({config.min_holdout} are held out to set "
+            f"the threshold); found {len(paths)}"
+        )
+    count = max(config.min_holdout, int(round(len(paths) * config.holdout_fraction)))
+    count = min(count, len(paths) - 1)
+    order = np.random.default_rng(seed).permutation(len(paths))
+    held = sorted(paths[i] for i in order[:count])
+    fit = sorted(paths[i] for i in order[count:])
+    return fit, held
+
+
+def fingerprint(paths: list[Path]) -> str:
+    """sha256 over the names and contents of the training files: which images made this model."""
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: p.name):
+        digest.update(path.name.encode())
+        try:
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        except OSError:
+            digest.update(b"unreadable")
+    return digest.hexdigest()
+
+
+def iter_pixels(paths: list[Path], skipped: list[ImageReadError]) -> Iterator[np.ndarray]:
+    """RGB arrays of the readable images; unreadable ones are recorded in ``skipped`` and passed over."""
+    for path in paths:
+        try:
+            yield load_image(path).to_rgb()
+        except ImageReadError as error:
+            skipped.append(error)
+
+
+def score_images(detector, paths: list[Path], skipped: list[ImageReadError], cancel) -> tuple[list[float], list[float]]:
+    """Raw scores and anomaly-map maxima of images, one at a time (batch 1 keeps memory flat)."""
+    scores, maxima = [], []
+    for pixels in iter_pixels(paths, skipped):
+        check(cancel)
+        raw, maps = detector.raw_predict([pixels])
+        scores.append(float(raw[0]))
+        maxima.append(float(maps[0].max()))
+    return scores, maxima
+
+
+def default_model_path(data: Path, detector: str) -> Path:
+    return Path("models") / f"{data.resolve().name}-{detector}"
+
+
+def train(request: TrainRequest, cancel: CancelToken | None = None) -> Generator[Progress, None, TrainResult]:
+    """Fit, calibrate and save a model; yields progress and warnings, returns a ``TrainResult``."""
+    from anomalyapp.engine.bundle import save_model
+    from anomalyapp.engine.calibration import calibrate
+    from anomalyapp.engine.detector import build_detector
+    from anomalyapp.engine.features import resolve_weights
+
+    started = time.perf_counter()
+    config = build_config(request)
+    device = resolve_device(request.device)
+    resolved = resolve_weights(config.backbone, request.weights, request.allow_download)
+    dataset = discover_dataset(request.data)
+    if not dataset.train_good:
+        raise DataError(f"no good training images in {request.data}")
+    if dataset.validation_good:
+        fit_paths, calibration_paths = dataset.train_good, dataset.validation_good
+        source = f"validation folder ({len(calibration_paths)} images)"
+    else:
+        fit_paths, calibration_paths = split_holdout(dataset.train_good, request.calibration, request.seed)
+        source = f"{len(calibration_paths)} of {len(dataset.train_good)} good images held out"
+    defect_paths = list_images(request.defects) if request.defects else []
+
+    yield Progress("setup", 0, None, f"backbone {config.backbone} ({resolved.source}) on {device}")
+    detector, weights_sha = build_detector(request.detector, config, resolved, device)
+
+    skipped: list[ImageReadError] = []
+    reported = 0
+    fit_started = time.perf_counter()
+    for progress in detector.fit(iter_pixels(fit_paths, skipped), len(fit_paths), cancel):
+        while reported < len(skipped):
+            yield Progress("warning", reported, None, f"skipped {skipped[reported]}")
+            reported += 1
+        yield progress
+    fit_seconds = time.perf_counter() - fit_started
+    fitted_count = len(fit_paths) - len(skipped)
+
+    yield Progress("calibrate", 0, len(calibration_paths), "scoring held-out good images")
+    before = len(skipped)
+    good_scores, good_maxima = score_images(detector, calibration_paths, skipped, cancel)
+    defect_scores, _ = score_images(detector, defect_paths, skipped, cancel)
+    for error in skipped[before:]:
+        yield Progress("warning", 0, None, f"skipped {error}")
+    if not good_scores:
+        raise DataError("none of the held-out good images could be read; the threshold cannot be set")
+    detector.calibration = calibrate(
+        good_scores, good_maxima, sigmas=request.calibration.sigmas, source=source, defect_scores=defect_scores
+    )
+    check(cancel)
+
+    out = request.out or default_model_path(request.data, request.detector)
+    backbone = {
+        "name": config.backbone,
+        "source": resolved.source,
+        "path": str(resolved.path) if resolved.path else None,
+        "file": resolved.path.name if resolved.path else None,
+        "weights_sha256": weights_sha,
+    }
+    training_set = {
+        "root": str(Path(request.data).resolve()),
+        "layout": dataset.layout,
+        "fit_images": fitted_count,
+        "calibration_images": len(good_scores),
+        "skipped": [str(e) for e in skipped],
+        "fingerprint": fingerprint(fit_paths + calibration_paths),
+    }
+    path = save_model(detector, out, backbone=backbone, training_set=training_set, extra={"device_trained": device})
+    summary = {"threshold_raw": detector.calibration.image_threshold, "calibration": source}
+    if hasattr(detector, "bank"):
+        summary |= {"bank_size": detector.bank.size, "training_patches": detector.training_patches}
+    if getattr(detector, "loss_history", None):
+        summary |= {"final_loss": detector.loss_history[-1]}
+    yield Progress("save", 1, 1, f"saved {path}")
+    return TrainResult(
+        model_path=path,
+        detector=request.detector,
+        device=device,
+        train_images=fitted_count,
+        calibration_images=len(good_scores),
+        skipped=skipped,
+        fit_seconds=fit_seconds,
+        total_seconds=time.perf_counter() - started,
+        summary=summary,
+    )

@@ -1,0 +1,106 @@
+"""The CLI as the team's checks call it: exit codes, one-line errors, files written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from anomalyapp.cli.main import main
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "anomalyapp", *map(str, args)], capture_output=True, text=True)
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(error_lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in error_lines[0]
+
+
+def test_predict_writes_results_and_overlays(patchcore_model, demo_line, tmp_path):
+    out = tmp_path / "out"
+    code = main(["predict", str(patchcore_model), str(demo_line / "test" / "good"), str(demo_line / "test" / "scratch"),
+                 "--out", str(out)])
+    assert code == 0
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 8
+    assert {row["verdict"] for row in rows} <= {"OK", "NG"}
+    scratches = [row for row in rows if "scratch" in row["path"]]
+    assert all(row["verdict"] == "NG" for row in scratches)
+    assert len(list(out.glob("*_overlay.png"))) == 8
+
+
+def test_evaluate_writes_all_metric_keys(patchcore_model, demo_line, tmp_path):
+    target = tmp_path / "metrics.json"
+    assert main(["evaluate", str(patchcore_model), str(demo_line), "--json", str(target)]) == 0
+    metrics = json.loads(target.read_text())
+    for key in ("image_auroc", "pixel_auroc", "aupro", "f1_max", "precision", "recall", "accuracy",
+                "confusion_matrix", "threshold"):
+        assert key in metrics
+    assert metrics["image_auroc"] >= 0.9
+    assert sum(map(sum, metrics["confusion_matrix"])) == 12
+
+
+def test_train_skips_an_unreadable_image_and_names_it(demo_line, tmp_path, capsys):
+    data = tmp_path / "good"
+    shutil.copytree(demo_line / "train" / "good", data)
+    (data / "broken.png").write_bytes(b"\x89PNG not really")
+    code = main(["train", str(data), "--out", str(tmp_path / "m"), "--image-size", "96", "--device", "cpu"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "broken.png" in captured.err and "not a decodable image" in captured.err
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert any("broken.png" in entry for entry in manifest["training_set"]["skipped"])
+
+
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["train", "{tmp}/missing"], ["does not exist"]),
+        (["train", "{tmp}/empty"], ["no images"]),
+        (["train", "{tmp}/one"], ["at least 3 good images"]),
+        (["predict", "{tmp}/nomodel", "{tmp}/one"], ["does not exist"]),
+        (["evaluate", "{tmp}/nomodel", "{tmp}/one"], ["does not exist"]),
+        (["train", "{tmp}/one", "--backbone", "resnet18"], ["resnet18-f37072fd.pth"]),
+        (["train", "{tmp}/one", "--weights", "{tmp}/nofile.pth"], ["nofile.pth does not exist"]),
+        (["train", "{tmp}/one", "--coreset-ratio", "1.5"], ["coreset ratio"]),
+    ],
+)
+def test_bad_input_gives_one_clear_line_and_exit_2(args, fragments, tmp_path, demo_line):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "one").mkdir()
+    shutil.copy(next((demo_line / "train" / "good").iterdir()), tmp_path / "one" / "a.png")
+    result = run_cli(*[a.format(tmp=tmp_path) for a in args])
+    assert_clean_error(result, *fragments)
+
+
+def test_predict_on_corrupt_image_reports_it_and_goes_on(patchcore_model, demo_line, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(next((demo_line / "test" / "good").iterdir()), folder / "good.png")
+    (folder / "zero.jpg").write_bytes(b"")
+    result = run_cli("predict", patchcore_model, folder, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "zero.jpg" in result.stderr and "empty file" in result.stderr
+    rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert [row["verdict"] for row in rows] == ["OK", "error"]
+
+
+def test_usage_error_exit_code():
+    result = run_cli("train")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0 and "anomalyapp" in result.stdout

@@ -1,0 +1,114 @@
+"""Both detectors fitted on the demo line: they separate defects, add_normal works, AE is deterministic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anomalyapp.core.cancel import CancelToken, Cancelled
+from anomalyapp.core.config import AutoencoderConfig, PatchCoreConfig
+from anomalyapp.data.datasets import discover_dataset
+from anomalyapp.data.images import load_image
+from anomalyapp.engine.detector import build_detector
+from anomalyapp.engine.features import resolve_weights
+from anomalyapp.engine.metrics import auroc
+
+
+def _run(job):
+    try:
+        while True:
+            next(job)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _fitted(kind, config, data):
+    detector, _ = build_detector(kind, config, resolve_weights(config.backbone), "cpu")
+    images = [load_image(p).to_rgb() for p in discover_dataset(data).train_good]
+    _run(detector.fit(iter(images), len(images)))
+    return detector
+
+
+def _test_scores(detector, data):
+    dataset = discover_dataset(data)
+    labels = [int(item.is_anomalous) for item in dataset.test]
+    scores = [detector.raw_predict([load_image(item.path).to_rgb()])[0][0] for item in dataset.test]
+    return np.array(labels), np.array(scores)
+
+
+@pytest.fixture(scope="module")
+def patchcore(demo_line):
+    return _fitted("patchcore", PatchCoreConfig(image_size=128), demo_line)
+
+
+def test_patchcore_separates_defects(patchcore, demo_line):
+    labels, scores = _test_scores(patchcore, demo_line)
+    assert auroc(labels, scores) >= 0.9
+    assert patchcore.bank.size == round(patchcore.training_patches * 0.1)
+
+
+def test_patchcore_map_marks_the_defect(patchcore, demo_line):
+    from anomalyapp.data.datasets import load_mask
+
+    item = next(i for i in discover_dataset(demo_line).test if i.is_anomalous)
+    _, maps = patchcore.raw_predict([load_image(item.path).to_rgb()])
+    mask = load_mask(item.mask_path, maps[0].shape)
+    assert maps[0][mask].mean() > maps[0][~mask].mean() * 1.3
+
+
+def test_add_normal_lowers_the_score_of_an_added_image(demo_line):
+    detector = _fitted("patchcore", PatchCoreConfig(image_size=128), demo_line)
+    item = next(i for i in discover_dataset(demo_line).test if i.is_anomalous)
+    image = load_image(item.path).to_rgb()
+    before = detector.raw_predict([image])[0][0]
+    size_before = detector.bank.size
+    added = _run(detector.add_normal([image]))
+    after = detector.raw_predict([image])[0][0]
+    assert added > 0 and detector.bank.size == size_before + added
+    assert after < before
+    assert after <= detector.coverage_radius + 1e-4
+
+
+def test_patchcore_fit_cancel_raises(demo_line):
+    config = PatchCoreConfig(image_size=128)
+    detector, _ = build_detector("patchcore", config, resolve_weights(config.backbone), "cpu")
+    images = [load_image(p).to_rgb() for p in discover_dataset(demo_line).train_good]
+    token = CancelToken()
+    job = detector.fit(iter(images), len(images), token)
+    next(job)
+    token.cancel()
+    with pytest.raises(Cancelled):
+        _run(job)
+    assert detector.bank is None
+
+
+def test_autoencoder_separates_defects_and_is_deterministic(demo_line):
+    config = AutoencoderConfig(image_size=128, epochs=6)
+    first = _fitted("autoencoder", config, demo_line)
+    second = _fitted("autoencoder", config, demo_line)
+    labels, scores = _test_scores(first, demo_line)
+    assert auroc(labels, scores) >= 0.85
+    assert first.loss_history == second.loss_history
+    for a, b in zip(first.autoencoder.state_dict().values(), second.autoencoder.state_dict().values()):
+        assert np.array_equal(a.numpy(), b.numpy())
+    assert first.loss_history[-1] < first.loss_history[0]
+
+
+def test_autoencoder_latent_from_explained_variance():
+    import torch
+
+    from anomalyapp.engine.autoencoder import latent_from_variance
+
+    generator = torch.Generator().manual_seed(0)
+    basis = torch.randn(3, 20, generator=generator)
+    vectors = torch.randn(5000, 3, generator=generator) @ basis + 0.01 * torch.randn(5000, 20, generator=generator)
+    assert latent_from_variance(vectors, 0.9) <= 3
+
+
+def test_autoencoder_fine_tune_lowers_the_error_of_new_images(demo_line):
+    detector = _fitted("autoencoder", AutoencoderConfig(image_size=128, epochs=6), demo_line)
+    item = next(i for i in discover_dataset(demo_line).test if i.is_anomalous)
+    image = load_image(item.path).to_rgb()
+    before = detector.raw_predict([image])[0][0]
+    _run(detector.fine_tune([image], epochs=10))
+    assert detector.raw_predict([image])[0][0] < before

@@ -1,0 +1,163 @@
+"""Model folders: no pickle, exact reload in a fresh process, atomic saves, clear errors on damage."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from anomalyapp.core.cancel import CancelToken, Cancelled
+from anomalyapp.core.errors import ModelFileError
+from anomalyapp.engine.bundle import FORMAT_VERSION, load_model, read_manifest
+from anomalyapp.services.inference import InferenceSession
+from anomalyapp.services.training import TrainRequest, train
+
+SCORE_SCRIPT = """
+import json, sys
+from anomalyapp.services.inference import InferenceSession
+session = InferenceSession(sys.argv[1], device="cpu")
+out = []
+for path in sys.argv[2:]:
+    result = session.predict_path(path)
+    out.append([result.prediction.raw_score, float(result.prediction.anomaly_map.sum())])
+print(json.dumps(out))
+"""
+
+
+def _test_paths(data: Path) -> list[str]:
+    from anomalyapp.data.datasets import discover_dataset
+
+    return [str(item.path) for item in discover_dataset(data).test[::3]]
+
+
+@pytest.mark.parametrize("model_fixture", ["patchcore_model", "autoencoder_model"])
+def test_reload_in_fresh_process_gives_identical_scores(model_fixture, demo_line, request):
+    model = request.getfixturevalue(model_fixture)
+    paths = _test_paths(demo_line)
+    session = InferenceSession(model, device="cpu")
+    here = []
+    for path in paths:
+        prediction = session.predict_path(path).prediction
+        here.append([prediction.raw_score, float(prediction.anomaly_map.sum())])
+    output = subprocess.run([sys.executable, "-c", SCORE_SCRIPT, str(model), *paths], capture_output=True,
+                            text=True, check=True)
+    assert json.loads(output.stdout) == here  # bit-identical: JSON floats round-trip exactly
+
+
+def test_manifest_describes_the_model(patchcore_model):
+    manifest = read_manifest(patchcore_model)
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert manifest["detector"] == "patchcore"
+    assert manifest["backbone"]["name"] == "efficientnet_lite0" and len(manifest["backbone"]["weights_sha256"]) == 64
+    assert manifest["config"]["layers"] == ["layer2", "layer3"]
+    assert manifest["calibration"]["image_threshold"] > 0
+    assert len(manifest["training_set"]["fingerprint"]) == 64
+    assert set(manifest["files"]) == {"index.faiss"}
+    files = {p.name for p in Path(patchcore_model).iterdir()}
+    assert files == {"manifest.json", "index.faiss"}
+    assert not any(name.endswith((".pkl", ".pt", ".pth", ".ckpt")) for name in files)
+
+
+def _copy(model: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    target = tmp_path / "copy"
+    shutil.copytree(model, target)
+    return target
+
+
+def test_truncated_index_is_reported(patchcore_model, tmp_path):
+    model = _copy(patchcore_model, tmp_path)
+    index = model / "index.faiss"
+    index.write_bytes(index.read_bytes()[:100])
+    with pytest.raises(ModelFileError, match="index.faiss is truncated or has been changed"):
+        load_model(model)
+
+
+def test_truncated_tensors_are_reported(autoencoder_model, tmp_path):
+    model = _copy(autoencoder_model, tmp_path)
+    tensors = model / "tensors.safetensors"
+    tensors.write_bytes(tensors.read_bytes()[:-10])
+    with pytest.raises(ModelFileError, match="tensors.safetensors is truncated"):
+        load_model(model)
+
+
+def test_garbled_manifest_is_reported(patchcore_model, tmp_path):
+    model = _copy(patchcore_model, tmp_path)
+    (model / "manifest.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelFileError, match="manifest .* is damaged"):
+        load_model(model)
+
+
+def test_newer_format_is_reported(patchcore_model, tmp_path):
+    model = _copy(patchcore_model, tmp_path)
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest["format_version"] = FORMAT_VERSION + 1
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match="newer anomalyapp"):
+        load_model(model)
+
+
+def test_foreign_and_missing_folders_are_reported(tmp_path):
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "manifest.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ModelFileError, match="not an anomalyapp model"):
+        load_model(tmp_path / "foreign")
+    with pytest.raises(ModelFileError, match="does not exist"):
+        load_model(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelFileError, match="manifest.json is missing"):
+        load_model(tmp_path / "empty")
+
+
+def test_different_backbone_weights_are_refused(patchcore_model, tmp_path):
+    model = _copy(patchcore_model, tmp_path)
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest["backbone"]["weights_sha256"] = "0" * 64
+    manifest["backbone"]["path"] = None
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(Exception, match="differ from those"):
+        load_model(model)
+
+
+def test_cancelled_training_leaves_nothing_behind(demo_line, tmp_path):
+    token = CancelToken()
+    out = tmp_path / "models" / "cancelled"
+    job = train(TrainRequest(data=demo_line, out=out, image_size=96, device="cpu"), token)
+    with pytest.raises(Cancelled):
+        for progress in job:
+            if progress.stage == "coreset":
+                token.cancel()
+    assert not (tmp_path / "models").exists() or list((tmp_path / "models").iterdir()) == []
+
+
+def test_cancel_during_training_keeps_previous_model(demo_line, patchcore_model, tmp_path):
+    import shutil
+
+    out = tmp_path / "model"
+    shutil.copytree(patchcore_model, out)
+    before = sorted((p.name, p.read_bytes()) for p in out.iterdir())
+    token = CancelToken()
+    job = train(TrainRequest(data=demo_line, out=out, image_size=96, device="cpu"), token)
+    with pytest.raises(Cancelled):
+        for progress in job:
+            if progress.stage == "features":
+                token.cancel()
+    assert sorted((p.name, p.read_bytes()) for p in out.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_failed_save_leaves_no_partial_folder(demo_line, tmp_path, monkeypatch):
+    import anomalyapp.engine.bundle as bundle
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bundle, "_fsync", full_disk)
+    with pytest.raises(ModelFileError, match="No space left on device"):
+        for _ in train(TrainRequest(data=demo_line, out=tmp_path / "m", image_size=96, device="cpu")):
+            pass
+    assert list(tmp_path.iterdir()) == []

@@ -32,3 +32,17 @@ def run_demo(root: Path, detector: str = "patchcore", weights: str | None = None
         if isinstance(item, Progress):
             yield item
     return {"model": model_path, "metrics": metrics, "predictions": out, "data": data}
+
+
+def self_test_data(root: Path) -> tuple[Path, Path]:
+    """A tiny generated line and one synthetic scratched part: (folder of good images, probe image)."""
+    import numpy as np
+
+    from anomalyapp.data.demo import make_defect_image
+    from anomalyapp.data.images import save_image
+
+    data = generate_demo(Path(root) / "line", n_train=8, n_test_good=2, n_test_per_defect=2, size=96)
+    image, _ = make_defect_image(np.random.default_rng(7), 96, "scratch")
+    probe = Path(root) / "probe.png"
+    save_image(probe, image)
+    return data / "train" / "good", probe

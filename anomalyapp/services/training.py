@@ -216,3 +216,72 @@ def train(request: TrainRequest, cancel: CancelToken | None = None) -> Generator
         total_seconds=time.perf_counter() - started,
         summary=summary,
     )
+
+
+@dataclass
+class Estimate:
+    images: int
+    seconds: float
+    bank_size: int | None
+    memory_mb: float
+    per_image_ms: float
+
+    def describe(self) -> str:
+        bank = f", memory bank {self.bank_size:,} patches" if self.bank_size else ""
+        minutes, seconds = divmod(max(1, round(self.seconds)), 60)
+        duration = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+        return f"{self.images} images: about {duration}, {self.memory_mb:,.0f} MB{bank}"
+
+
+def estimate(request: TrainRequest, sample: int = 3) -> Estimate:
+    """Time and memory of a training, measured on a few images before committing to the whole run.
+
+    Feature extraction is timed on ``sample`` images; the coreset costs about one pass over all patches per
+    selected patch, timed here as one matrix-vector product; the autoencoder's epochs are costed from the
+    number of feature vectors. Memory is that of the patch (or feature) table, which dominates.
+    """
+    from anomalyapp.engine.detector import build_detector
+    from anomalyapp.engine.features import resolve_weights
+
+    config = build_config(request)
+    device = resolve_device(request.device)
+    dataset = discover_dataset(request.data)
+    paths = dataset.train_good
+    skipped: list[ImageReadError] = []
+    images = list(iter_pixels(paths[:sample], skipped))
+    if not images:
+        raise DataError(f"none of the first {sample} images in {request.data} could be read")
+    detector, _ = build_detector(request.detector, config, resolve_weights(config.backbone, request.weights), device)
+    import torch
+
+    embed = detector.embed if request.detector == "patchcore" else detector.regional_features
+    embed(images[:1])  # warm-up: first calls pay for allocations
+    started = time.perf_counter()
+    features = embed(images)
+    per_image = (time.perf_counter() - started) / len(images)
+    count = len(paths)
+    if request.detector == "patchcore":
+        per_image_patches = features.shape[1] * features.shape[2]
+        dim = features.shape[3]
+        total_patches = per_image_patches * count
+        bank = detector.bank_size_for(total_patches)
+        table = torch.randn(total_patches, min(dim, config.coreset_projection_dim))
+        norms = (table * table).sum(1)
+        nearest = torch.full((total_patches,), float("inf"))
+
+        def coreset_step():  # the work of one greedy step, as in engine.sampling
+            torch.minimum(nearest, norms - 2 * (table @ table[0]), out=nearest)
+            torch.argmax(nearest)
+
+        coreset_step()
+        started = time.perf_counter()
+        for _ in range(20):
+            coreset_step()
+        coreset_seconds = (time.perf_counter() - started) / 20 * bank
+        seconds = per_image * count * 1.2 + coreset_seconds
+        memory = total_patches * dim * 4 * 2 / 2**20
+        return Estimate(count, seconds, bank, memory, per_image * 1000)
+    vectors = features.shape[2] * features.shape[3] * count
+    channels = features.shape[1]
+    seconds = per_image * count * 1.2 + config.epochs * vectors * channels * 2.5e-8
+    return Estimate(count, seconds, None, vectors * channels * 4 * 2 / 2**20, per_image * 1000)

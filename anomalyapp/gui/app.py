@@ -1,0 +1,158 @@
+"""The desktop application: QApplication set-up, error handling, ``--demo`` and ``--self-test``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+log = logging.getLogger("anomalyapp")
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="anomalyapp", description="anomalyapp desktop window")
+    parser.add_argument("--project", type=Path, help="open this project folder")
+    parser.add_argument("--demo", action="store_true", help="open the demo line (trains it first if needed)")
+    parser.add_argument("--self-test", action="store_true", help="start, run a synthetic image through a model, exit")
+    return parser.parse_args(argv)
+
+
+def _ensure_streams() -> None:
+    """A windowed (no console) packaged build has no stdout/stderr; writes to None would crash."""
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")
+
+
+def create_application(argv: list[str] | None = None):
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    import pyqtgraph as pg
+
+    app = QApplication.instance() or QApplication(argv or [sys.argv[0]])
+    QCoreApplication.setOrganizationName("anomalyapp")
+    QCoreApplication.setApplicationName("anomalyapp")
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+    from anomalyapp.core.paths import resources_dir
+
+    icon = resources_dir() / "icons" / "anomalyapp.svg"
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
+    from anomalyapp.gui.workers import cancel_all_and_wait
+
+    app.aboutToQuit.connect(lambda: cancel_all_and_wait(5000))
+    return app
+
+
+def _install_excepthook(window_getter) -> None:
+    """An unexpected error shows a dialog (and the log gets the traceback); the window stays up."""
+
+    def hook(kind, value, tb):
+        log.error("unexpected error:\n%s", "".join(traceback.format_exception(kind, value, tb)))
+        window = window_getter()
+        if window is not None:
+            window.show_error("Unexpected error", f"{kind.__name__}: {value}")
+
+    sys.excepthook = hook
+
+
+def main(argv: list[str] | None = None) -> int:
+    _ensure_streams()
+    args = _parse(list(argv or []))
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    app = create_application()
+    if args.self_test:
+        return self_test(app)
+    from anomalyapp.core.errors import AppError
+    from anomalyapp.gui.main_window import MainWindow
+    from anomalyapp.services import project as projects
+
+    window = MainWindow()
+    _install_excepthook(lambda: window)
+    window.show()
+    try:
+        if args.project:
+            window.open_project(args.project)
+        elif args.demo:
+            window.set_project(projects.demo_project())
+            window.auto_start()
+        else:
+            recent = projects.recent_projects()
+            if recent:
+                window.open_project(recent[0])
+            else:
+                window.set_project(projects.demo_project())
+    except AppError as error:
+        window.show_error("Start", str(error))
+    return app.exec()
+
+
+def self_test(app, timeout_s: float = 180.0) -> int:
+    """Start the real window, train a small model on a generated line, score a synthetic defect, exit.
+
+    Prints one line per step; exit code 0 only when an image went through the model and its verdict and
+    anomaly map reached the window.
+    """
+    from PySide6.QtCore import QEventLoop, QSettings, QTimer
+
+    from anomalyapp.gui.main_window import MainWindow
+    from anomalyapp.services import project as projects
+    from anomalyapp.services.demo import self_test_data
+
+    def say(message: str) -> None:
+        print(f"self-test: {message}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="anomalyapp-selftest-") as tmp:
+        root = Path(tmp)
+        os.environ.setdefault("ANOMALYAPP_CONFIG_DIR", str(root / "config"))
+        settings = QSettings(str(root / "window.ini"), QSettings.Format.IniFormat)
+        good_folder, probe = self_test_data(root)
+        window = MainWindow(settings)
+        window.show()
+        project = projects.create_project(root / "project", "self-test", good_folder)
+        project.training.image_size = 96
+        window.set_project(project)
+        outcome: dict = {}
+        loop = QEventLoop()
+
+        def finish(key, value):
+            outcome[key] = value
+            loop.quit()
+
+        window.trainer.failed.connect(lambda message: finish("error", f"training failed: {message}"))
+        window.inspection.model_failed.connect(lambda message: finish("error", f"model failed: {message}"))
+        window.inspection.model_loaded.connect(lambda manifest: finish("model", manifest))
+        QTimer.singleShot(int(timeout_s * 1000), lambda: finish("error", "timed out"))
+        started = time.monotonic()
+        window.training_panel.image_size.setValue(96)
+        window.start_training()
+        loop.exec()
+        if "error" in outcome:
+            say(outcome["error"])
+            return 1
+        say(f"trained and loaded a model in {time.monotonic() - started:.1f} s")
+
+        window.inspection.result_ready.connect(lambda row: finish("row", row))
+        window.inspect([str(probe)])
+        loop.exec()
+        row = outcome.get("row")
+        if row is None or row.score is None:
+            say(outcome.get("error", "the synthetic image was not scored"))
+            return 1
+        QTimer.singleShot(500, loop.quit)
+        loop.exec()
+        shown = window.viewer.has_image() if hasattr(window.viewer, "has_image") else True
+        say(f"synthetic scratch scored {row.score:.3f} ({'NG' if row.score >= 0.5 else 'OK'}); shown: {shown}")
+        window.close()
+        return 0 if shown else 1

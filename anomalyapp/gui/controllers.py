@@ -1,0 +1,304 @@
+"""Controllers: one per use case. They start jobs, hold the loaded model, and update view state.
+
+Widgets never call these directly; the main window wires widget intent signals to controller slots and
+controller signals back to widget setters.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+from anomalyapp.core.errors import AppError
+from anomalyapp.gui.workers import Job, start_job
+from anomalyapp.gui.widgets.results_table import ResultRow
+
+THUMBNAIL_SIZE = 64
+CACHE_SIZE = 24  # full-size images and maps kept for instant re-display
+
+
+def to_qimage(rgb: np.ndarray) -> QImage:
+    """An HxWx3 uint8 array -> a QImage that owns a copy of the pixels."""
+    rgb = np.ascontiguousarray(rgb)
+    h, w = rgb.shape[:2]
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+def thumbnail_of(pixels: np.ndarray) -> np.ndarray:
+    from anomalyapp.services.rendering import display_rgb
+
+    h, w = pixels.shape[:2]
+    scale = THUMBNAIL_SIZE / max(h, w)
+    small = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return display_rgb(small)
+
+
+class TrainingController(QObject):
+    started = Signal()
+    progress = Signal(object)
+    finished = Signal(str)  # message for the log
+    model_ready = Signal(object)  # Path of the new model
+    failed = Signal(str)
+    estimate_ready = Signal(str)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.job: Job | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def _request(self, project, values: dict):
+        from anomalyapp.services.training import TrainRequest
+
+        if not project.good_folder:
+            raise AppError("choose the folder of good images first")
+        return TrainRequest(
+            data=Path(project.good_folder),
+            detector=values["detector"],
+            backbone=values["backbone"],
+            image_size=values["image_size"],
+            coreset_ratio=values["coreset_ratio"] if values["detector"] == "patchcore" else None,
+            epochs=values["epochs"] if values["detector"] == "autoencoder" else None,
+            device=project.training.device,
+            out=project.new_model_path(),
+        )
+
+    def start(self, project, values: dict) -> None:
+        from anomalyapp.services.training import train
+
+        if self.running:
+            return
+        try:
+            request = self._request(project, values)
+        except AppError as error:
+            self.failed.emit(str(error))
+            return
+        started = time.monotonic()
+
+        def succeeded(result):
+            project.current_model = result.model_path.name
+            project.save()
+            self.finished.emit(
+                f"trained {result.detector} on {result.train_images} images in {time.monotonic() - started:.1f} s "
+                f"({result.device}); threshold from {result.calibration_images} held-out good images"
+            )
+            self.model_ready.emit(result.model_path)
+
+        self.job = start_job(
+            "training",
+            lambda token: train(request, token),
+            self,
+            progress=self.progress.emit,
+            succeeded=succeeded,
+            failed=self._failed,
+            cancelled=lambda: self.finished.emit("training cancelled; the previous model is unchanged"),
+        )
+        self.started.emit()
+
+    def _failed(self, message: str) -> None:
+        self.finished.emit("training failed; the previous model is unchanged")
+        self.failed.emit(message)
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def estimate(self, project, values: dict) -> None:
+        from anomalyapp.services.training import estimate
+
+        try:
+            request = self._request(project, values)
+        except AppError as error:
+            self.failed.emit(str(error))
+            return
+        start_job(
+            "estimate",
+            lambda token: _as_generator(lambda: estimate(request)),
+            self,
+            succeeded=lambda result: self.estimate_ready.emit(result.describe()),
+            failed=self.failed.emit,
+        )
+
+
+def _as_generator(function):
+    """Run a plain function as a job: a generator that yields nothing and returns its value."""
+    return function()
+    yield  # noqa: unreachable, makes this a generator
+
+
+class InspectionController(QObject):
+    """Holds the loaded model; scores queued images one by one in a background job."""
+
+    model_loaded = Signal(object)  # the model's manifest dict
+    model_failed = Signal(str)
+    result_ready = Signal(object)  # ResultRow
+    display_ready = Signal(object, object, str)  # pixels, normalised map (or None), title
+    latency = Signal(float)  # ms per image
+    busy_changed = Signal(bool)
+    error = Signal(str)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.session = None
+        self.session_lock = threading.Lock()
+        self._queue: collections.deque[Path] = collections.deque()
+        self._queue_lock = threading.Lock()
+        self._job: Job | None = None
+        self._cache: collections.OrderedDict[str, tuple] = collections.OrderedDict()
+        self.model_path: Path | None = None
+
+    # ----------------------------------------------------------------------------------- model
+    def load_model(self, path: Path) -> None:
+        from anomalyapp.services.inference import InferenceSession
+
+        def load(token):
+            session = InferenceSession(path)
+            yield
+            return session
+
+        def loaded(session):
+            with self.session_lock:
+                self.session = session
+            self.model_path = Path(path)
+            self._cache.clear()
+            self.model_loaded.emit(session.manifest)
+            self._kick()
+
+        start_job("loading the model", load, self, succeeded=loaded, failed=self.model_failed.emit)
+
+    @property
+    def calibration(self):
+        return self.session.calibration if self.session else None
+
+    @property
+    def device(self) -> str:
+        return self.session.device if self.session else "cpu"
+
+    # -------------------------------------------------------------------------------- inspection
+    def inspect(self, paths: list[Path]) -> None:
+        with self._queue_lock:
+            self._queue.extend(paths)
+        self._kick()
+
+    def pending(self) -> int:
+        with self._queue_lock:
+            return len(self._queue)
+
+    def stop(self) -> None:
+        with self._queue_lock:
+            self._queue.clear()
+        if self._job is not None:
+            self._job.cancel()
+
+    def _kick(self) -> None:
+        if self.session is None or (self._job is not None and self._job.running) or not self.pending():
+            return
+        self.busy_changed.emit(True)
+        self._job = start_job(
+            "inspection", self._run_queue, self, item=self._on_item, failed=self.error.emit, ended=self._ended
+        )
+
+    def _ended(self) -> None:
+        self.busy_changed.emit(False)
+        if self.pending():
+            self._kick()
+
+    def _run_queue(self, token):
+        while not token.cancelled:
+            with self._queue_lock:
+                if not self._queue:
+                    return
+                path = self._queue.popleft()
+            with self.session_lock:
+                result = self.session.predict_path(path, keep_pixels=True)
+            thumb = thumbnail_of(result.pixels) if result.ok else None
+            yield result, thumb
+
+    def _on_item(self, item) -> None:
+        result, thumb = item
+        if result.ok:
+            prediction = result.prediction
+            self._remember(str(result.path), result.pixels, prediction.anomaly_map)
+            row = ResultRow(
+                path=result.path,
+                score=prediction.score,
+                raw_score=prediction.raw_score,
+                thumbnail=to_qimage(thumb),
+                latency_ms=result.seconds * 1000,
+            )
+            self.latency.emit(result.seconds * 1000)
+        else:
+            row = ResultRow(path=result.path, score=None, raw_score=None, error=result.error.reason)
+        self.result_ready.emit(row)
+
+    def _remember(self, key: str, pixels, normalised_map) -> None:
+        self._cache[key] = (pixels, normalised_map)
+        self._cache.move_to_end(key)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    def show(self, path: Path) -> None:
+        """Display an inspected image with its map; re-scores it in the background if not cached."""
+        key = str(path)
+        if key in self._cache:
+            pixels, normalised_map = self._cache[key]
+            self._cache.move_to_end(key)
+            self.display_ready.emit(pixels, normalised_map, Path(path).name)
+            return
+        if self.session is None:
+            return
+
+        def rescore(token):
+            with self.session_lock:
+                result = self.session.predict_path(path, keep_pixels=True)
+            yield
+            return result
+
+        def shown(result):
+            if result.ok:
+                self._remember(key, result.pixels, result.prediction.anomaly_map)
+                self.display_ready.emit(result.pixels, result.prediction.anomaly_map, Path(path).name)
+            else:
+                self.error.emit(str(result.error))
+
+        start_job("showing an image", rescore, self, succeeded=shown, failed=self.error.emit)
+
+    def predict_frame(self, pixels: np.ndarray):
+        """Score one camera frame; called from the camera job's thread."""
+        with self.session_lock:
+            if self.session is None:
+                return None
+            return self.session.predict_pixels(pixels)
+
+
+class EvaluationController(QObject):
+    progress = Signal(object)
+    finished = Signal(object)  # the metrics dict
+    failed = Signal(str)
+
+    def __init__(self, inspection: InspectionController, parent: QObject | None = None):
+        super().__init__(parent)
+        self.inspection = inspection
+
+    def evaluate(self, folder: Path) -> None:
+        from anomalyapp.services.evaluation import evaluate
+
+        if self.inspection.session is None:
+            self.failed.emit("train or open a model first")
+            return
+
+        def run(token):
+            with self.inspection.session_lock:
+                return (yield from evaluate(self.inspection.session, folder, token))
+
+        start_job("evaluation", run, self, progress=self.progress.emit, succeeded=self.finished.emit,
+                  failed=self.failed.emit)

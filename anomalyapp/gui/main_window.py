@@ -1,0 +1,425 @@
+"""The main window: the composition root. It builds the widgets and controllers and wires them; no logic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QDialog,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from anomalyapp import __version__
+from anomalyapp.core.errors import AppError
+from anomalyapp.gui.camera_controller import CameraController
+from anomalyapp.gui.controllers import EvaluationController, InspectionController, TrainingController
+from anomalyapp.gui.widgets.camera_panel import CameraPanel
+from anomalyapp.gui.widgets.evaluation_plots import EvaluationPlots
+from anomalyapp.gui.widgets.image_viewer import ImageViewer
+from anomalyapp.gui.widgets.results_table import ResultsPanel, Verdicts
+from anomalyapp.gui.widgets.threshold_panel import ThresholdPanel
+from anomalyapp.gui.widgets.training_panel import TrainingPanel
+from anomalyapp.services import project as projects
+
+SETTINGS_VERSION = 1
+_GEOMETRY_KEY = f"window/v{SETTINGS_VERSION}/geometry"
+_STATE_KEY = f"window/v{SETTINGS_VERSION}/state"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: QSettings | None = None):
+        super().__init__()
+        self.setWindowTitle("anomalyapp")
+        self.setObjectName("main_window")
+        self.setAcceptDrops(True)
+        self.settings = settings or QSettings()
+        self.project: projects.Project | None = None
+
+        self.viewer = ImageViewer()
+        self.setCentralWidget(self.viewer)
+        self.training_panel = TrainingPanel()
+        self.camera_panel = CameraPanel()
+        self.results_panel = ResultsPanel()
+        self.threshold_panel = ThresholdPanel()
+
+        self.trainer = TrainingController(self)
+        self.inspection = InspectionController(self)
+        self.evaluation = EvaluationController(self.inspection, self)
+        self.camera = CameraController(self.inspection, self)
+
+        self.left_tabs = QTabWidget()
+        self.left_tabs.setObjectName("left_tabs")
+        self.left_tabs.addTab(self.training_panel, "Project && training")
+        self.left_tabs.addTab(self.camera_panel, "Camera")
+        self.setup_dock = self._dock("Setup", self.left_tabs, Qt.DockWidgetArea.LeftDockWidgetArea, "setup_dock")
+        self.results_dock = self._dock("Results", self.results_panel, Qt.DockWidgetArea.RightDockWidgetArea, "results_dock")
+        self.threshold_dock = self._dock(
+            "Threshold", self.threshold_panel, Qt.DockWidgetArea.BottomDockWidgetArea, "threshold_dock"
+        )
+
+        self.device_label = QLabel("device: —")
+        self.model_label = QLabel("no model")
+        self.latency_label = QLabel("")
+        for label, name in ((self.device_label, "device_label"), (self.model_label, "model_label"),
+                            (self.latency_label, "latency_label")):
+            label.setObjectName(name)
+            self.statusBar().addPermanentWidget(label)
+
+        self._build_actions()
+        self._wire()
+        self._restore_state()
+        self._show_device()
+
+    # ---------------------------------------------------------------------------------- building
+    def _dock(self, title: str, widget: QWidget, area, name: str) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "", name: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        tip_text = tip or text.replace("…", "").replace("&", "")
+        if shortcut:
+            tip_text += f" ({QKeySequence(shortcut).toString()})"
+        action.setToolTip(tip_text)
+        action.setStatusTip(tip_text)
+        action.triggered.connect(slot)
+        action.setObjectName(name)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        a = self._action
+        self.new_project_action = a("&New project…", self.new_project, QKeySequence.StandardKey.New, name="new_project_action")
+        self.open_project_action = a("&Open project…", self.open_project_dialog, QKeySequence.StandardKey.Open, name="open_project_action")
+        self.inspect_folder_action = a("Inspect &folder…", self.inspect_folder_dialog, "Ctrl+I", "Score every image in a folder", name="inspect_folder_action")
+        self.inspect_files_action = a("Inspect fi&les…", self.inspect_files_dialog, "Ctrl+Shift+I", name="inspect_files_action")
+        self.train_action = a("&Train", self.start_training, "Ctrl+T", "Train on the good images", name="train_action")
+        self.cancel_action = a("&Cancel", self.cancel_work, "Esc", "Cancel training or inspection", name="cancel_action")
+        self.evaluate_action = a("&Evaluate…", self.evaluate_dialog, "Ctrl+E", "Metrics on a folder with ground truth (MVTec layout)", name="evaluate_action")
+        self.next_action = a("Next image", self.results_panel.select_next, "N", name="next_action")
+        self.previous_action = a("Previous image", self.results_panel.select_previous, "P", name="previous_action")
+        self.mark_ok_action = a("Mark OK (good)", lambda: self.label_current("OK"), "G", name="mark_ok_action")
+        self.mark_ng_action = a("Mark NG (defect)", lambda: self.label_current("NG"), "B", name="mark_ng_action")
+        self.zoom_in_action = a("Zoom in", lambda: self.viewer.zoom(1.25), QKeySequence.StandardKey.ZoomIn, name="zoom_in_action")
+        self.zoom_out_action = a("Zoom out", lambda: self.viewer.zoom(0.8), QKeySequence.StandardKey.ZoomOut, name="zoom_out_action")
+        self.quit_action = a("&Quit", self.close, QKeySequence.StandardKey.Quit, name="quit_action")
+
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&Project")
+        file_menu.addActions([self.new_project_action, self.open_project_action])
+        self.recent_menu = QMenu("Open &recent", self)
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file_menu.addMenu(self.recent_menu)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        inspect_menu = menu.addMenu("&Inspect")
+        inspect_menu.addActions([self.inspect_folder_action, self.inspect_files_action, self.evaluate_action])
+        inspect_menu.addSeparator()
+        inspect_menu.addActions([self.next_action, self.previous_action, self.mark_ok_action, self.mark_ng_action])
+        model_menu = menu.addMenu("&Model")
+        model_menu.addActions([self.train_action, self.cancel_action])
+        view_menu = menu.addMenu("&View")
+        view_menu.addActions([self.zoom_in_action, self.zoom_out_action])
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(self._action("&Keyboard shortcuts", self._show_shortcuts, name="shortcuts_action"))
+        help_menu.addAction(self._action("&About", self._about, name="about_action"))
+
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("main_toolbar")
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        toolbar.addActions([self.new_project_action, self.open_project_action])
+        toolbar.addSeparator()
+        toolbar.addActions([self.train_action, self.cancel_action])
+        toolbar.addSeparator()
+        toolbar.addActions([self.inspect_folder_action, self.inspect_files_action, self.evaluate_action])
+
+    def _wire(self) -> None:
+        panel = self.training_panel
+        panel.train_requested.connect(self.start_training)
+        panel.cancel_requested.connect(self.trainer.cancel)
+        panel.estimate_requested.connect(self._estimate)
+        panel.good_folder_changed.connect(self._good_folder_changed)
+        self.trainer.started.connect(lambda: panel.set_running(True))
+        self.trainer.progress.connect(panel.show_progress)
+        self.trainer.finished.connect(panel.finish)
+        self.trainer.failed.connect(lambda message: self.show_error("Training", message))
+        self.trainer.estimate_ready.connect(panel.estimate_label.setText)
+        self.trainer.model_ready.connect(self.inspection.load_model)
+
+        self.inspection.model_loaded.connect(self._model_loaded)
+        self.inspection.model_failed.connect(lambda message: self.show_error("Model", message))
+        self.inspection.result_ready.connect(self._result_ready)
+        self.inspection.display_ready.connect(self._display)
+        self.inspection.latency.connect(lambda ms: self.latency_label.setText(f"{ms:.0f} ms/image"))
+        self.inspection.error.connect(lambda message: self.show_error("Inspection", message))
+        self.inspection.busy_changed.connect(self._busy_changed)
+
+        self.results_panel.current_changed.connect(self._current_changed)
+        self.threshold_panel.verdicts_changed.connect(self._verdicts_changed)
+        self.viewer.hover_changed.connect(lambda text: self.statusBar().showMessage(text))
+
+        self.evaluation.progress.connect(lambda p: self.statusBar().showMessage(p.message))
+        self.evaluation.finished.connect(self._show_evaluation)
+        self.evaluation.failed.connect(lambda message: self.show_error("Evaluation", message))
+
+        self.camera.attach(self.camera_panel, self.viewer)
+        self.camera.error.connect(lambda message: self.show_error("Camera", message))
+
+    # ---------------------------------------------------------------------------------- projects
+    def set_project(self, project: projects.Project) -> None:
+        self.project = project
+        self.setWindowTitle(f"{project.name} — anomalyapp")
+        self.training_panel.set_project(project.name, project.good_folder)
+        self.training_panel.set_settings(project.training)
+        self.camera.captures_dir = project.captures_dir
+        self.results_panel.model().clear()
+        self.viewer.clear()
+        self.threshold_panel.set_threshold(project.threshold)
+        self.threshold_panel.set_uncertain(project.uncertain_low)
+        if project.model_path is not None:
+            self.inspection.load_model(project.model_path)
+        else:
+            self.model_label.setText("no model yet: train on the good images")
+
+    def new_project(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the new project")
+        if not folder:
+            return
+        good = QFileDialog.getExistingDirectory(self, "Folder of good images", folder)
+        try:
+            self.set_project(projects.create_project(folder, good_folder=good or None))
+        except AppError as error:
+            self.show_error("New project", str(error))
+
+    def open_project_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open project")
+        if folder:
+            self.open_project(folder)
+
+    def open_project(self, folder) -> None:
+        try:
+            self.set_project(projects.open_project(folder))
+        except AppError as error:
+            self.show_error("Open project", str(error))
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in projects.recent_projects():
+            self.recent_menu.addAction(str(path), lambda p=path: self.open_project(p))
+        if self.recent_menu.isEmpty():
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def _good_folder_changed(self, folder: str) -> None:
+        if self.project is not None:
+            self.project.good_folder = folder or None
+            self._save_project()
+
+    def _save_project(self) -> None:
+        try:
+            self.project.save()
+        except AppError as error:
+            self.show_error("Project", str(error))
+
+    # ---------------------------------------------------------------------------------- training
+    def start_training(self) -> None:
+        if self.project is None:
+            self.show_error("Training", "create or open a project first (Project → New project)")
+            return
+        values = self.training_panel.settings_values()
+        for key, value in values.items():
+            setattr(self.project.training, key, value)
+        self._save_project()
+        self.trainer.start(self.project, values)
+
+    def _estimate(self) -> None:
+        if self.project is not None:
+            self.training_panel.estimate_label.setText("measuring on a few images…")
+            self.trainer.estimate(self.project, self.training_panel.settings_values())
+
+    def cancel_work(self) -> None:
+        self.trainer.cancel()
+        self.inspection.stop()
+
+    def _model_loaded(self, manifest: dict) -> None:
+        calibration = manifest["calibration"]
+        scale = 0.5 / calibration["image_threshold"]
+        self.threshold_panel.set_reference_scores(
+            [s * scale for s in calibration["good_scores"]], [s * scale for s in calibration.get("defect_scores", [])]
+        )
+        backbone = manifest["backbone"]["name"]
+        self.model_label.setText(f"model: {manifest['detector']} / {backbone} ({manifest['created'][:16]})")
+        self._show_device()
+        self.statusBar().showMessage("model loaded; inspect a folder (Ctrl+I), drop images here, or start the camera", 8000)
+
+    def _show_device(self) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            self.device_label.setText(f"device: CUDA ({torch.cuda.get_device_name(0)})")
+        else:
+            self.device_label.setText(f"device: CPU ({torch.get_num_threads()} threads)")
+
+    # -------------------------------------------------------------------------------- inspection
+    def inspect_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Inspect folder")
+        if folder:
+            self.inspect([folder])
+
+    def inspect_files_dialog(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(
+            self, "Inspect images", "", "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.PNG *.JPG *.JPEG *.BMP *.TIF *.TIFF)"
+        )
+        if files:
+            self.inspect(files)
+
+    def inspect(self, inputs) -> None:
+        from anomalyapp.services.inference import expand_inputs
+
+        if self.inspection.session is None:
+            self.show_error("Inspection", "there is no model yet: train one first (Ctrl+T)")
+            return
+        try:
+            paths = expand_inputs(inputs)
+        except AppError as error:
+            self.show_error("Inspection", str(error))
+            return
+        self.inspection.inspect(paths)
+
+    def _result_ready(self, row) -> None:
+        index = self.results_panel.model().add_result(row)
+        if row.score is not None:
+            self.threshold_panel.set_result_scores(self.results_panel.model().scores())
+        if index == 0:
+            self.results_panel.select_source_row(0)
+
+    def _busy_changed(self, busy: bool) -> None:
+        if busy:
+            self.statusBar().showMessage("inspecting…")
+        else:
+            counts = self.results_panel.model().counts()
+            self.statusBar().showMessage(
+                f"done: {counts['OK']} OK, {counts['NG']} NG, {counts['Review']} to review, {counts['Error']} unreadable", 10000
+            )
+
+    def _current_changed(self, row) -> None:
+        if row is None or row.score is None:
+            if row is not None:
+                self.viewer.clear()
+                self.statusBar().showMessage(f"{row.path.name}: {row.error}")
+            return
+        self.inspection.show(row.path)
+
+    def _display(self, pixels, normalised_map, title: str) -> None:
+        self.viewer.set_image(pixels, title)
+        self.viewer.set_anomaly_map(normalised_map)
+
+    def _verdicts_changed(self, verdicts: Verdicts) -> None:
+        self.results_panel.model().set_verdicts(verdicts)
+        self.viewer.set_threshold_level(verdicts.threshold)
+        self.camera.verdicts = verdicts
+        if self.project is not None:
+            self.project.threshold = verdicts.threshold
+            self.project.uncertain_low = verdicts.uncertain_low
+            self._save_project()
+
+    def label_current(self, label: str) -> None:
+        row_index = self.results_panel.current_source_row()
+        if row_index is not None:
+            self.results_panel.model().set_label(row_index, label)
+            self.results_panel.select_next()
+
+    # -------------------------------------------------------------------------------- evaluation
+    def evaluate_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder with test/ and ground_truth/ (MVTec layout)")
+        if folder:
+            self.evaluation.evaluate(Path(folder))
+
+    def _show_evaluation(self, result: dict) -> None:
+        dialog = QDialog(self)
+        dialog.setObjectName("evaluation_dialog")
+        dialog.setWindowTitle(f"Evaluation — {Path(result['data']).name}")
+        plots = EvaluationPlots()
+        plots.show_evaluation(result)
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(plots)
+        dialog.resize(1100, 650)
+        self.evaluation_dialog = dialog
+        dialog.show()
+
+    # ------------------------------------------------------------------------------ drag and drop
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            self.inspect(paths)
+
+    # ------------------------------------------------------------------------------------ misc
+    def show_error(self, title: str, message: str) -> None:
+        self.statusBar().showMessage(f"{title}: {message}", 15000)
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
+        box.setObjectName("error_dialog")
+        box.open()
+        self.last_error = message
+
+    def _show_shortcuts(self) -> None:
+        lines = [f"{a.shortcut().toString():>14}   {a.text().replace('&', '')}" for a in self.actions() if not a.shortcut().isEmpty()]
+        QMessageBox.information(self, "Keyboard shortcuts", "\n".join(lines))
+
+    def _about(self) -> None:
+        QMessageBox.about(self, "About anomalyapp", f"anomalyapp {__version__}\nOffline visual inspection trained on good images only.")
+
+    def _restore_state(self) -> None:
+        geometry = self.settings.value(_GEOMETRY_KEY)
+        state = self.settings.value(_STATE_KEY)
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1500, 950)
+        if state is not None:
+            self.restoreState(state)
+        else:
+            # First start: the image gets the most room; the threshold strip stays short.
+            self.resizeDocks([self.setup_dock, self.results_dock], [360, 430], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.threshold_dock], [250], Qt.Orientation.Vertical)
+
+    def closeEvent(self, event) -> None:
+        self.settings.setValue(_GEOMETRY_KEY, self.saveGeometry())
+        self.settings.setValue(_STATE_KEY, self.saveState())
+        self.camera.stop()
+        self.trainer.cancel()
+        self.inspection.stop()
+        super().closeEvent(event)
+
+    def auto_start(self) -> None:
+        """For the demo: train when there is no model, then inspect the demo's test images."""
+        if self.project is None:
+            return
+        test_folder = Path(self.project.good_folder).parent.parent / "test" if self.project.good_folder else None
+
+        def inspect_demo(*_):
+            if test_folder is not None and test_folder.is_dir():
+                folders = [str(p) for p in sorted(test_folder.iterdir()) if p.is_dir()]
+                QTimer.singleShot(0, lambda: self.inspect(folders))
+
+        self.inspection.model_loaded.connect(inspect_demo, Qt.ConnectionType.SingleShotConnection)
+        if self.project.model_path is None:
+            self.start_training()

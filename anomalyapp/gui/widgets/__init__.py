@@ -1,0 +1,1 @@
+"""Thin Qt widgets that show view-model state and emit intent signals."""

@@ -1,0 +1,274 @@
+"""Evaluation results: score histogram by class, ROC curve and a metrics table.
+
+The widget only displays the dict returned by the evaluation service (``services.evaluation.evaluate``);
+the one computation it does, the ROC curve for plotting, is ``roc_points`` below (numpy only, since the
+GUI may import services and core but not the engine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QFont, QPalette
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
+
+from anomalyapp.gui.widgets.threshold_panel import (
+    DEFECT_COLOUR,
+    GOOD_COLOUR,
+    THRESHOLD_COLOUR,
+    with_alpha,
+    style_plot,
+)
+
+__all__ = ["EvaluationPlots", "roc_points", "roc_auc", "METRIC_ROWS"]
+
+NOT_AVAILABLE = "n/a"
+
+#: (label, result key, kind) for the metrics table, in display order.
+METRIC_ROWS = (
+    ("Image AUROC", "image_auroc", "ratio"),
+    ("Pixel AUROC", "pixel_auroc", "ratio"),
+    ("AUPRO @ 0.3 FPR", "aupro", "ratio"),
+    ("F1-max", "f1_max", "ratio"),
+    ("Threshold", "threshold", "ratio"),
+    ("Precision", "precision", "ratio"),
+    ("Recall", "recall", "ratio"),
+    ("Accuracy", "accuracy", "ratio"),
+    ("F1", "f1", "ratio"),
+    ("TN (good passed)", ("confusion_matrix", 0, 0), "count"),
+    ("FP (good rejected)", ("confusion_matrix", 0, 1), "count"),
+    ("FN (defect passed)", ("confusion_matrix", 1, 0), "count"),
+    ("TP (defect rejected)", ("confusion_matrix", 1, 1), "count"),
+)
+
+
+def roc_points(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray):
+    """ROC curve for plotting: (fpr, tpr, thresholds), one point per distinct score plus (0, 0) at +inf.
+
+    ``labels`` are 1/True for anomalous; a sample is predicted anomalous when its score is >= threshold.
+    Raises ValueError when the inputs differ in length or only one class is present.
+    """
+    y = np.asarray(labels).astype(bool).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if y.size != s.size:
+        raise ValueError(f"got {y.size} labels but {s.size} scores")
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("the ROC curve needs both normal and anomalous samples")
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # last index of each distinct score
+    tp = np.cumsum(y)[last_of_tie]
+    fp = (last_of_tie + 1) - tp
+    fpr = np.r_[0.0, fp / n_neg]
+    tpr = np.r_[0.0, tp / n_pos]
+    return fpr, tpr, np.r_[np.inf, s[last_of_tie]]
+
+
+def roc_auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """Area under a ROC curve by the trapezoid rule."""
+    fpr, tpr = np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2.0)
+
+
+def _lookup(result: dict, key):
+    if isinstance(key, tuple):
+        value = result.get(key[0])
+        try:
+            for i in key[1:]:
+                value = value[i]
+        except (TypeError, IndexError, KeyError):
+            return None
+        return value
+    return result.get(key)
+
+
+def _format(value, kind: str) -> str:
+    if value is None:
+        return NOT_AVAILABLE
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return NOT_AVAILABLE
+    if not np.isfinite(number):
+        return NOT_AVAILABLE
+    return f"{int(number)}" if kind == "count" else f"{number:.3f}"
+
+
+class EvaluationPlots(QWidget):
+    """Score histogram by class, ROC curve and metrics table for one evaluation result.
+
+    Object names: ``evaluation_histogram``, ``roc_plot``, ``metrics_table``.
+    """
+
+    BINS = 40
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        text = self.palette().color(QPalette.ColorRole.Text)
+
+        self.histogram = pg.PlotWidget()
+        self.histogram.setObjectName("evaluation_histogram")
+        style_plot(self.histogram)
+        self.histogram.setTitle("Scores by class")
+        self.histogram.setLabel("bottom", "Score (normalised)")
+        self.histogram.setLabel("left", "% of class")
+        legend = self.histogram.addLegend(offset=(-8, 8), labelTextColor=text)
+        legend.setBrush(pg.mkBrush(with_alpha(self.palette().color(QPalette.ColorRole.Base), 200)))
+        self._good_item = pg.PlotDataItem(
+            stepMode="center", fillLevel=0, pen=pg.mkPen(GOOD_COLOUR, width=1.5),
+            brush=pg.mkBrush(with_alpha(GOOD_COLOUR, 90)), name="Good",
+        )
+        self._defect_item = pg.PlotDataItem(
+            stepMode="center", fillLevel=0, pen=pg.mkPen(DEFECT_COLOUR, width=1.5),
+            brush=pg.mkBrush(with_alpha(DEFECT_COLOUR, 90)), name="Defective",
+        )
+        self.histogram.addItem(self._good_item)
+        self.histogram.addItem(self._defect_item)
+        self._legend = legend
+        self._threshold_line = pg.InfiniteLine(
+            pos=0.5, angle=90, movable=False, pen=pg.mkPen(THRESHOLD_COLOUR, width=2, style=Qt.PenStyle.DashLine),
+            label="threshold {value:.2f}",
+            labelOpts={"position": 0.93, "color": "#ffffff", "fill": with_alpha(THRESHOLD_COLOUR, 230),
+                       "anchors": [(0, 0.5), (0, 0.5)]},
+        )
+        self.histogram.addItem(self._threshold_line, ignoreBounds=True)
+
+        self.roc = pg.PlotWidget()
+        self.roc.setObjectName("roc_plot")
+        style_plot(self.roc)
+        self.roc.setLabel("bottom", "False positive rate")
+        self.roc.setLabel("left", "True positive rate")
+        self.roc.setXRange(0, 1, padding=0.05)
+        self.roc.setYRange(0, 1, padding=0.05)
+        ticks = [[(v, f"{v:.1f}") for v in np.linspace(0.0, 1.0, 6)]]
+        self.roc.getAxis("bottom").setTicks(ticks)
+        self.roc.getAxis("left").setTicks(ticks)
+        diagonal = QColor(text)
+        diagonal.setAlpha(110)
+        self.roc.plot([0, 1], [0, 1], pen=pg.mkPen(diagonal, width=1, style=Qt.PenStyle.DashLine))
+        self._roc_item = self.roc.plot([], [], pen=pg.mkPen(THRESHOLD_COLOUR, width=2.5),
+                                       fillLevel=0, brush=pg.mkBrush(with_alpha(THRESHOLD_COLOUR, 40)))
+        self._operating_point = pg.ScatterPlotItem(
+            size=10, pen=pg.mkPen(text, width=1.5), brush=pg.mkBrush(DEFECT_COLOUR)
+        )
+        self._operating_point.setToolTip("Operating point at the threshold")
+        self.roc.addItem(self._operating_point)
+
+        self.metrics_table = QTableWidget(len(METRIC_ROWS), 2)
+        self.metrics_table.setObjectName("metrics_table")
+        self.metrics_table.setHorizontalHeaderLabels(["Metric", "Value"])
+        self.metrics_table.verticalHeader().hide()
+        self.metrics_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.metrics_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.metrics_table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.metrics_table.setAlternatingRowColors(True)
+        self.metrics_table.setShowGrid(False)
+        header = self.metrics_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setHighlightSections(False)
+        bold = QFont(self.metrics_table.font())
+        bold.setBold(True)
+        for row, (label, _key, _kind) in enumerate(METRIC_ROWS):
+            name = QTableWidgetItem(label)
+            value = QTableWidgetItem(NOT_AVAILABLE)
+            value.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            value.setFont(bold)
+            self.metrics_table.setItem(row, 0, name)
+            self.metrics_table.setItem(row, 1, value)
+        self.metrics_table.resizeRowsToContents()
+        self.metrics_table.setMinimumWidth(230)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.histogram)
+        splitter.addWidget(self.roc)
+        splitter.addWidget(self.metrics_table)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        splitter.setStretchFactor(2, 0)
+        splitter.setChildrenCollapsible(False)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+        self.clear()
+
+    # -- API -------------------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Empty plots and n/a everywhere."""
+        for row in range(len(METRIC_ROWS)):
+            self.metrics_table.item(row, 1).setText(NOT_AVAILABLE)
+        self._good_item.setData([], [])
+        self._defect_item.setData([], [])
+        self._roc_item.setData([], [])
+        self._operating_point.setData([], [])
+        self._threshold_line.setValue(0.5)
+        self.roc.setTitle("ROC")
+
+    def show_evaluation(self, result: dict) -> None:
+        """Show an evaluation result dict (see ``services.evaluation.evaluate``); None values show "n/a"."""
+        self.clear()
+        for row, (_label, key, kind) in enumerate(METRIC_ROWS):
+            self.metrics_table.item(row, 1).setText(_format(_lookup(result, key), kind))
+
+        threshold = result.get("threshold")
+        threshold = 0.5 if threshold is None else float(threshold)
+        labels, scores = [], []
+        for item in result.get("per_image") or ():
+            score = item.get("score")
+            if score is None or not np.isfinite(score):
+                continue
+            labels.append(item.get("defect_type", "good") != "good")
+            scores.append(float(score))
+        labels_arr = np.asarray(labels, dtype=bool)
+        scores_arr = np.asarray(scores, dtype=np.float64)
+        self._show_histogram(labels_arr, scores_arr, threshold)
+        self._show_roc(labels_arr, scores_arr, threshold, result.get("image_auroc"))
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _show_histogram(self, labels: np.ndarray, scores: np.ndarray, threshold: float) -> None:
+        xmax = max(1.5, 1.1 * float(scores.max()) if scores.size else 0.0, 1.1 * threshold)
+        edges = np.linspace(0.0, xmax, self.BINS + 1)
+        self._legend.clear()
+        peak = 0.0
+        for item, values, name in (
+            (self._good_item, scores[~labels], "Good"),
+            (self._defect_item, scores[labels], "Defective"),
+        ):
+            if values.size:
+                counts, _ = np.histogram(values, bins=edges)
+                percent = counts * (100.0 / values.size)
+                peak = max(peak, float(percent.max()))
+                item.setData(edges, percent)
+                self._legend.addItem(item, f"{name} ({values.size})")
+        self._threshold_line.setValue(threshold)
+        self.histogram.setXRange(0.0, xmax, padding=0.03)
+        self.histogram.setYRange(0.0, peak * 1.15 if peak else 100.0, padding=0)
+
+    def _show_roc(self, labels: np.ndarray, scores: np.ndarray, threshold: float, auroc) -> None:
+        try:
+            fpr, tpr, thresholds = roc_points(labels, scores)
+        except ValueError:
+            self.roc.setTitle(f"ROC (AUROC {_format(auroc, 'ratio')})")
+            return
+        if auroc is None:
+            auroc = roc_auc(fpr, tpr)
+        self._roc_item.setData(fpr, tpr)
+        # the operating point: the last curve point whose threshold is still >= the model's threshold
+        i = int(np.count_nonzero(thresholds >= threshold)) - 1
+        self._operating_point.setData([fpr[i]], [tpr[i]])
+        self.roc.setTitle(f"ROC (AUROC {_format(auroc, 'ratio')})")

@@ -1,0 +1,639 @@
+"""The inspection viewer: an image with its anomaly heat map, region outlines and a fixed colour scale.
+
+One pyqtgraph ``ViewBox`` (aspect locked, y down) holds two ``ImageItem``s: the base image and the heat map
+stretched over it with ``setRect`` (the map may have a lower resolution than the image, same aspect).
+Wheel zoom and drag pan are the ViewBox's own. The widget is thin: it shows what it is given and reads
+nothing from disk.
+
+Choices worth knowing:
+
+* Both items get ``axisOrder="row-major"`` themselves, so the viewer is right whatever the process-wide
+  pyqtgraph option says (``gui/app.py`` sets it too).
+* The heat map has fixed levels (0, 1): the model threshold sits at 0.5 for every image, so colours compare
+  across images. Values above 1 take the top colour. Pixels below a small floor (``FLOOR_FRACTION`` of the
+  threshold level) are transparent through the alpha channel of the lookup table rather than by writing
+  NaN into a copy of the map: pyqtgraph locates NaN pixels with ``nonzero()`` on every render, which it
+  expects to be rare, and on a clean map they are nearly all pixels (over a second per render at 1:1 on a
+  4096 px map). The effect on screen is the same.
+* The base image is not auto-downsampled by pyqtgraph: for 8-bit colour images its block mean runs about
+  eight seconds per zoom step on an 8000x6000 frame. The viewer instead keeps a lazily built pyramid of
+  halved images (OpenCV ``INTER_AREA``) and shows the level that matches the zoom, so zoomed-out views are
+  both fast and free of aliasing. The hover readout always reads the original array.
+* 16-bit and float images are shown through display levels taken from their 0.5th and 99.5th percentiles
+  (as ``services.rendering.display_rgb`` does), without converting the data; the readout shows raw values.
+* Outlines are traced on the map (at most 4096 px) and scaled to image coordinates; they go through the
+  centres of the boundary pixels of each region. Boxes are the regions' pixel-edge bounding rectangles.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QColor, QFontDatabase, QKeySequence, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import (
+    QFrame,
+    QGraphicsPathItem,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QSlider,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from anomalyapp.services.rendering import regions_above
+
+DEFAULT_THRESHOLD_LEVEL = 0.5
+FLOOR_FRACTION = 0.25  # heat-map values below FLOOR_FRACTION * threshold level are not drawn
+DEFAULT_OPACITY = 0.5
+BACKGROUND = "#1b1d21"
+_LUT_SIZE = 256
+_MIN_LEVEL_SIDE = 256  # the coarsest pyramid level keeps at least this many pixels on its long side
+
+
+class _OutlineItem(QGraphicsPathItem):
+    """A path in image coordinates drawn with cosmetic pens: a dark halo under a light line.
+
+    Cosmetic pens keep their width in screen pixels at any zoom, so the bounding rectangle is padded by the
+    halo width converted to item units (``set_pixel_size``); Qt's own padding assumes item units.
+    """
+
+    def __init__(self, pen: QPen, halo_pen: QPen) -> None:
+        super().__init__()
+        self.setPen(pen)
+        self._halo_pen = halo_pen
+        self._pad = 0.0
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+
+    def set_pixel_size(self, item_units_per_pixel: float) -> None:
+        pad = item_units_per_pixel * max(self.pen().widthF(), self._halo_pen.widthF())
+        if not math.isclose(pad, self._pad):
+            self.prepareGeometryChange()
+            self._pad = pad
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 (Qt override)
+        path = self.path()
+        if path.isEmpty():
+            return QRectF()
+        pad = self._pad
+        return path.controlPointRect().adjusted(-pad, -pad, pad, pad)
+
+    def shape(self) -> QPainterPath:
+        return self.path()
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        path = self.path()
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.setPen(self._halo_pen)
+        painter.drawPath(path)
+        painter.setPen(self.pen())
+        painter.drawPath(path)
+
+
+class _ElidedLabel(QLabel):
+    """A one-line label that shortens its text in the middle instead of widening the layout."""
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt override)
+        return QSize(0, super().minimumSizeHint().height())
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        painter = QPainter(self)
+        rect = self.contentsRect()
+        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideMiddle, rect.width())
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        painter.drawText(rect, int(self.alignment()), text)
+
+
+def _cosmetic_pen(colour: str, width: float, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> QPen:
+    pen = QPen(QColor(colour))
+    pen.setWidthF(width)
+    pen.setCosmetic(True)
+    pen.setStyle(style)
+    pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+    pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+    return pen
+
+
+def _display_levels(pixels: np.ndarray) -> tuple[float, float]:
+    """Levels that map an image to the screen: the full 8-bit range, else robust percentiles of a sample."""
+    if pixels.dtype == np.uint8:
+        return 0.0, 255.0
+    step = max(1, max(pixels.shape[:2]) // 1024)
+    sample = pixels[::step, ::step].astype(np.float32, copy=False)
+    low, high = (float(v) for v in np.nanpercentile(sample, (0.5, 99.5)))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return 0.0, 1.0
+    return (low, high) if high > low else (low, low + 1.0)
+
+
+def _format_value(value: np.ndarray | np.generic) -> str:
+    values = np.atleast_1d(value)
+    if values.dtype.kind in "fc":
+        return ", ".join(f"{float(v):.4g}" for v in values)
+    return ", ".join(str(int(v)) for v in values)
+
+
+class ImageViewer(QWidget):
+    """Shows one image, optionally with its normalised anomaly map (threshold at 0.5) on top.
+
+    Emits ``hover_changed(str)`` with a readout of the pixel under the cursor ("" off the image).
+    """
+
+    hover_changed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None, colormap: str = "turbo") -> None:
+        super().__init__(parent)
+        self._pixels: np.ndarray | None = None  # the caller's array, unchanged: the readout reads it
+        self._display: np.ndarray | None = None  # what the pyramid is built from (same pixels, a drawable dtype)
+        self._levels: tuple[float, float] = (0.0, 255.0)
+        self._pyramid: dict[int, np.ndarray] = {}
+        self._shown_level: int | None = None
+        self._map: np.ndarray | None = None
+        self._threshold_level = DEFAULT_THRESHOLD_LEVEL
+        self._overlay_on = True
+        self._outlines_on = True
+        self._boxes_on = False
+        self._last_scene_pos: QPointF | None = None
+        self._readout = ""
+        self._colormap = pg.colormap.get(colormap)
+
+        self._build_view()
+        self._build_controls()
+        self._build_shortcuts()
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self._toolbar)
+        layout.addWidget(self._graphics, 1)
+        layout.addWidget(self._status)
+
+        self._level_timer = QTimer(self)
+        self._level_timer.setSingleShot(True)
+        self._level_timer.setInterval(0)
+        self._level_timer.timeout.connect(self._update_base_level)
+        self._view_box.sigRangeChanged.connect(self._on_view_changed)
+        self._view_box.sigResized.connect(self._on_view_changed)
+
+        self.set_opacity(DEFAULT_OPACITY)
+        self._apply_threshold_level()
+        self._update_visibility()
+
+    # ----------------------------------------------------------------------------------------- building
+    def _build_view(self) -> None:
+        self._graphics = pg.GraphicsLayoutWidget()
+        self._graphics.setObjectName("image_view")
+        self._graphics.setBackground(BACKGROUND)
+        self._graphics.ci.layout.setContentsMargins(4, 4, 4, 4)
+        self._graphics.ci.layout.setHorizontalSpacing(6)
+        self._graphics.installEventFilter(self)
+
+        self._view_box = self._graphics.addViewBox(row=0, col=0, lockAspect=True, invertY=True, enableMenu=False)
+        self._view_box.disableAutoRange()
+        self._view_box.setDefaultPadding(0.02)
+
+        self._image_item = pg.ImageItem(axisOrder="row-major")
+        self._image_item.setBorder(pg.mkPen("#5f6368", width=1))
+        self._view_box.addItem(self._image_item)
+
+        self._heat_item = pg.ImageItem(axisOrder="row-major", autoDownsample=True)
+        self._heat_item.setZValue(10)
+        self._view_box.addItem(self._heat_item)
+
+        self._outline_item = _OutlineItem(_cosmetic_pen("#ffffff", 1.6), _cosmetic_pen("#000000", 3.6))
+        self._outline_item.setZValue(20)
+        self._view_box.addItem(self._outline_item, ignoreBounds=True)
+
+        dash = Qt.PenStyle.DashLine
+        self._box_item = _OutlineItem(_cosmetic_pen("#ffd400", 1.4, dash), _cosmetic_pen("#000000", 3.0))
+        self._box_item.setZValue(21)
+        self._view_box.addItem(self._box_item, ignoreBounds=True)
+        self._view_box.sigTransformChanged.connect(self._on_transform_changed)
+
+        self._color_bar = pg.ColorBarItem(
+            values=(0.0, 1.0), colorMap=self._colormap, interactive=False, colorMapMenu=False, width=14,
+            label="anomaly score",
+        )
+        self._color_bar.getAxis("left").setPen("#9aa0a6")
+        self._color_bar.getAxis("left").setTextPen("#bdc1c6")
+        self._color_bar.axis.setTextPen("#e8eaed")
+        # The threshold marker: a light line on a dark one, readable on every colour of the bar.
+        self._threshold_lines = [
+            pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(colour, width=width))
+            for colour, width in (("#000000", 5), ("#ffffff", 2))
+        ]
+        for z, line in enumerate(self._threshold_lines):
+            line.setZValue(1000 + z)
+            self._color_bar.addItem(line)
+        self._graphics.addItem(self._color_bar, row=0, col=1)
+
+        self._graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+
+    def _build_controls(self) -> None:
+        self._toolbar = QFrame()
+        self._toolbar.setObjectName("viewer_toolbar")
+        bar = QHBoxLayout(self._toolbar)
+        bar.setContentsMargins(4, 3, 4, 3)
+        bar.setSpacing(4)
+
+        def button(text: str, name: str, tip: str, checkable: bool = False, checked: bool = False) -> QToolButton:
+            b = QToolButton()
+            b.setText(text)
+            b.setObjectName(name)
+            b.setToolTip(tip)
+            b.setCheckable(checkable)
+            b.setChecked(checked)
+            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+            bar.addWidget(b)
+            return b
+
+        self.fit_button = button("Fit", "fit_button", "Fit the whole image in the view (F)")
+        self.one_to_one_button = button("1:1", "one_to_one_button", "One image pixel per screen pixel (1)")
+        bar.addWidget(_separator())
+        self.overlay_toggle = button("Overlay", "overlay_toggle", "Show the heat map over the image, or the "
+                                     "original image alone (O)", checkable=True, checked=self._overlay_on)
+        self.outlines_toggle = button("Outlines", "outlines_toggle", "Outline regions at or above the threshold",
+                                      checkable=True, checked=self._outlines_on)
+        self.boxes_toggle = button("Boxes", "boxes_toggle", "Bounding boxes around regions at or above the "
+                                   "threshold", checkable=True, checked=self._boxes_on)
+        bar.addWidget(_separator())
+
+        opacity_caption = QLabel("Opacity")
+        bar.addWidget(opacity_caption)
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setObjectName("opacity_slider")
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setSingleStep(5)
+        self.opacity_slider.setPageStep(10)
+        self.opacity_slider.setMinimumWidth(80)
+        self.opacity_slider.setMaximumWidth(140)
+        self.opacity_slider.setToolTip("Heat-map opacity")
+        opacity_caption.setBuddy(self.opacity_slider)
+        bar.addWidget(self.opacity_slider)
+        self.opacity_label = QLabel()
+        self.opacity_label.setObjectName("opacity_label")
+        self.opacity_label.setMinimumWidth(self.opacity_label.fontMetrics().horizontalAdvance("100 %") + 4)
+        bar.addWidget(self.opacity_label)
+        bar.addSpacing(8)
+
+        self.title_label = _ElidedLabel()
+        self.title_label.setObjectName("title_label")
+        self.title_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.title_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        bar.addWidget(self.title_label, 1)
+
+        self._status = QFrame()
+        self._status.setObjectName("viewer_status")
+        status = QHBoxLayout(self._status)
+        status.setContentsMargins(6, 2, 6, 2)
+        self.readout_label = _ElidedLabel()
+        self.readout_label.setObjectName("readout_label")
+        self.readout_label.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.readout_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.readout_label.setToolTip("Pixel under the cursor: position, original value and anomaly score")
+        status.addWidget(self.readout_label, 1)
+        self.image_info_label = QLabel()
+        self.image_info_label.setObjectName("image_info_label")
+        status.addWidget(self.image_info_label)
+
+        self.fit_button.clicked.connect(self.fit)
+        self.one_to_one_button.clicked.connect(self.zoom_one_to_one)
+        self.overlay_toggle.toggled.connect(self.set_overlay_visible)
+        self.outlines_toggle.toggled.connect(self.set_outlines_visible)
+        self.boxes_toggle.toggled.connect(self.set_boxes_visible)
+        # Opacity only repaints (no recomputation), so the slider drives it directly, unthrottled.
+        self.opacity_slider.valueChanged.connect(lambda value: self.set_opacity(value / 100.0))
+
+    def _build_shortcuts(self) -> None:
+        def action(name: str, key: str, slot) -> QAction:
+            a = QAction(self)
+            a.setObjectName(name)
+            a.setShortcut(QKeySequence(key))
+            a.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            a.triggered.connect(slot)
+            self.addAction(a)
+            return a
+
+        self.fit_action = action("fit_action", "F", self.fit)
+        self.one_to_one_action = action("one_to_one_action", "1", self.zoom_one_to_one)
+        self.overlay_action = action("overlay_action", "O", self.overlay_toggle.toggle)
+
+    # ----------------------------------------------------------------------------------------- public API
+    @property
+    def view_box(self) -> pg.ViewBox:
+        return self._view_box
+
+    @property
+    def image_item(self) -> pg.ImageItem:
+        return self._image_item
+
+    @property
+    def heat_item(self) -> pg.ImageItem:
+        return self._heat_item
+
+    @property
+    def outline_item(self) -> QGraphicsPathItem:
+        return self._outline_item
+
+    @property
+    def box_item(self) -> QGraphicsPathItem:
+        return self._box_item
+
+    @property
+    def color_bar(self) -> pg.ColorBarItem:
+        return self._color_bar
+
+    @property
+    def threshold_level(self) -> float:
+        return self._threshold_level
+
+    @property
+    def opacity(self) -> float:
+        return self._heat_item.opacity()
+
+    def has_image(self) -> bool:
+        return self._pixels is not None
+
+    def image_shape(self) -> tuple[int, ...] | None:
+        return None if self._pixels is None else tuple(self._pixels.shape)
+
+    def set_image(self, pixels: np.ndarray, title: str = "") -> None:
+        """Show ``pixels`` (HxW gray or HxWx3 RGB; uint8, uint16 or float). Drops any previous anomaly map.
+
+        The view is fitted when the image size changes and kept otherwise, so a camera stream or a series of
+        same-sized parts can be compared at one spot. The array is not copied; do not modify it while shown.
+        """
+        pixels = np.asarray(pixels)
+        if pixels.ndim == 3 and pixels.shape[2] == 1:
+            pixels = pixels[:, :, 0]
+        if pixels.ndim == 3 and pixels.shape[2] == 4:
+            pixels = pixels[:, :, :3]
+        if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] != 3) or 0 in pixels.shape[:2]:
+            raise ValueError(f"expected an HxW or HxWx3 image, got shape {pixels.shape}")
+        if pixels.dtype.kind not in "uif":
+            raise ValueError(f"expected a numeric image, got dtype {pixels.dtype}")
+
+        previous = self.image_shape()
+        self._pixels = pixels
+        drawable = pixels.dtype in (np.uint8, np.uint16, np.float32, np.float64)
+        self._display = pixels if drawable else pixels.astype(np.float32)
+        self._levels = _display_levels(self._display)
+        self._pyramid = {0: self._display}
+        self._shown_level = None
+        self._clear_map()
+
+        height, width = pixels.shape[:2]
+        kind = "gray" if pixels.ndim == 2 else "RGB"
+        self.image_info_label.setText(f"{width} \u00d7 {height}  {kind} {pixels.dtype.name}")
+        self.title_label.setText(title)
+        self.title_label.setToolTip(title)
+        if previous is None or previous[:2] != pixels.shape[:2]:
+            self.fit()
+        self._update_base_level()
+        self._refresh_readout()
+
+    def set_anomaly_map(self, normalised_map: np.ndarray | None) -> None:
+        """Lay a normalised anomaly map (threshold 0.5, fixed 0..1 scale) over the image; None removes it.
+
+        The map may be smaller than the image (same aspect); it is stretched over the whole image.
+        """
+        if normalised_map is None:
+            self._clear_map()
+            self._refresh_readout()
+            return
+        if self._pixels is None:
+            raise RuntimeError("set_image must come before set_anomaly_map")
+        heat = np.asarray(normalised_map)
+        if heat.ndim == 3 and heat.shape[2] == 1:
+            heat = heat[:, :, 0]
+        if heat.ndim != 2 or 0 in heat.shape:
+            raise ValueError(f"expected an HxW anomaly map, got shape {heat.shape}")
+        self._map = heat.astype(np.float32, copy=False)
+        height, width = self._pixels.shape[:2]
+        self._heat_item.setImage(self._map, autoLevels=False, levels=(0.0, 1.0))
+        self._heat_item.setRect(QRectF(0, 0, width, height))
+        self._update_regions()
+        self._update_visibility()
+        self._refresh_readout()
+
+    def clear(self) -> None:
+        """Show nothing: no image, no map, no title, no readout."""
+        self._pixels = None
+        self._display = None
+        self._pyramid = {}
+        self._shown_level = None
+        self._clear_map()
+        self._image_item.clear()
+        self.title_label.setText("")
+        self.title_label.setToolTip("")
+        self.image_info_label.setText("")
+        self._set_readout("")
+
+    def fit(self) -> None:
+        """Fit the whole image in the view."""
+        if self._pixels is None:
+            return
+        height, width = self._pixels.shape[:2]
+        self._view_box.setRange(QRectF(0, 0, width, height), padding=0.02)
+
+    def zoom_one_to_one(self) -> None:
+        """One image pixel per physical screen pixel, keeping the view centre (clamped onto the image)."""
+        if self._pixels is None:
+            return
+        height, width = self._pixels.shape[:2]
+        ratio = self._graphics.devicePixelRatioF() or 1.0
+        span_x = max(1.0, self._view_box.width() * ratio)
+        span_y = max(1.0, self._view_box.height() * ratio)
+        centre = self._view_box.viewRect().center()
+        cx = min(max(centre.x(), 0.0), float(width))
+        cy = min(max(centre.y(), 0.0), float(height))
+        self._view_box.setRange(QRectF(cx - span_x / 2, cy - span_y / 2, span_x, span_y), padding=0.0)
+
+    def zoom(self, factor: float) -> None:
+        """Zoom about the view centre; ``factor`` > 1 zooms in."""
+        if factor <= 0 or self._pixels is None:
+            return
+        centre = self._view_box.viewRect().center()
+        self._view_box.scaleBy(s=(1.0 / factor, 1.0 / factor), center=centre)
+
+    def set_overlay_visible(self, visible: bool) -> None:
+        """Show the heat map, outlines and boxes (True) or the original image alone (False)."""
+        self._overlay_on = bool(visible)
+        self.overlay_toggle.setChecked(self._overlay_on)
+        self._update_visibility()
+
+    def set_outlines_visible(self, visible: bool) -> None:
+        self._outlines_on = bool(visible)
+        self.outlines_toggle.setChecked(self._outlines_on)
+        self._update_visibility()
+
+    def set_boxes_visible(self, visible: bool) -> None:
+        self._boxes_on = bool(visible)
+        self.boxes_toggle.setChecked(self._boxes_on)
+        self._update_visibility()
+
+    def set_opacity(self, opacity: float) -> None:
+        """Heat-map opacity, 0..1 (outlines and boxes stay opaque)."""
+        opacity = min(max(float(opacity), 0.0), 1.0)
+        self._heat_item.setOpacity(opacity)
+        percent = round(opacity * 100)
+        if self.opacity_slider.value() != percent:
+            self.opacity_slider.blockSignals(True)
+            self.opacity_slider.setValue(percent)
+            self.opacity_slider.blockSignals(False)
+        self.opacity_label.setText(f"{percent} %")
+
+    def set_threshold_level(self, level: float) -> None:
+        """Move the decision level on the normalised scale (0.5 is the calibrated threshold)."""
+        level = float(level)
+        if not math.isfinite(level):
+            raise ValueError(f"threshold level must be a finite number, got {level}")
+        if level == self._threshold_level:
+            return
+        self._threshold_level = level
+        self._apply_threshold_level()
+        self._update_regions()
+
+    def readout_at(self, x: float, y: float) -> str:
+        """The hover text for view (= image) coordinates ``x``, ``y``; "" off the image."""
+        if self._pixels is None or not (math.isfinite(x) and math.isfinite(y)):
+            return ""
+        height, width = self._pixels.shape[:2]
+        col, row = math.floor(x), math.floor(y)
+        if not (0 <= col < width and 0 <= row < height):
+            return ""
+        text = f"x {col}  y {row}  value {_format_value(self._pixels[row, col])}"
+        if self._map is not None:
+            map_h, map_w = self._map.shape
+            score = self._map[min(row * map_h // height, map_h - 1), min(col * map_w // width, map_w - 1)]
+            text += f"  score {float(score):.2f}"
+        return text
+
+    # ----------------------------------------------------------------------------------------- internals
+    def _clear_map(self) -> None:
+        self._map = None
+        self._heat_item.clear()
+        self._outline_item.setPath(QPainterPath())
+        self._box_item.setPath(QPainterPath())
+        self._update_visibility()
+
+    def _update_visibility(self) -> None:
+        shown = self._map is not None and self._overlay_on
+        self._heat_item.setVisible(shown)
+        self._outline_item.setVisible(shown and self._outlines_on)
+        self._box_item.setVisible(shown and self._boxes_on)
+
+    def _apply_threshold_level(self) -> None:
+        """Lookup table with a transparent floor, and the threshold marker on the colour bar."""
+        level = self._threshold_level
+        lut = self._colormap.getLookupTable(start=0.0, stop=1.0, nPts=_LUT_SIZE, alpha=True)
+        # Index i covers scores [i/256, (i+1)/256): indices wholly below the floor are transparent.
+        lut[: min(_LUT_SIZE, max(0, int(FLOOR_FRACTION * level * _LUT_SIZE))), 3] = 0
+        self._heat_item.setLookupTable(lut)
+
+        shown = min(max(level, 0.0), 1.0)
+        for line in self._threshold_lines:
+            line.setPos(shown * _LUT_SIZE)  # the bar spans 0..256 in its own coordinates
+        major = [(0.0, "0"), (shown, f"{level:.2f}"), (1.0, "1")]
+        major = [tick for tick in major if tick[0] == shown or abs(tick[0] - shown) > 0.08]
+        minor = [(v, "") for v in (0.25, 0.5, 0.75) if abs(v - shown) > 0.02]
+        self._color_bar.axis.setTicks([major, minor])
+
+    def _update_regions(self) -> None:
+        """Outlines and bounding boxes of the map's regions at or above the threshold, in image coordinates."""
+        outline, boxes = QPainterPath(), QPainterPath()
+        if self._map is not None and self._pixels is not None:
+            height, width = self._pixels.shape[:2]
+            map_h, map_w = self._map.shape
+            sx, sy = width / map_w, height / map_h
+            contours = regions_above(self._map, self._threshold_level)
+            if contours:
+                closed = [np.concatenate([c[:, 0, :], c[:1, 0, :]]) for c in contours]
+                points = (np.concatenate(closed).astype(np.float64) + 0.5) * (sx, sy)
+                connect = np.ones(len(points), dtype=np.int32)
+                connect[np.cumsum([len(c) for c in closed]) - 1] = 0  # no line from one contour to the next
+                outline = pg.arrayToQPath(points[:, 0], points[:, 1], connect=connect, finiteCheck=False)
+                for contour in contours:
+                    x, y, w, h = cv2.boundingRect(contour)
+                    boxes.addRect(QRectF(x * sx, y * sy, w * sx, h * sy))
+        self._outline_item.setPath(outline)
+        self._box_item.setPath(boxes)
+
+    def _on_view_changed(self, *_args) -> None:
+        if self._pixels is not None:
+            self._level_timer.start()
+
+    def _on_transform_changed(self, *_args) -> None:
+        pixel = max(self._view_box.viewPixelSize())
+        self._outline_item.set_pixel_size(pixel)
+        self._box_item.set_pixel_size(pixel)
+
+    def _wanted_level(self) -> int:
+        """The coarsest pyramid level that still has at least one of its pixels per physical screen pixel."""
+        height, width = self._pixels.shape[:2]
+        rect = self._view_box.viewRect()
+        size = self._view_box.size()
+        if size.width() < 1 or size.height() < 1 or rect.width() <= 0 or rect.height() <= 0:
+            return 0
+        ratio = self._graphics.devicePixelRatioF() or 1.0
+        image_px_per_screen_px = min(rect.width() / size.width(), rect.height() / size.height()) / ratio
+        if image_px_per_screen_px < 2:
+            return 0
+        coarsest = max(0, int(math.log2(max(height, width) / _MIN_LEVEL_SIDE)))
+        return min(int(math.log2(image_px_per_screen_px)), coarsest)
+
+    def _pyramid_level(self, level: int) -> np.ndarray:
+        if level not in self._pyramid:
+            finer = max(k for k in self._pyramid if k < level)
+            source = self._pyramid[finer]
+            height, width = self._display.shape[:2]
+            size = (max(1, round(width / 2**level)), max(1, round(height / 2**level)))
+            self._pyramid[level] = cv2.resize(source, size, interpolation=cv2.INTER_AREA)
+        return self._pyramid[level]
+
+    def _update_base_level(self) -> None:
+        if self._pixels is None:
+            return
+        level = self._wanted_level()
+        if level == self._shown_level:
+            return
+        self._shown_level = level
+        height, width = self._pixels.shape[:2]
+        self._image_item.setImage(self._pyramid_level(level), autoLevels=False, levels=self._levels)
+        self._image_item.setRect(QRectF(0, 0, width, height))
+
+    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        self._last_scene_pos = QPointF(scene_pos)
+        self._refresh_readout()
+
+    def _refresh_readout(self) -> None:
+        pos = self._last_scene_pos
+        if pos is None or not self._view_box.sceneBoundingRect().contains(pos):
+            self._set_readout("")
+            return
+        point = self._view_box.mapSceneToView(pos)
+        self._set_readout(self.readout_at(point.x(), point.y()))
+
+    def _set_readout(self, text: str) -> None:
+        self.readout_label.setText(text)
+        if text != self._readout:
+            self._readout = text
+            self.hover_changed.emit(text)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
+        if watched is self._graphics and event.type() == QEvent.Type.Leave:
+            self._last_scene_pos = None
+            self._set_readout("")
+        return super().eventFilter(watched, event)
+
+
+def _separator() -> QFrame:
+    line = QFrame()
+    line.setFrameShape(QFrame.Shape.VLine)
+    line.setFrameShadow(QFrame.Shadow.Sunken)
+    return line

@@ -1,0 +1,215 @@
+"""The project and training form: good-image folder, detector settings, estimate, progress, log."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+BACKBONES = ("efficientnet_lite0", "resnet18", "resnet50", "wide_resnet50_2")
+
+
+class TrainingPanel(QWidget):
+    """Emits intent signals; the window's training controller does the work."""
+
+    train_requested = Signal()
+    cancel_requested = Signal()
+    estimate_requested = Signal()
+    good_folder_changed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.project_label = QLabel("No project")
+        self.project_label.setObjectName("project_label")
+        self.project_label.setWordWrap(True)
+        font = self.project_label.font()
+        font.setBold(True)
+        self.project_label.setFont(font)
+
+        self.good_folder = QLineEdit()
+        self.good_folder.setObjectName("good_folder_edit")
+        self.good_folder.setPlaceholderText("Folder of good images")
+        self.good_folder.editingFinished.connect(lambda: self.good_folder_changed.emit(self.good_folder.text()))
+        browse = QPushButton("Browse…")
+        browse.setObjectName("browse_good_button")
+        browse.clicked.connect(self._browse)
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.good_folder, 1)
+        folder_row.addWidget(browse)
+
+        self.detector = QComboBox()
+        self.detector.setObjectName("detector_combo")
+        self.detector.addItem("PatchCore (memory bank, instant corrections)", "patchcore")
+        self.detector.addItem("Autoencoder (feature reconstruction)", "autoencoder")
+        self.backbone = QComboBox()
+        self.backbone.setObjectName("backbone_combo")
+        for name in BACKBONES:
+            self.backbone.addItem(name, name)
+        self.image_size = QSpinBox()
+        self.image_size.setObjectName("image_size_spin")
+        self.image_size.setRange(64, 1024)
+        self.image_size.setSingleStep(32)
+        self.image_size.setValue(224)
+        self.image_size.setSuffix(" px")
+        self.coreset_ratio = QDoubleSpinBox()
+        self.coreset_ratio.setObjectName("coreset_spin")
+        self.coreset_ratio.setRange(0.001, 1.0)
+        self.coreset_ratio.setDecimals(3)
+        self.coreset_ratio.setSingleStep(0.01)
+        self.coreset_ratio.setValue(0.1)
+        self.epochs = QSpinBox()
+        self.epochs.setObjectName("epochs_spin")
+        self.epochs.setRange(1, 500)
+        self.epochs.setValue(40)
+        self.detector.currentIndexChanged.connect(self._detector_changed)
+
+        form = QFormLayout()
+        form.addRow("Good images", folder_row)
+        form.addRow("Detector", self.detector)
+        form.addRow("Backbone", self.backbone)
+        form.addRow("Image size", self.image_size)
+        self._coreset_label = QLabel("Coreset ratio")
+        form.addRow(self._coreset_label, self.coreset_ratio)
+        self._epochs_label = QLabel("Epochs")
+        form.addRow(self._epochs_label, self.epochs)
+        settings = QGroupBox("Training")
+        settings.setLayout(form)
+
+        self.estimate_label = QLabel("")
+        self.estimate_label.setObjectName("estimate_label")
+        self.estimate_label.setWordWrap(True)
+        self.estimate_button = QPushButton("Estimate time and memory")
+        self.estimate_button.setObjectName("estimate_button")
+        self.estimate_button.clicked.connect(self.estimate_requested)
+        self.train_button = QPushButton("Train")
+        self.train_button.setObjectName("train_button")
+        self.train_button.setDefault(True)
+        self.train_button.clicked.connect(self.train_requested)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("cancel_button")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_button, 1)
+        buttons.addWidget(self.cancel_button)
+
+        self.progress = QProgressBar()
+        self.progress.setObjectName("training_progress")
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("")
+        self.eta_label = QLabel("")
+        self.eta_label.setObjectName("eta_label")
+        self.log = QPlainTextEdit()
+        self.log.setObjectName("training_log")
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(2000)
+        self.log.setPlaceholderText("Training log")
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.project_label)
+        layout.addWidget(settings)
+        layout.addWidget(self.estimate_button)
+        layout.addWidget(self.estimate_label)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.eta_label)
+        layout.addWidget(self.log, 1)
+        self._stage_started: tuple[str, float] | None = None
+        self._detector_changed()
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of good images", self.good_folder.text())
+        if folder:
+            self.good_folder.setText(folder)
+            self.good_folder_changed.emit(folder)
+
+    def _detector_changed(self) -> None:
+        patchcore = self.detector.currentData() == "patchcore"
+        for widget in (self.coreset_ratio, self._coreset_label):
+            widget.setVisible(patchcore)
+        for widget in (self.epochs, self._epochs_label):
+            widget.setVisible(not patchcore)
+
+    # ------------------------------------------------------------------------------- view updates
+    def set_settings(self, settings) -> None:
+        """Show a project's TrainingSettings."""
+        self.detector.setCurrentIndex(max(0, self.detector.findData(settings.detector)))
+        self.backbone.setCurrentIndex(max(0, self.backbone.findData(settings.backbone)))
+        self.image_size.setValue(settings.image_size)
+        self.coreset_ratio.setValue(settings.coreset_ratio)
+        self.epochs.setValue(settings.epochs)
+
+    def settings_values(self) -> dict:
+        return {
+            "detector": self.detector.currentData(),
+            "backbone": self.backbone.currentData(),
+            "image_size": self.image_size.value(),
+            "coreset_ratio": self.coreset_ratio.value(),
+            "epochs": self.epochs.value(),
+        }
+
+    def set_running(self, running: bool) -> None:
+        self.train_button.setEnabled(not running)
+        self.estimate_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        if running:
+            self.progress.setRange(0, 0)
+            self.progress.setFormat("starting…")
+            self.eta_label.setText("")
+            self._stage_started = None
+
+    def show_progress(self, progress) -> None:
+        if progress.stage == "warning":
+            self.append_log(f"warning: {progress.message}")
+            return
+        if progress.total:
+            now = time.monotonic()
+            if self._stage_started is None or self._stage_started[0] != progress.stage:
+                self._stage_started = (progress.stage, now)
+                self.append_log(progress.message)
+            self.progress.setRange(0, progress.total)
+            self.progress.setValue(progress.step)
+            self.progress.setFormat(f"{progress.stage}: {progress.step}/{progress.total}")
+            elapsed = now - self._stage_started[1]
+            if progress.step > 0 and elapsed > 0.5:
+                remaining = elapsed / progress.step * (progress.total - progress.step)
+                self.eta_label.setText(f"{progress.stage}: about {remaining:.0f} s left")
+            if "loss" in progress.metrics:
+                self.append_log(progress.message)
+        else:
+            self.progress.setRange(0, 0)
+            self.progress.setFormat(progress.message)
+            self.append_log(progress.message)
+
+    def finish(self, message: str) -> None:
+        self.set_running(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        self.progress.setFormat(message)
+        self.eta_label.setText("")
+        self.append_log(message)
+
+    def append_log(self, text: str) -> None:
+        self.log.appendPlainText(text)
+        self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())
+
+    def set_project(self, name: str, good_folder: str | None) -> None:
+        self.project_label.setText(name)
+        self.good_folder.setText(good_folder or "")
+        self.project_label.setAlignment(Qt.AlignmentFlag.AlignLeft)

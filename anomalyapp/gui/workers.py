@@ -1,0 +1,102 @@
+"""Running service generators off the GUI thread.
+
+Every background job in the window is a services generator driven by a superqt ``GeneratorWorker``: its
+``Progress`` items arrive as ``progress``, anything else it yields as ``item``, its return value as
+``succeeded``. Cancel sets the job's ``CancelToken``; the generator raises ``Cancelled`` at its next check
+and the job reports ``cancelled``. Signals are connected before the worker starts, and every running job is
+kept referenced here until it ends, so none is collected mid-run.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Generator
+
+from PySide6.QtCore import QObject, Signal
+from superqt.utils import GeneratorWorker, WorkerBase
+
+from anomalyapp.core.cancel import Cancelled, CancelToken
+from anomalyapp.core.errors import AppError
+from anomalyapp.core.types import Progress
+
+log = logging.getLogger(__name__)
+_RUNNING: set[Job] = set()
+
+
+class Job(QObject):
+    progress = Signal(object)  # Progress
+    item = Signal(object)  # anything else the generator yields
+    succeeded = Signal(object)  # the generator's return value
+    failed = Signal(str)  # a message for the user: names the thing and the reason
+    cancelled = Signal()
+    ended = Signal()  # after any of the three outcomes
+
+    def __init__(self, name: str, make_generator: Callable[[CancelToken], Generator], parent: QObject | None = None):
+        super().__init__(parent)
+        self.name = name
+        self.token = CancelToken()
+        self._make_generator = make_generator
+        self._worker: GeneratorWorker | None = None
+        self._outcome_sent = False
+
+    def start(self) -> Job:
+        def run():
+            return (yield from self._make_generator(self.token))
+
+        worker = GeneratorWorker(run)
+        worker.yielded.connect(self._on_yielded)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        _RUNNING.add(self)
+        worker.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self in _RUNNING
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    def _on_yielded(self, value) -> None:
+        (self.progress if isinstance(value, Progress) else self.item).emit(value)
+
+    def _on_returned(self, value) -> None:
+        self._outcome_sent = True
+        self.succeeded.emit(value)
+
+    def _on_errored(self, error: BaseException) -> None:
+        self._outcome_sent = True
+        if isinstance(error, Cancelled):
+            self.cancelled.emit()
+        elif isinstance(error, AppError):
+            self.failed.emit(str(error))
+        elif isinstance(error, MemoryError):
+            self.failed.emit(f"{self.name}: out of memory; try a smaller image size or bank size")
+        else:
+            log.error("%s failed:\n%s", self.name, "".join(traceback.format_exception(error)))
+            self.failed.emit(f"{self.name} failed unexpectedly: {error.__class__.__name__}: {error}")
+
+    def _on_finished(self) -> None:
+        if not self._outcome_sent and self.token.cancelled:
+            self.cancelled.emit()  # quit before the generator ran
+        _RUNNING.discard(self)
+        self.ended.emit()
+
+
+def start_job(name: str, make_generator: Callable[[CancelToken], Generator], parent: QObject | None = None, **slots) -> Job:
+    """Create a job, connect ``slots`` (progress=, item=, succeeded=, failed=, cancelled=, ended=), start it."""
+    job = Job(name, make_generator, parent)
+    for signal_name, slot in slots.items():
+        getattr(job, signal_name).connect(slot)
+    return job.start()
+
+
+def cancel_all_and_wait(timeout_ms: int = 5000) -> None:
+    """On quit: ask every job to stop, then give the threads a bounded time to finish."""
+    for job in list(_RUNNING):
+        job.cancel()
+    WorkerBase.await_workers(msecs=timeout_ms)

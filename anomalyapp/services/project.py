@@ -1,0 +1,153 @@
+"""Projects: one product per project, with its good images, models, captures and settings.
+
+A project is a folder holding ``project.json``; models live in ``models/`` (each training writes a new
+folder, so a cancelled or failed training never touches the model in use), camera captures in
+``captures/``. The list of recent projects is kept in the app's config folder.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from anomalyapp.core import paths
+from anomalyapp.core.errors import DataError
+
+PROJECT_FILE = "project.json"
+PROJECT_VERSION = 1
+RECENT_LIMIT = 10
+
+
+@dataclass
+class TrainingSettings:
+    detector: str = "patchcore"
+    backbone: str = "efficientnet_lite0"
+    image_size: int = 224
+    coreset_ratio: float = 0.1
+    epochs: int = 40
+    device: str = "auto"
+
+
+@dataclass
+class Project:
+    root: Path
+    name: str
+    good_folder: str | None = None
+    current_model: str | None = None  # folder name under models/
+    threshold: float = 0.5  # normalised; 0.5 is the calibrated threshold
+    uncertain_low: float | None = None
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    created: str = ""
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def captures_dir(self) -> Path:
+        return self.root / "captures"
+
+    @property
+    def model_path(self) -> Path | None:
+        if not self.current_model:
+            return None
+        path = self.models_dir / self.current_model
+        return path if path.is_dir() else None
+
+    def new_model_path(self) -> Path:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = f"{stamp}-{self.training.detector}"
+        candidate, counter = self.models_dir / base, 1
+        while candidate.exists():
+            counter += 1
+            candidate = self.models_dir / f"{base}-{counter}"
+        return candidate
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["root"] = None  # the folder is where the file is, not what it says
+        data["version"] = PROJECT_VERSION
+        return data
+
+    def save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        target = self.root / PROJECT_FILE
+        tmp = self.root / f".{PROJECT_FILE}.tmp"
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise DataError(f"cannot save project {target}: {exc.strerror or exc}") from None
+        remember_recent(self.root)
+
+
+def create_project(root: str | os.PathLike, name: str | None = None, good_folder: str | os.PathLike | None = None) -> Project:
+    root = Path(root)
+    if (root / PROJECT_FILE).exists():
+        raise DataError(f"{root} already holds a project; open it instead")
+    project = Project(
+        root=root,
+        name=name or root.name,
+        good_folder=str(good_folder) if good_folder else None,
+        created=_dt.datetime.now().isoformat(timespec="seconds"),
+    )
+    project.save()
+    return project
+
+
+def open_project(root: str | os.PathLike) -> Project:
+    root = Path(root)
+    file = root / PROJECT_FILE
+    if not file.is_file():
+        raise DataError(f"{root} is not an anomalyapp project ({PROJECT_FILE} is missing)")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+        if data.get("version", 0) > PROJECT_VERSION:
+            raise DataError(f"project {root} was saved by a newer anomalyapp")
+        training = TrainingSettings(**data.pop("training", {}))
+        data.pop("version", None)
+        data.pop("root", None)
+        project = Project(root=root, training=training, **data)
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
+        raise DataError(f"project file {file} is damaged: {exc}") from None
+    remember_recent(root)
+    return project
+
+
+def _recent_file() -> Path:
+    return paths.config_dir() / "recent_projects.json"
+
+
+def recent_projects() -> list[Path]:
+    try:
+        entries = json.loads(_recent_file().read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return []
+    return [Path(p) for p in entries if (Path(p) / PROJECT_FILE).is_file()]
+
+
+def remember_recent(root: Path) -> None:
+    entries = [str(Path(root).resolve())] + [str(p) for p in recent_projects() if p.resolve() != Path(root).resolve()]
+    file = _recent_file()
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f".{file.name}.tmp")
+        tmp.write_text(json.dumps(entries[:RECENT_LIMIT], indent=2), encoding="utf-8")
+        os.replace(tmp, file)
+    except OSError:
+        pass  # a read-only config folder must not stop the user's work
+
+
+def demo_project(root: str | os.PathLike | None = None) -> Project:
+    """The demo line as a project: generated good images, ready to train."""
+    from anomalyapp.data.demo import generate_demo
+
+    root = Path(root) if root else paths.data_dir() / "demo-project"
+    data = generate_demo(root / "data" / "demo_line", seed=0)
+    if (root / PROJECT_FILE).exists():
+        return open_project(root)
+    return create_project(root, "Demo line (washers)", data / "train" / "good")

@@ -1,0 +1,117 @@
+"""EvaluationPlots: metrics table with n/a, ROC title and points, histogram by class."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anomalyapp.engine import metrics
+from anomalyapp.gui.widgets.evaluation_plots import METRIC_ROWS, EvaluationPlots, roc_auc, roc_points
+
+pytestmark = pytest.mark.gui
+
+
+def _result(**overrides) -> dict:
+    rng = np.random.default_rng(3)
+    good, bad = rng.gamma(3, 0.08, 30), rng.normal(0.9, 0.3, 20).clip(0)
+    per_image = [{"path": f"good/{i}.png", "defect_type": "good", "score": float(s)} for i, s in enumerate(good)]
+    per_image += [{"path": f"scratch/{i}.png", "defect_type": "scratch", "score": float(s)} for i, s in enumerate(bad)]
+    per_image.append({"path": "broken.png", "defect_type": "good", "score": None})
+    result = {
+        "image_auroc": 0.97341, "pixel_auroc": None, "aupro": 0.8123, "f1_max": 0.92, "precision": 0.9,
+        "recall": 0.88, "accuracy": 0.91, "f1": 0.89, "confusion_matrix": [[28, 2], [3, 17]], "threshold": 0.5,
+        "per_image": per_image,
+    }
+    result.update(overrides)
+    return result
+
+
+@pytest.fixture
+def plots(qtbot) -> EvaluationPlots:
+    widget = EvaluationPlots()
+    qtbot.addWidget(widget)
+    widget.resize(1000, 380)
+    return widget
+
+
+def _table(widget: EvaluationPlots) -> dict[str, str]:
+    table = widget.metrics_table
+    return {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
+
+
+def test_roc_points_match_the_engine():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    scores = np.round(rng.normal(labels * 0.8, 0.5), 1)  # with ties
+    fpr, tpr, thr = roc_points(labels, scores)
+    e_fpr, e_tpr, e_thr = metrics.roc_curve(labels, scores)
+    np.testing.assert_allclose(fpr, e_fpr)
+    np.testing.assert_allclose(tpr, e_tpr)
+    np.testing.assert_allclose(thr, e_thr)
+    assert roc_auc(fpr, tpr) == pytest.approx(metrics.auroc(labels, scores))
+
+
+def test_roc_points_rejects_one_class():
+    with pytest.raises(ValueError):
+        roc_points([0, 0, 0], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError):
+        roc_points([0, 1], [0.1])
+
+
+def test_metrics_table_with_na(plots):
+    assert plots.metrics_table.objectName() == "metrics_table"
+    assert set(_table(plots).values()) == {"n/a"}  # before any result
+    plots.show_evaluation(_result())
+    table = _table(plots)
+    assert len(table) == len(METRIC_ROWS)
+    assert table["Image AUROC"] == "0.973"
+    assert table["Pixel AUROC"] == "n/a"
+    assert table["AUPRO @ 0.3 FPR"] == "0.812"
+    assert table["F1-max"] == "0.920" and table["F1"] == "0.890"
+    assert table["Precision"] == "0.900" and table["Recall"] == "0.880" and table["Accuracy"] == "0.910"
+    assert (table["TN (good passed)"], table["FP (good rejected)"]) == ("28", "2")
+    assert (table["FN (defect passed)"], table["TP (defect rejected)"]) == ("3", "17")
+
+
+def test_all_none_and_missing_keys(plots):
+    plots.show_evaluation({"image_auroc": None, "confusion_matrix": None, "per_image": []})
+    assert set(_table(plots).values()) == {"n/a"}
+    assert "n/a" in plots.roc.getPlotItem().titleLabel.text
+
+
+def test_roc_title_curve_and_histogram(plots):
+    plots.show_evaluation(_result())
+    assert "AUROC 0.973" in plots.roc.getPlotItem().titleLabel.text
+    fpr, tpr = plots._roc_item.getData()
+    assert fpr[0] == 0 and tpr[-1] == 1 and fpr[-1] == 1
+    x, y = plots._operating_point.getData()
+    assert len(x) == 1 and 0 <= x[0] <= 1 and 0 <= y[0] <= 1
+    _, good = plots._good_item.getData()
+    _, bad = plots._defect_item.getData()
+    assert good.sum() == pytest.approx(100.0) and bad.sum() == pytest.approx(100.0)  # None score skipped
+    assert plots._threshold_line.value() == pytest.approx(0.5)
+
+
+def test_auroc_computed_when_missing(plots):
+    result = _result(image_auroc=None)
+    plots.show_evaluation(result)
+    rows = [r for r in result["per_image"] if r["score"] is not None]
+    expected = metrics.auroc([r["defect_type"] != "good" for r in rows], [r["score"] for r in rows])
+    assert f"AUROC {expected:.3f}" in plots.roc.getPlotItem().titleLabel.text
+    assert _table(plots)["Image AUROC"] == "n/a"
+
+
+def test_single_class_does_not_fail(plots):
+    result = _result(image_auroc=None)
+    result["per_image"] = [r for r in result["per_image"] if r["defect_type"] == "good"]
+    plots.show_evaluation(result)
+    assert "AUROC n/a" in plots.roc.getPlotItem().titleLabel.text
+    assert plots._roc_item.getData()[0] is None or len(plots._roc_item.getData()[0]) == 0
+
+
+def test_screenshot(plots, tmp_path):
+    plots.show_evaluation(_result())
+    plots.show()
+    image = plots.grab()
+    assert not image.isNull()
+    assert image.save(str(tmp_path / "evaluation_plots.png"))

@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m anomalyapp demo --out runs/demo
+	$(PY) -m anomalyapp --demo
 
 demo: $(STAMP)
 	$(PY) -m anomalyapp demo --out runs/demo

@@ -56,3 +56,15 @@ class CalibrationConfig(_JsonConfig):
     min_holdout: int = 2
     # threshold = max(mean + sigmas * std, highest held-out score) over held-out good images
     sigmas: float = 3.0
+
+
+@dataclass(frozen=True)
+class AppConfig(_JsonConfig):
+    """Per-user application settings, kept as JSON in the config folder (window geometry lives in QSettings)."""
+
+    schema_version: int = 1
+    device: str = "auto"  # auto, cpu or cuda: where training and inference run
+    overlay_opacity: float = 0.5
+    show_outlines: bool = True
+    thumbnails: bool = True
+    reopen_last_project: bool = True

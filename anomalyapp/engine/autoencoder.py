@@ -33,12 +33,17 @@ MAX_TRAINING_VECTORS = 2_000_000
 
 
 def _block(c_in: int, c_out: int, last: bool = False) -> list[nn.Module]:
-    conv = nn.Conv2d(c_in, c_out, 1)
-    return [conv] if last else [conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    layer = nn.Linear(c_in, c_out)
+    return [layer] if last else [layer, nn.BatchNorm1d(c_out), nn.ReLU(inplace=True)]
 
 
 class FeatureAutoencoder(nn.Module):
-    """DFR's 1x1 convolutional autoencoder: C -> (C+2c)/2 -> 2c -> c -> 2c -> (C+2c)/2 -> C."""
+    """DFR's 1x1 convolutional autoencoder: C -> (C+2c)/2 -> 2c -> c -> 2c -> (C+2c)/2 -> C.
+
+    A 1x1 convolution applies the same linear map at every location, so the layers are written as Linear
+    over (locations, channels): the same maths, and on a CPU several times faster to train than Conv2d on
+    batches of 1x1 "images". Batch norm statistics are over locations, as in the convolutional form.
+    """
 
     def __init__(self, channels: int, latent: int):
         super().__init__()
@@ -49,7 +54,12 @@ class FeatureAutoencoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
+        """(N, C) vectors, or (B, C, H, W) feature maps reconstructed location by location."""
+        if x.dim() == 2:
+            return self.decoder(self.encoder(x))
+        b, c, h, w = x.shape
+        flat = x.permute(0, 2, 3, 1).reshape(-1, c)
+        return self.decoder(self.encoder(flat)).reshape(b, h, w, c).permute(0, 3, 1, 2)
 
 
 def latent_from_variance(vectors: torch.Tensor, share: float) -> int:
@@ -151,7 +161,6 @@ class AutoencoderDetector:
                 batch = vectors[order[start : start + config.batch_size]].to(self.device)
                 if batch.shape[0] < 2:
                     continue  # batch norm needs two samples
-                batch = batch.view(batch.shape[0], self.channels, 1, 1)
                 loss = F.mse_loss(model(batch), batch)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
@@ -221,7 +230,6 @@ class AutoencoderDetector:
                 batch = vectors[order[start : start + self.config.batch_size]]
                 if batch.shape[0] < 2:
                     continue
-                batch = batch.reshape(-1, self.channels, 1, 1)
                 loss = F.mse_loss(model(batch), batch)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()

@@ -70,7 +70,7 @@ def _state_of(detector) -> dict:
             "embedding_dim": detector.model.dim,
         }
     encoder_last = detector.autoencoder.encoder[-1]
-    return {"channels": detector.channels, "latent_dim": encoder_last.out_channels, "loss_history": detector.loss_history}
+    return {"channels": detector.channels, "latent_dim": encoder_last.out_features, "loss_history": detector.loss_history}
 
 
 def save_model(detector, path: str | os.PathLike, *, backbone: dict, training_set: dict, extra: dict | None = None) -> Path:
@@ -206,9 +206,12 @@ def load_model(path: str | os.PathLike, *, weights: str | None = None, device: s
             except Exception as exc:
                 raise ModelFileError(f"model {folder} is damaged: {TENSORS} cannot be read ({exc})") from None
             autoencoder = FeatureAutoencoder(state["channels"], state["latent_dim"])
-            autoencoder.load_state_dict(
-                {k.removeprefix("autoencoder."): v for k, v in tensors.items() if k.startswith("autoencoder.")}
-            )
+            try:
+                autoencoder.load_state_dict(
+                    {k.removeprefix("autoencoder."): v for k, v in tensors.items() if k.startswith("autoencoder.")}
+                )
+            except RuntimeError:
+                raise ModelFileError(f"model {folder} is damaged: {TENSORS} does not fit its manifest") from None
             detector.autoencoder = autoencoder.to(device).eval()
             detector.feature_mean = tensors["feature_mean"]
             detector.feature_std = tensors["feature_std"]

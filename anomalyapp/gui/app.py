@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             window.set_project(projects.demo_project())
             window.auto_start()
         else:
-            recent = projects.recent_projects()
+            recent = projects.recent_projects() if window.app_config.reopen_last_project else []
             if recent:
                 window.open_project(recent[0])
             else:

@@ -145,6 +145,8 @@ class InspectionController(QObject):
     latency = Signal(float)  # ms per image
     busy_changed = Signal(bool)
     error = Signal(str)
+    rescored = Signal(object)  # ("rescored", {row: (score, raw)}, seconds since the request)
+    correction_done = Signal(object)  # dict: folder, parent, change, seconds
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -155,13 +157,14 @@ class InspectionController(QObject):
         self._job: Job | None = None
         self._cache: collections.OrderedDict[str, tuple] = collections.OrderedDict()
         self.model_path: Path | None = None
+        self.device_preference = "auto"
 
     # ----------------------------------------------------------------------------------- model
     def load_model(self, path: Path) -> None:
         from anomalyapp.services.inference import InferenceSession
 
         def load(token):
-            session = InferenceSession(path)
+            session = InferenceSession(path, device=self.device_preference)
             yield
             return session
 
@@ -271,6 +274,45 @@ class InspectionController(QObject):
                 self.error.emit(str(result.error))
 
         start_job("showing an image", rescore, self, succeeded=shown, failed=self.error.emit)
+
+    # --------------------------------------------------------------------------------- correction
+    def learn_good(self, path: Path, models_dir: Path, listed: list[tuple[int, Path]]) -> None:
+        """Teach the model that ``path`` is good, save a new version, re-score the listed results.
+
+        Rows are re-scored in the order given (the caller puts the flagged ones first) and reported in
+        small batches, so verdicts on screen update while the rest is still being scored.
+        """
+        from anomalyapp.services.correction import learn_good_images
+
+        if self.session is None:
+            self.error.emit("there is no model to correct")
+            return
+        started = time.perf_counter()
+
+        def run(token):
+            with self.session_lock:
+                result = yield from learn_good_images(self.session, [path], models_dir, cancel=token)
+                result["learned_after"] = time.perf_counter() - started
+                batch = {}
+                for number, (row_index, row_path) in enumerate(listed, 1):
+                    if token.cancelled:
+                        break
+                    rescored = self.session.predict_path(row_path)
+                    if rescored.ok:
+                        batch[row_index] = (rescored.prediction.score, rescored.prediction.raw_score)
+                    if len(batch) >= 8 or number == len(listed):
+                        yield ("rescored", batch, time.perf_counter() - started)
+                        batch = {}
+            result["seconds"] = time.perf_counter() - started
+            return result
+
+        def done(result):
+            self._cache.clear()
+            self.model_path = result["folder"]
+            self.correction_done.emit(result)
+
+        self._cache.clear()
+        start_job("correction", run, self, item=self.rescored.emit, succeeded=done, failed=self.error.emit)
 
     def predict_frame(self, pixels: np.ndarray):
         """Score one camera frame; called from the camera job's thread."""

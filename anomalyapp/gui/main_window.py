@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer
@@ -30,6 +31,7 @@ from anomalyapp.gui.widgets.results_table import ResultsPanel, Verdicts
 from anomalyapp.gui.widgets.threshold_panel import ThresholdPanel
 from anomalyapp.gui.widgets.training_panel import TrainingPanel
 from anomalyapp.services import project as projects
+from anomalyapp.services.settings import load_settings, save_settings
 
 SETTINGS_VERSION = 1
 _GEOMETRY_KEY = f"window/v{SETTINGS_VERSION}/geometry"
@@ -44,6 +46,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.settings = settings or QSettings()
         self.project: projects.Project | None = None
+        self.app_config = load_settings()
 
         self.viewer = ImageViewer()
         self.setCentralWidget(self.viewer)
@@ -78,6 +81,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._wire()
         self._restore_state()
+        self._apply_config()
         self._show_device()
 
     # ---------------------------------------------------------------------------------- building
@@ -115,10 +119,17 @@ class MainWindow(QMainWindow):
         self.next_action = a("Next image", self.results_panel.select_next, "N", name="next_action")
         self.previous_action = a("Previous image", self.results_panel.select_previous, "P", name="previous_action")
         self.mark_ok_action = a("Mark OK (good)", lambda: self.label_current("OK"), "G", name="mark_ok_action")
+        self.false_positive_action = a(
+            "Mark false positive (learn as good)", self.correct_false_positive, "F2",
+            "Mark the selected NG part good and teach the model at once, without retraining",
+            name="false_positive_action",
+        )
         self.mark_ng_action = a("Mark NG (defect)", lambda: self.label_current("NG"), "B", name="mark_ng_action")
         self.zoom_in_action = a("Zoom in", lambda: self.viewer.zoom(1.25), QKeySequence.StandardKey.ZoomIn, name="zoom_in_action")
         self.zoom_out_action = a("Zoom out", lambda: self.viewer.zoom(0.8), QKeySequence.StandardKey.ZoomOut, name="zoom_out_action")
         self.quit_action = a("&Quit", self.close, QKeySequence.StandardKey.Quit, name="quit_action")
+        self.preferences_action = a("&Preferences…", self.edit_preferences, QKeySequence.StandardKey.Preferences,
+                                    name="preferences_action")
 
         menu = self.menuBar()
         file_menu = menu.addMenu("&Project")
@@ -127,11 +138,13 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         file_menu.addMenu(self.recent_menu)
         file_menu.addSeparator()
+        file_menu.addAction(self.preferences_action)
         file_menu.addAction(self.quit_action)
         inspect_menu = menu.addMenu("&Inspect")
         inspect_menu.addActions([self.inspect_folder_action, self.inspect_files_action, self.evaluate_action])
         inspect_menu.addSeparator()
-        inspect_menu.addActions([self.next_action, self.previous_action, self.mark_ok_action, self.mark_ng_action])
+        inspect_menu.addActions([self.next_action, self.previous_action, self.mark_ok_action, self.mark_ng_action,
+                                 self.false_positive_action])
         model_menu = menu.addMenu("&Model")
         model_menu.addActions([self.train_action, self.cancel_action])
         view_menu = menu.addMenu("&View")
@@ -169,6 +182,8 @@ class MainWindow(QMainWindow):
         self.inspection.latency.connect(lambda ms: self.latency_label.setText(f"{ms:.0f} ms/image"))
         self.inspection.error.connect(lambda message: self.show_error("Inspection", message))
         self.inspection.busy_changed.connect(self._busy_changed)
+        self.inspection.rescored.connect(self._rescored)
+        self.inspection.correction_done.connect(self._correction_done)
 
         self.results_panel.current_changed.connect(self._current_changed)
         self.threshold_panel.verdicts_changed.connect(self._verdicts_changed)
@@ -186,6 +201,7 @@ class MainWindow(QMainWindow):
         self.project = project
         self.setWindowTitle(f"{project.name} — anomalyapp")
         self.training_panel.set_project(project.name, project.good_folder)
+        project.training.device = self.app_config.device
         self.training_panel.set_settings(project.training)
         self.camera.captures_dir = project.captures_dir
         self.results_panel.model().clear()
@@ -344,6 +360,46 @@ class MainWindow(QMainWindow):
             self.results_panel.model().set_label(row_index, label)
             self.results_panel.select_next()
 
+    def correct_false_positive(self) -> None:
+        """Label the selected result OK and add it to the model's notion of good, at once."""
+        row_index = self.results_panel.current_source_row()
+        if row_index is None or self.project is None:
+            return
+        model = self.results_panel.model()
+        row = model.row_at(row_index)
+        if row.score is None:
+            return
+        model.set_label(row_index, "OK")
+        # The flagged rows first: their verdicts are the ones the technician is waiting for.
+        order = sorted(range(model.rowCount()), key=lambda i: (model.verdict_at(i) == "OK", i != row_index))
+        listed = [(i, model.row_at(i).path) for i in order if model.row_at(i).score is not None]
+        self._correction_started = time.perf_counter()
+        self._correction_first_update = None
+        self.statusBar().showMessage(f"learning {row.path.name} as good…")
+        self.inspection.learn_good(row.path, self.project.models_dir, listed)
+
+    def _rescored(self, item) -> None:
+        _, scores, _seconds = item
+        changed = self.results_panel.model().update_scores(scores)
+        self.threshold_panel.set_result_scores(self.results_panel.model().scores())
+        if self._correction_first_update is None:
+            self._correction_first_update = time.perf_counter() - self._correction_started
+        self._correction_changed = getattr(self, "_correction_changed", 0) + changed
+
+    def _correction_done(self, result: dict) -> None:
+        seconds = time.perf_counter() - self._correction_started
+        self.project.current_model = Path(result["folder"]).name
+        self._save_project()
+        self.last_correction = result | {"first_update_s": self._correction_first_update, "gui_seconds": seconds}
+        self.model_label.setText(f"model: {Path(result['folder']).name} (corrected)")
+        self.statusBar().showMessage(
+            f"learned as good in {result['learned_after']:.2f} s; first verdicts updated after "
+            f"{self._correction_first_update or seconds:.2f} s, all {seconds:.2f} s; {result['change']}", 15000
+        )
+        row_index = self.results_panel.current_source_row()
+        if row_index is not None:
+            self.inspection.show(self.results_panel.model().row_at(row_index).path)
+
     # -------------------------------------------------------------------------------- evaluation
     def evaluate_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder with test/ and ground_truth/ (MVTec layout)")
@@ -386,6 +442,27 @@ class MainWindow(QMainWindow):
 
     def _about(self) -> None:
         QMessageBox.about(self, "About anomalyapp", f"anomalyapp {__version__}\nOffline visual inspection trained on good images only.")
+
+    def edit_preferences(self) -> None:
+        import torch
+
+        from anomalyapp.gui.widgets.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.app_config, torch.cuda.is_available(), self)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.app_config = dialog.config()
+            try:
+                save_settings(self.app_config)
+            except AppError as error:
+                self.show_error("Preferences", str(error))
+            self._apply_config()
+
+    def _apply_config(self) -> None:
+        self.viewer.set_opacity(self.app_config.overlay_opacity)
+        self.viewer.set_outlines_visible(self.app_config.show_outlines)
+        self.inspection.device_preference = self.app_config.device
+        if self.project is not None:
+            self.project.training.device = self.app_config.device
 
     def _restore_state(self) -> None:
         geometry = self.settings.value(_GEOMETRY_KEY)

@@ -212,3 +212,19 @@ def test_self_test_exits_zero(tmp_path):
                             timeout=300, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "synthetic scratch scored" in result.stdout
+
+
+def test_false_positive_is_fixed_in_place_without_retraining(qtbot, window, project_with_model, demo_line):
+    _load(qtbot, window, project_with_model)
+    _inspect_test_set(qtbot, window, demo_line)
+    model = window.results_panel.model()
+    flagged = next(i for i in range(model.rowCount()) if model.verdict_at(i) == "NG")
+    window.results_panel.select_source_row(flagged)
+    ng_before = model.counts()["NG"]
+    with qtbot.waitSignal(window.inspection.correction_done, timeout=60000):
+        window.false_positive_action.trigger()
+    assert model.verdict_at(flagged) == "OK" and model.row_at(flagged).label == "OK"
+    assert model.counts()["NG"] < ng_before
+    project = projects.open_project(project_with_model.root)
+    assert project.current_model != "trained" and (project.models_dir / "trained").is_dir()
+    assert window.last_correction["gui_seconds"] < 30

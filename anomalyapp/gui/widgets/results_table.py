@@ -260,6 +260,24 @@ class ResultsModel(QAbstractTableModel):
     def verdicts(self) -> Verdicts:
         return self._verdicts
 
+    def update_scores(self, scores: dict[int, tuple[float, float]]) -> int:
+        """New (score, raw_score) for some rows after the model changed; returns how many verdicts changed."""
+        if not scores:
+            return 0
+        changed = 0
+        for row_index, (score, raw_score) in scores.items():
+            row = self._rows[row_index]
+            row.score, row.raw_score = score, raw_score
+            verdict = self._verdicts.verdict(score)
+            if verdict != self._verdict_of[row_index]:
+                self._counts[self._verdict_of[row_index]] -= 1
+                self._counts[verdict] += 1
+                self._verdict_of[row_index] = verdict
+                changed += 1
+        first, last = min(scores), max(scores)
+        self.dataChanged.emit(self.index(first, self.SCORE), self.index(last, self.VERDICT))
+        return changed
+
     def set_verdicts(self, verdicts: Verdicts) -> None:
         """Re-judge every row; one ``dataChanged`` over the Verdict column when anything changed."""
         if verdicts == self._verdicts:

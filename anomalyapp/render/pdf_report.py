@@ -1,0 +1,461 @@
+"""A ``ReportData`` laid out as a multi-page A4 PDF with ``QPdfWriter``, ``QPainter`` and ``QTextDocument``.
+
+Pages: a header line (project, report title) and a footer (generated when and by what, page n of N) on
+every page; the body flows through a ``QTextDocument``: title and period, key figures, the confusion matrix
+of verdicts against confirmed labels, counts per day (with a stacked bar chart when there is more than one
+day), the findings table (its header repeated on each page) and a grid of thumbnails with captions.
+
+The PDF is rendered into memory and then written atomically (temporary file beside it + ``os.replace``).
+Qt needs a ``QGuiApplication``: an existing one is used; otherwise one is created, on the offscreen
+platform when there is no display.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMarginsF, QPointF, QRectF, QSizeF, Qt, QUrl
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontDatabase,
+    QGuiApplication,
+    QImage,
+    QPageLayout,
+    QPageSize,
+    QPainter,
+    QPdfWriter,
+    QPen,
+    QTextDocument,
+)
+
+from anomalyapp.core.errors import AppError
+from anomalyapp.services.reports import ReportData, Thumbnail, write_atomically
+
+DPI = 300
+MM = DPI / 25.4  # device pixels per millimetre
+PAGE_W_MM, PAGE_H_MM = 210.0, 297.0
+MARGIN_MM = 16.0
+BODY_TOP_MM, BODY_BOTTOM_MM = 24.0, 18.0  # body area: below the header, above the footer
+CSS_PX_PER_MM = 96 / 25.4  # sizes in the HTML are CSS pixels (1/96 inch), scaled by Qt to the device
+THUMB_COLUMNS = 4
+
+INK = "#1d2733"
+MUTED = "#5b6b7c"
+ACCENT = "#1f4e79"
+RULE = "#c8d1db"
+HEAD_BG = "#e9eef4"
+ZEBRA = "#f6f8fa"
+COLOURS = {"OK": "#2e7d32", "Review": "#b26a00", "NG": "#c62828"}
+FONT_PREFERENCE = ("Segoe UI", "Helvetica Neue", "Arial", "Liberation Sans", "DejaVu Sans", "Noto Sans")
+
+_APP = None  # a QGuiApplication this module created, kept alive
+
+
+def ensure_gui_application() -> QGuiApplication:
+    """The running QGuiApplication, or a new one (offscreen when there is no display)."""
+    global _APP
+    app = QGuiApplication.instance()
+    if app is None:
+        headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+        if headless and not os.environ.get("QT_QPA_PLATFORM"):
+            os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        app = _APP = QGuiApplication([sys.argv[0] if sys.argv and sys.argv[0] else "anomalyapp"])
+    elif not isinstance(app, QGuiApplication):
+        raise AppError("cannot draw a PDF report inside a console-only Qt application")
+    return app
+
+
+def write_pdf(report: ReportData, path: str | os.PathLike) -> Path:
+    """Render ``report`` as an A4 PDF at ``path`` (written atomically); returns the path."""
+    return write_atomically(path, render_pdf(report))
+
+
+def render_pdf(report: ReportData) -> bytes:
+    """The PDF file's bytes."""
+    ensure_gui_application()
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    writer = QPdfWriter(buffer)
+    writer.setPageSize(QPageSize(QPageSize.PageSizeId.A4))
+    writer.setPageOrientation(QPageLayout.Orientation.Portrait)
+    writer.setPageMargins(QMarginsF(0, 0, 0, 0), QPageLayout.Unit.Millimeter)
+    writer.setResolution(DPI)
+    writer.setTitle(f"{report.title} – {report.project} – {report.period}")
+    writer.setCreator(report.software)
+
+    family = _font_family()
+    body_w = (PAGE_W_MM - 2 * MARGIN_MM) * MM
+    body_h = (PAGE_H_MM - BODY_TOP_MM - BODY_BOTTOM_MM) * MM
+    doc = QTextDocument()
+    doc.documentLayout().setPaintDevice(writer)
+    font = QFont(family)
+    font.setPointSizeF(8.5)
+    doc.setDefaultFont(font)
+    doc.setDocumentMargin(0)
+    doc.setPageSize(QSizeF(body_w, body_h))
+    _add_images(doc, report)
+    doc.setHtml(_html(report, family))
+    pages = doc.pageCount()
+
+    painter = QPainter()
+    if not painter.begin(writer):
+        raise AppError("cannot start drawing the PDF report")
+    try:
+        for page in range(pages):
+            if page:
+                writer.newPage()
+            painter.save()
+            painter.translate(MARGIN_MM * MM, BODY_TOP_MM * MM - page * body_h)
+            doc.drawContents(painter, QRectF(0, page * body_h, body_w, body_h))
+            painter.restore()
+            _header_footer(painter, report, family, page + 1, pages)
+    finally:
+        painter.end()
+    buffer.close()
+    return bytes(buffer.data().data())
+
+
+# --------------------------------------------------------------------------------------------------
+# page furniture
+
+
+def _font_family() -> str:
+    available = set(QFontDatabase.families())
+    for family in FONT_PREFERENCE:
+        if family in available:
+            return family
+    return QFont().family()
+
+
+def _header_footer(painter: QPainter, report: ReportData, family: str, page: int, pages: int) -> None:
+    left, right = MARGIN_MM * MM, (PAGE_W_MM - MARGIN_MM) * MM
+    painter.save()
+    small = QFont(family)
+    small.setPointSizeF(7.5)
+    bold = QFont(small)
+    bold.setBold(True)
+    # header: project on the left, title and period on the right, a rule below
+    top = 10 * MM
+    box = QRectF(left, top, right - left, 6 * MM)
+    painter.setPen(QColor(ACCENT))
+    painter.setFont(bold)
+    painter.drawText(box, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, report.project)
+    painter.setPen(QColor(MUTED))
+    painter.setFont(small)
+    painter.drawText(box, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, f"{report.title} · {report.period}")
+    painter.setPen(QPen(QColor(RULE), 0.3 * MM))
+    painter.drawLine(QPointF(left, top + 7 * MM), QPointF(right, top + 7 * MM))
+    # footer: a rule, generated-by on the left, page n of N on the right
+    bottom = (PAGE_H_MM - 12) * MM
+    painter.drawLine(QPointF(left, bottom), QPointF(right, bottom))
+    box = QRectF(left, bottom + 1 * MM, right - left, 5 * MM)
+    painter.setPen(QColor(MUTED))
+    generated = report.generated_at.strftime("%Y-%m-%d %H:%M")
+    painter.drawText(box, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                     f"Generated {generated} by {report.software}")
+    painter.drawText(box, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, f"Page {page} of {pages}")
+    painter.restore()
+
+
+# --------------------------------------------------------------------------------------------------
+# images
+
+
+def _qimage(pixels: np.ndarray) -> QImage:
+    rgb = np.ascontiguousarray(pixels[:, :, :3], dtype=np.uint8)
+    height, width = rgb.shape[:2]
+    return QImage(rgb.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+
+
+def _placeholder(size: int = 240) -> QImage:
+    image = QImage(size, round(size * 0.75), QImage.Format.Format_RGB32)
+    image.fill(QColor("#eef1f4"))
+    painter = QPainter(image)
+    painter.setPen(QColor(MUTED))
+    font = QFont(_font_family())
+    font.setPixelSize(16)
+    painter.setFont(font)
+    painter.drawText(image.rect(), Qt.AlignmentFlag.AlignCenter, "image not available")
+    painter.end()
+    return image
+
+
+def _add_images(doc: QTextDocument, report: ReportData) -> None:
+    for index, thumb in enumerate(report.thumbnails):
+        image = _qimage(thumb.pixels) if thumb.pixels is not None else _placeholder()
+        doc.addResource(QTextDocument.ResourceType.ImageResource, QUrl(f"thumb://{index}"), image)
+    if len(report.days) > 1:
+        doc.addResource(QTextDocument.ResourceType.ImageResource, QUrl("chart://daily"), _daily_chart(report))
+
+
+def _daily_chart(report: ReportData, width: int = 2000, height: int = 520) -> QImage:
+    """Stacked bars per day (OK, Review, NG) with the NG rate written above days that have NG."""
+    image = QImage(width, height, QImage.Format.Format_RGB32)
+    image.fill(QColor("white"))
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    family = _font_family()
+    font = QFont(family)
+    font.setPixelSize(20)
+    painter.setFont(font)
+    left, right, top, bottom = 90, 20, 50, 60
+    plot_w, plot_h = width - left - right, height - top - bottom
+    peak = max((d.total for d in report.days), default=0) or 1
+    step = _nice_step(peak / 4)
+    axis_max = step * int(np.ceil(peak / step))
+    painter.setPen(QPen(QColor("#e3e8ee"), 1))
+    for k in range(0, int(axis_max / step) + 1):
+        y = top + plot_h - plot_h * k * step / axis_max
+        painter.setPen(QPen(QColor("#e3e8ee"), 1))
+        painter.drawLine(QPointF(left, y), QPointF(left + plot_w, y))
+        painter.setPen(QColor(MUTED))
+        painter.drawText(QRectF(0, y - 14, left - 12, 28), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                         f"{k * step:,.0f}")
+    n = len(report.days)
+    slot = plot_w / n
+    bar = slot * 0.7
+    label_every = max(1, int(np.ceil(n / 16)))
+    for i, day in enumerate(report.days):
+        x = left + i * slot + (slot - bar) / 2
+        y = top + plot_h
+        for count, colour in ((day.ok, COLOURS["OK"]), (day.review, COLOURS["Review"]), (day.ng, COLOURS["NG"])):
+            if count:
+                h = plot_h * count / axis_max
+                painter.fillRect(QRectF(x, y - h, bar, h), QColor(colour))
+                y -= h
+        if i % label_every == 0:
+            painter.setPen(QColor(MUTED))
+            painter.drawText(QRectF(left + i * slot - 30, top + plot_h + 8, slot + 60, 28),
+                             Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, day.day.strftime("%d %b"))
+    painter.setPen(QPen(QColor(INK), 2))
+    painter.drawLine(QPointF(left, top + plot_h), QPointF(left + plot_w, top + plot_h))
+    # legend
+    x = left
+    for name in ("OK", "Review", "NG"):
+        painter.fillRect(QRectF(x, 12, 22, 22), QColor(COLOURS[name]))
+        painter.setPen(QColor(INK))
+        painter.drawText(QRectF(x + 30, 6, 120, 34), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, name)
+        x += 140
+    painter.setPen(QColor(MUTED))
+    painter.drawText(QRectF(x + 20, 6, 600, 34), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                     "inspections per day")
+    painter.end()
+    return image
+
+
+def _nice_step(raw: float) -> float:
+    magnitude = 10 ** np.floor(np.log10(max(raw, 1e-9)))
+    for factor in (1, 2, 2.5, 5, 10):
+        if raw <= factor * magnitude:
+            return max(1.0, factor * magnitude)
+    return max(1.0, 10 * magnitude)
+
+
+# --------------------------------------------------------------------------------------------------
+# the body as Qt rich text
+
+
+def _e(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def _int(value: int) -> str:
+    return f"{value:,}".replace(",", "\u202f")  # thin no-break space between thousands
+
+
+def _verdict(verdict: str | None) -> str:
+    if not verdict:
+        return f'<span style="color:{MUTED}">–</span>'
+    return f'<span style="color:{COLOURS.get(verdict, INK)}; font-weight:600">{_e(verdict)}</span>'
+
+
+def _html(report: ReportData, family: str) -> str:
+    parts = [
+        f'<html><body style="font-family:\'{family}\'; color:{INK}">',
+        f'<p style="font-size:20pt; font-weight:600; color:{ACCENT}; margin:0">{_e(report.title)}</p>',
+        f'<p style="font-size:11pt; color:{MUTED}; margin-top:2px; margin-bottom:2px">'
+        f'{_e(report.project)} &nbsp;·&nbsp; {_e(report.period)}</p>',
+    ]
+    filters = ", ".join(report.filters) if report.filters else "none"
+    parts.append(f'<p style="color:{MUTED}; margin-top:0; margin-bottom:10px">Filters: {_e(filters)}</p>')
+    parts.append(_key_figures(report))
+    parts.append(_confusion(report))
+    if len(report.days) > 1:
+        parts.append(_daily(report))
+    parts.append(_rows(report))
+    if report.thumbnails:
+        parts.append(_thumbnails(report))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _section(title: str, note: str = "", break_before: bool = False) -> str:
+    style = "page-break-before:always; " if break_before else ""
+    out = (f'<p style="{style}font-size:12pt; font-weight:600; color:{ACCENT}; margin-top:16px; margin-bottom:4px">'
+           f'{_e(title)}</p>')
+    if note:
+        out += f'<p style="color:{MUTED}; margin-top:0; margin-bottom:6px">{note}</p>'
+    return out
+
+
+def _key_figures(report: ReportData) -> str:
+    s = report.summary
+    tiles = [
+        ("Inspected", _int(s.total), INK),
+        ("OK", _int(s.by_verdict.get("OK", 0)), COLOURS["OK"]),
+        ("Review", _int(s.by_verdict.get("Review", 0)), COLOURS["Review"]),
+        ("NG", _int(s.by_verdict.get("NG", 0)), COLOURS["NG"]),
+        ("NG rate", _pct(s.ng_rate), COLOURS["NG"] if s.ng_rate else INK),
+        ("Labelled", _int(s.labelled), INK),
+    ]
+    cells = "".join(
+        f'<td width="16%" align="center" bgcolor="{ZEBRA}" style="border:1px solid {RULE}; padding:6px">'
+        f'<span style="font-size:15pt; font-weight:600; color:{colour}">{value}</span><br/>'
+        f'<span style="color:{MUTED}">{name}</span></td>'
+        for name, value, colour in tiles
+    )
+    return (f'<table width="100%" cellspacing="4" cellpadding="0" style="border-collapse:separate">'
+            f"<tr>{cells}</tr></table>")
+
+
+def _table(headers: list[tuple[str, str]], rows: list[list[str]], widths: list[str] | None = None,
+           styles: list[str] | None = None) -> str:
+    """A ruled table; ``headers`` are (text, align); ``styles`` an extra CSS per row (e.g. bold totals)."""
+    head = "".join(
+        f'<th align="{align}" bgcolor="{HEAD_BG}"{f" width={widths[i]!r}" if widths else ""} '
+        f'style="padding:3px 5px; border-bottom:1px solid {RULE}; color:{INK}; font-weight:600">{text}</th>'
+        for i, (text, align) in enumerate(headers)
+    )
+    body = []
+    for r, row in enumerate(rows):
+        background = f' bgcolor="{ZEBRA}"' if r % 2 else ""
+        extra = styles[r] if styles and styles[r] else ""
+        cells = "".join(
+            f'<td align="{headers[i][1]}"{background} style="padding:2px 5px; border-bottom:1px solid #e3e8ee;{extra}">'
+            f"{cell}</td>"
+            for i, cell in enumerate(row)
+        )
+        body.append(f"<tr>{cells}</tr>")
+    return (f'<table width="100%" cellspacing="0" cellpadding="0" style="border-collapse:collapse; '
+            f'border:1px solid {RULE}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+
+
+def _confusion(report: ReportData) -> str:
+    s = report.summary
+    verdicts = ("OK", "Review", "NG")
+    rows, styles = [], []
+    for label in ("OK", "NG"):
+        counts = s.confusion.get(label, {})
+        cells = []
+        for v in verdicts:
+            n = counts.get(v, 0)
+            wrong = (label == "OK" and v == "NG") or (label == "NG" and v == "OK")
+            cells.append(f'<span style="color:{COLOURS["NG"]}; font-weight:600">{_int(n)}</span>' if wrong and n
+                         else _int(n))
+        rows.append([f"Labelled {label}", *cells, _int(sum(counts.values()))])
+        styles.append("")
+    unlabelled = [s.by_verdict.get(v, 0) - sum(s.confusion.get(lab, {}).get(v, 0) for lab in ("OK", "NG"))
+                  for v in verdicts]
+    rows.append(["Unlabelled", *map(_int, unlabelled), _int(sum(unlabelled))])
+    styles.append("")
+    rows.append(["Total", *(_int(s.by_verdict.get(v, 0)) for v in verdicts), _int(s.total)])
+    styles.append(" font-weight:600;")
+    table = _table([("", "left"), ("Verdict OK", "right"), ("Verdict Review", "right"), ("Verdict NG", "right"),
+                    ("Total", "right")], rows, ["28%", "18%", "18%", "18%", "18%"], styles)
+    (tn, fp), (fn, tp) = s.matrix
+    if s.labelled:
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        note = (f"On the {_int(s.labelled)} labelled inspections: precision {_pct(precision)}, recall {_pct(recall)}; "
+                f"<b>{_int(s.false_rejects)}</b> false reject(s) (labelled OK, judged NG) and "
+                f"<b>{_int(s.escapes)}</b> escape(s) (labelled NG, judged OK). Review counts as not rejected.")
+    else:
+        note = "No inspection in this period has been labelled yet, so verdicts cannot be checked against labels."
+    return (_section("Verdicts against confirmed labels") + table
+            + f'<p style="color:{MUTED}; margin-top:4px">{note}</p>')
+
+
+def _daily(report: ReportData) -> str:
+    rows, styles = [], []
+    for d in report.days:
+        quiet = d.total == 0
+        rows.append([d.day.strftime("%a %Y-%m-%d"), _int(d.total), _int(d.ok), _int(d.review), _int(d.ng),
+                     _pct(d.ng_rate) if d.total else "–", _int(d.labelled_ok), _int(d.labelled_ng)])
+        styles.append(f" color:{MUTED};" if quiet else "")
+    table = _table([("Day", "left"), ("Inspected", "right"), ("OK", "right"), ("Review", "right"), ("NG", "right"),
+                    ("NG rate", "right"), ("Labelled OK", "right"), ("Labelled NG", "right")], rows,
+                   ["19%", "12%", "11%", "11%", "11%", "11%", "12%", "13%"], styles)
+    chart_w = round((PAGE_W_MM - 2 * MARGIN_MM) * CSS_PX_PER_MM)
+    chart = f'<p style="margin-top:2px; margin-bottom:6px"><img src="chart://daily" width="{chart_w}" height="{round(chart_w * 0.26)}"/></p>'
+    return _section("Inspections per day") + chart + table
+
+
+def _rows(report: ReportData) -> str:
+    if not report.rows:
+        return _section(report.rows_title) + f'<p style="color:{MUTED}">None in this period.</p>'
+    multi_day = len({r.inspected_at.astimezone().date() for r in report.rows}) > 1 or len(report.days) > 1
+    fmt = "%m-%d %H:%M:%S" if multi_day else "%H:%M:%S"
+    rows = []
+    for r in report.rows:
+        version = f"v{r.model_version_id}" if r.model_version_id else "–"
+        note = report.notes.get(r.id, "")
+        rows.append([
+            _e(r.inspected_at.astimezone().strftime(fmt)), _e(_elide(r.file_name, 34)), f"{r.score:.3f}",
+            _verdict(r.verdict), _verdict(r.label), _e(_elide(note, 38)), version,
+            _e(report.users.get(r.user_id, "–")),
+        ])
+    table = _table([("Time", "left"), ("File", "left"), ("Score", "right"), ("Verdict", "left"), ("Label", "left"),
+                    ("Note", "left"), ("Model", "left"), ("By", "left")], rows,
+                   ["13%", "25%", "7%", "8%", "7%", "22%", "7%", "11%"])
+    shown = len(report.rows)
+    note = (f"{_int(report.rows_total)} in total; the first {_int(shown)} are listed, the CSV export has them all."
+            if report.rows_total > shown else f"{_int(shown)} in total.")
+    used = sorted({r.model_version_id for r in report.rows if r.model_version_id})
+    legend = "; ".join(_e(report.versions[v]) for v in used if v in report.versions)
+    if legend:
+        note += f" Models: {legend}."
+    return (_section(report.rows_title, note) + table)
+
+
+def _thumbnails(report: ReportData) -> str:
+    cell_w = round((PAGE_W_MM - 2 * MARGIN_MM) * CSS_PX_PER_MM / THUMB_COLUMNS) - 12
+    cells = []
+    for index, thumb in enumerate(report.thumbnails):
+        width, height = _thumb_size(thumb, cell_w)
+        label = f" · labelled {_verdict(thumb.label)}" if thumb.label else ""
+        cells.append(
+            f'<td align="center" valign="top" width="25%" style="padding:4px">'
+            f'<img src="thumb://{index}" width="{width}" height="{height}"/><br/>'
+            f'<span style="font-size:7.5pt">{_e(_elide(thumb.file_name, 30))}</span><br/>'
+            f'<span style="font-size:7.5pt">{_verdict(thumb.verdict)} · {thumb.score:.3f}{label}</span></td>'
+        )
+    while len(cells) % THUMB_COLUMNS:
+        cells.append('<td width="25%"></td>')
+    rows = "".join(f"<tr>{''.join(cells[i:i + THUMB_COLUMNS])}</tr>" for i in range(0, len(cells), THUMB_COLUMNS))
+    overlays = any(t.overlay for t in report.thumbnails)
+    note = ("Highest-scoring findings, NG first" + (", with the anomaly heat map" if overlays else "")
+            + "; a painted defect region is outlined in magenta.")
+    return (_section("Images", _e(note), break_before=True)
+            + f'<table width="100%" cellspacing="4" cellpadding="0">{rows}</table>')
+
+
+def _thumb_size(thumb: Thumbnail, cell_w: int) -> tuple[int, int]:
+    if thumb.pixels is None:
+        return cell_w, round(cell_w * 0.75)
+    height, width = thumb.pixels.shape[:2]
+    box_h = round(cell_w * 0.75)
+    scale = min(cell_w / width, box_h / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _elide(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

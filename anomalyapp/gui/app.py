@@ -121,6 +121,7 @@ def self_test(app, timeout_s: float = 180.0) -> int:
         window = MainWindow(settings)
         window.show()
         project = projects.create_project(root / "project", "self-test", good_folder)
+        projects.set_up_single_user(project, "self-test")
         project.training.image_size = 96
         window.set_project(project)
         outcome: dict = {}

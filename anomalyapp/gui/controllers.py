@@ -158,6 +158,8 @@ class InspectionController(QObject):
         self._cache: collections.OrderedDict[str, tuple] = collections.OrderedDict()
         self.model_path: Path | None = None
         self.device_preference = "auto"
+        # Called in the worker thread with each ImageResult; returns its records id (or None). Set by the window.
+        self.recorder = None
 
     # ----------------------------------------------------------------------------------- model
     def load_model(self, path: Path) -> None:
@@ -224,10 +226,11 @@ class InspectionController(QObject):
             with self.session_lock:
                 result = self.session.predict_path(path, keep_pixels=True)
             thumb = thumbnail_of(result.pixels) if result.ok else None
-            yield result, thumb
+            record_id = self.recorder(result) if (self.recorder is not None and result.ok) else None
+            yield result, thumb, record_id
 
     def _on_item(self, item) -> None:
-        result, thumb = item
+        result, thumb, record_id = item
         if result.ok:
             prediction = result.prediction
             self._remember(str(result.path), result.pixels, prediction.anomaly_map)
@@ -237,6 +240,7 @@ class InspectionController(QObject):
                 raw_score=prediction.raw_score,
                 thumbnail=to_qimage(thumb),
                 latency_ms=result.seconds * 1000,
+                record_id=record_id,
             )
             self.latency.emit(result.seconds * 1000)
         else:

@@ -8,7 +8,11 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
     QDockWidget,
     QFileDialog,
     QLabel,
@@ -22,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from anomalyapp import __version__
 from anomalyapp.core.errors import AppError
+from anomalyapp.gui.access import AccessController
 from anomalyapp.gui.camera_controller import CameraController
 from anomalyapp.gui.controllers import EvaluationController, InspectionController, TrainingController
 from anomalyapp.gui.widgets.camera_panel import CameraPanel
@@ -59,17 +64,26 @@ class MainWindow(QMainWindow):
         self.inspection = InspectionController(self)
         self.evaluation = EvaluationController(self.inspection, self)
         self.camera = CameraController(self.inspection, self)
+        self.access = AccessController(self)
+        self.inspection.recorder = self._record_result
+        self._threshold_audit = QTimer(self)
+        self._threshold_audit.setSingleShot(True)
+        self._threshold_audit.setInterval(1500)
+        self._threshold_audit.timeout.connect(self._audit_threshold)
 
         self.left_tabs = QTabWidget()
         self.left_tabs.setObjectName("left_tabs")
         self.left_tabs.addTab(self.training_panel, "Project && training")
         self.left_tabs.addTab(self.camera_panel, "Camera")
         self.setup_dock = self._dock("Setup", self.left_tabs, Qt.DockWidgetArea.LeftDockWidgetArea, "setup_dock")
-        self.results_dock = self._dock("Results", self.results_panel, Qt.DockWidgetArea.RightDockWidgetArea, "results_dock")
+        self.results_dock = self._dock("Results", self._results_with_review(), Qt.DockWidgetArea.RightDockWidgetArea, "results_dock")
         self.threshold_dock = self._dock(
             "Threshold", self.threshold_panel, Qt.DockWidgetArea.BottomDockWidgetArea, "threshold_dock"
         )
 
+        self.user_label = QLabel("not logged in")
+        self.user_label.setObjectName("user_label")
+        self.statusBar().addPermanentWidget(self.user_label)
         self.device_label = QLabel("device: —")
         self.model_label = QLabel("no model")
         self.latency_label = QLabel("")
@@ -118,7 +132,8 @@ class MainWindow(QMainWindow):
         self.evaluate_action = a("&Evaluate…", self.evaluate_dialog, "Ctrl+E", "Metrics on a folder with ground truth (MVTec layout)", name="evaluate_action")
         self.next_action = a("Next image", self.results_panel.select_next, "N", name="next_action")
         self.previous_action = a("Previous image", self.results_panel.select_previous, "P", name="previous_action")
-        self.mark_ok_action = a("Mark OK (good)", lambda: self.label_current("OK"), "G", name="mark_ok_action")
+        self.mark_ok_action = a("Mark OK (a false positive is learned as good)", lambda: self.label_current("OK"), "G",
+                                name="mark_ok_action")
         self.false_positive_action = a(
             "Mark false positive (learn as good)", self.correct_false_positive, "F2",
             "Mark the selected NG part good and teach the model at once, without retraining",
@@ -127,6 +142,14 @@ class MainWindow(QMainWindow):
         self.mark_ng_action = a("Mark NG (defect)", lambda: self.label_current("NG"), "B", name="mark_ng_action")
         self.zoom_in_action = a("Zoom in", lambda: self.viewer.zoom(1.25), QKeySequence.StandardKey.ZoomIn, name="zoom_in_action")
         self.zoom_out_action = a("Zoom out", lambda: self.viewer.zoom(0.8), QKeySequence.StandardKey.ZoomOut, name="zoom_out_action")
+        self.records_action = a("&Records and reports…", self.show_records, "Ctrl+R",
+                                "Search inspections, export CSV/PDF, threshold from labels, model versions",
+                                name="records_action")
+        self.users_action = a("&Users…", self.show_users, None, "Accounts and single-user mode (supervisor)",
+                              name="users_action")
+        self.lock_action = a("&Lock station", self.access.lock, "Ctrl+L", name="lock_action")
+        self.paint_action = a("Paint defect region", self._toggle_paint, "D", name="paint_action")
+        self.paint_action.setCheckable(True)
         self.quit_action = a("&Quit", self.close, QKeySequence.StandardKey.Quit, name="quit_action")
         self.preferences_action = a("&Preferences…", self.edit_preferences, QKeySequence.StandardKey.Preferences,
                                     name="preferences_action")
@@ -138,13 +161,15 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         file_menu.addMenu(self.recent_menu)
         file_menu.addSeparator()
+        file_menu.addActions([self.records_action, self.users_action, self.lock_action])
+        file_menu.addSeparator()
         file_menu.addAction(self.preferences_action)
         file_menu.addAction(self.quit_action)
         inspect_menu = menu.addMenu("&Inspect")
         inspect_menu.addActions([self.inspect_folder_action, self.inspect_files_action, self.evaluate_action])
         inspect_menu.addSeparator()
         inspect_menu.addActions([self.next_action, self.previous_action, self.mark_ok_action, self.mark_ng_action,
-                                 self.false_positive_action])
+                                 self.false_positive_action, self.paint_action])
         model_menu = menu.addMenu("&Model")
         model_menu.addActions([self.train_action, self.cancel_action])
         view_menu = menu.addMenu("&View")
@@ -161,6 +186,8 @@ class MainWindow(QMainWindow):
         toolbar.addActions([self.train_action, self.cancel_action])
         toolbar.addSeparator()
         toolbar.addActions([self.inspect_folder_action, self.inspect_files_action, self.evaluate_action])
+        toolbar.addSeparator()
+        toolbar.addActions([self.records_action, self.lock_action])
 
     def _wire(self) -> None:
         panel = self.training_panel
@@ -173,7 +200,7 @@ class MainWindow(QMainWindow):
         self.trainer.finished.connect(panel.finish)
         self.trainer.failed.connect(lambda message: self.show_error("Training", message))
         self.trainer.estimate_ready.connect(panel.estimate_label.setText)
-        self.trainer.model_ready.connect(self.inspection.load_model)
+        self.trainer.model_ready.connect(self._model_trained)
 
         self.inspection.model_loaded.connect(self._model_loaded)
         self.inspection.model_failed.connect(lambda message: self.show_error("Model", message))
@@ -193,8 +220,153 @@ class MainWindow(QMainWindow):
         self.evaluation.finished.connect(self._show_evaluation)
         self.evaluation.failed.connect(lambda message: self.show_error("Evaluation", message))
 
+        self.access.user_changed.connect(self._user_changed)
+        self.access.login_needed.connect(self._ask_login)
+        self.access.first_user_needed.connect(self._ask_first_user)
+        self.access.error.connect(lambda message: self.show_error("Permission", message))
+
         self.camera.attach(self.camera_panel, self.viewer)
         self.camera.error.connect(lambda message: self.show_error("Camera", message))
+
+    def _results_with_review(self) -> QWidget:
+        """The results table with the review bar under it: note, paint, OK / NG decisions."""
+        self.note_edit = QLineEdit()
+        self.note_edit.setObjectName("review_note")
+        self.note_edit.setPlaceholderText("Note for the next decision (optional)")
+        ok_button = QPushButton("OK — false positive (G)")
+        ok_button.setObjectName("review_ok_button")
+        ok_button.clicked.connect(lambda: self.label_current("OK"))
+        ng_button = QPushButton("NG — confirmed (B)")
+        ng_button.setObjectName("review_ng_button")
+        ng_button.clicked.connect(lambda: self.label_current("NG"))
+        paint = QCheckBox("Paint region (D)")
+        paint.setObjectName("review_paint_toggle")
+        paint.toggled.connect(lambda on: self.paint_action.setChecked(on) or self._toggle_paint())
+        self.paint_toggle = paint
+        buttons = QHBoxLayout()
+        buttons.addWidget(ok_button)
+        buttons.addWidget(ng_button)
+        buttons.addWidget(paint)
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.results_panel, 1)
+        layout.addWidget(self.note_edit)
+        layout.addLayout(buttons)
+        return box
+
+    # ------------------------------------------------------------------------------ accounts
+    def _user_changed(self, user) -> None:
+        self.user_label.setText(self.access.user_text)
+        can = self.access.can
+        for action, permission in ((self.train_action, "train"), (self.users_action, "manage_users"),
+                                   (self.inspect_folder_action, "inspect"), (self.inspect_files_action, "inspect"),
+                                   (self.evaluate_action, "inspect"), (self.mark_ok_action, "label"),
+                                   (self.mark_ng_action, "label"), (self.false_positive_action, "label")):
+            action.setEnabled(can(permission))
+        self.training_panel.train_button.setEnabled(can("train") and not self.trainer.running)
+        self.threshold_panel.set_editable(can("change_threshold"))
+        for widget in (self.centralWidget(), self.setup_dock, self.results_dock, self.threshold_dock):
+            widget.setEnabled(user is not None)
+
+    def _ask_login(self) -> None:
+        from anomalyapp.gui.widgets.account_dialogs import LoginDialog
+
+        name = self.project.name if self.project else "anomalyapp"
+        self.login_dialog = LoginDialog(self.access.login, name, locked=True, parent=self)
+        self.login_dialog.open()
+
+    def _ask_first_user(self) -> None:
+        from anomalyapp.gui.widgets.account_dialogs import FirstSupervisorDialog
+
+        self.first_user_dialog = FirstSupervisorDialog(self.access.create_first_supervisor, self)
+        self.first_user_dialog.open()
+
+    def show_users(self) -> None:
+        from anomalyapp.gui.widgets.account_dialogs import UsersDialog
+
+        if self.access.require("manage_users"):
+            self.users_dialog = UsersDialog(self.access.records.auth, self.access.user, self)
+            self.users_dialog.finished.connect(lambda _: self._user_changed(self.access.user))
+            self.users_dialog.open()
+
+    def show_records(self) -> None:
+        from anomalyapp.gui.widgets.records_dialog import RecordsDialog
+
+        if self.access.records is None:
+            return
+        self.records_dialog = RecordsDialog(self.access.records, self.access, self)
+        self.records_dialog.threshold_applied.connect(self._threshold_applied)
+        self.records_dialog.version_restored.connect(self._version_restored)
+        self.records_dialog.show()
+
+    def _threshold_applied(self, value: float) -> None:
+        self.threshold_panel.set_threshold(value)
+        self.statusBar().showMessage(f"threshold {value:.3f} applied as a new model version", 8000)
+
+    def _version_restored(self, version) -> None:
+        self.project.current_model = version.folder
+        self.project.threshold = version.threshold
+        self._save_project()
+        self.threshold_panel.set_threshold(version.threshold)
+        self.inspection.load_model(self.project.models_dir / version.folder)
+        self.statusBar().showMessage(f"rolled back to version {version.id} ({version.change})", 8000)
+
+    # ------------------------------------------------------------------------------- records
+    def _record_result(self, result):
+        """Runs in the inspection worker: write the decision to the project's records."""
+        records, user = self.access.records, self.access.user
+        if records is None or user is None:
+            return None
+        verdicts = self.results_panel.model().verdicts()
+        try:
+            version = records.current_version()
+            saved = records.record_results([result], version.id if version else None, verdicts.threshold,
+                                           verdicts.uncertain_low, user)
+        except AppError as error:
+            self.inspection.error.emit(f"could not record {result.path.name}: {error}")
+            return None
+        return saved[0].id if saved else None
+
+    def _audit_threshold(self) -> None:
+        records, user = self.access.records, self.access.user
+        if records is not None and user is not None and self.access.can("change_threshold"):
+            verdicts = self.results_panel.model().verdicts()
+            value = f"{verdicts.threshold:.3f}" + (f" (review from {verdicts.uncertain_low:.3f})"
+                                                   if verdicts.uncertain_low is not None else "")
+            try:
+                records.set_setting("threshold", value, user)
+            except AppError as error:
+                self.show_error("Records", str(error))
+
+    def _record_version(self, folder: str, change: str, correction: bool = False) -> None:
+        records, user = self.access.records, self.access.user
+        if records is None or user is None:
+            return
+        try:
+            parent = records.current_version()
+            if correction:
+                records.add_correction(folder, parent.id if parent else None, change, user,
+                                       threshold=self.project.threshold)
+            else:
+                records.add_version(folder, parent.id if parent else None, change, user, threshold=0.5)
+        except AppError as error:
+            self.show_error("Records", str(error))
+
+    def _toggle_paint(self) -> None:
+        on = self.paint_action.isChecked()
+        if self.paint_toggle.isChecked() != on:
+            self.paint_toggle.setChecked(on)
+        self.viewer.set_paint_mode(on)
+
+    def _region_png(self) -> bytes | None:
+        import cv2
+
+        mask = self.viewer.painted_mask()
+        if mask is None:
+            return None
+        ok, encoded = cv2.imencode(".png", mask.astype("uint8") * 255)
+        return encoded.tobytes() if ok else None
 
     # ---------------------------------------------------------------------------------- projects
     def set_project(self, project: projects.Project) -> None:
@@ -204,6 +376,10 @@ class MainWindow(QMainWindow):
         project.training.device = self.app_config.device
         self.training_panel.set_settings(project.training)
         self.camera.captures_dir = project.captures_dir
+        try:
+            self.access.open_project(project)
+        except AppError as error:
+            self.show_error("Records", str(error))
         self.results_panel.model().clear()
         self.viewer.clear()
         self.threshold_panel.set_threshold(project.threshold)
@@ -254,6 +430,8 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------------------------- training
     def start_training(self) -> None:
+        if self.project is not None and not self.access.require("train"):
+            return
         if self.project is None:
             self.show_error("Training", "create or open a project first (Project → New project)")
             return
@@ -262,6 +440,12 @@ class MainWindow(QMainWindow):
             setattr(self.project.training, key, value)
         self._save_project()
         self.trainer.start(self.project, values)
+
+    def _model_trained(self, path) -> None:
+        # A new model brings its own calibration: its threshold is 0.5 again.
+        self.threshold_panel.set_threshold(0.5)
+        self._record_version(Path(path).name, "trained")
+        self.inspection.load_model(path)
 
     def _estimate(self) -> None:
         if self.project is not None:
@@ -353,12 +537,45 @@ class MainWindow(QMainWindow):
             self.project.threshold = verdicts.threshold
             self.project.uncertain_low = verdicts.uncertain_low
             self._save_project()
+            self._threshold_audit.start()
 
     def label_current(self, label: str) -> None:
+        """One key per decision: record the label (with note and painted region), then open the next image.
+
+        OK on a part the model called NG or Review is a false positive: the model learns it at once.
+        """
         row_index = self.results_panel.current_source_row()
-        if row_index is not None:
-            self.results_panel.model().set_label(row_index, label)
+        if row_index is None or not self.access.require("label"):
+            return
+        model = self.results_panel.model()
+        row = model.row_at(row_index)
+        records = self.access.records
+        if records is not None and row.record_id is not None:
+            try:
+                records.label(row.record_id, label, self.note_edit.text().strip(), self._region_png(), self.access.user)
+            except AppError as error:
+                self.show_error("Label", str(error))
+                return
+        self.note_edit.clear()
+        self.paint_action.setChecked(False)
+        self._toggle_paint()
+        if label == "OK" and model.verdict_at(row_index) in ("NG", "Review") and self.inspection.session is not None:
+            self.correct_false_positive()
+            return
+        position = self.results_panel.view.currentIndex().row()
+        model.set_label(row_index, label)
+        self._select_after_decision(position)
+
+    def _select_after_decision(self, position: int) -> None:
+        """Open the next image; in the review queue the decided row has just left the list."""
+        proxy = self.results_panel.proxy()
+        if proxy.rowCount() == 0:
+            return
+        if self.results_panel.view.currentIndex().isValid():
             self.results_panel.select_next()
+        else:
+            target = proxy.index(min(position, proxy.rowCount() - 1), 1)
+            self.results_panel.select_source_row(proxy.mapToSource(target).row())
 
     def correct_false_positive(self) -> None:
         """Label the selected result OK and add it to the model's notion of good, at once."""
@@ -369,7 +586,9 @@ class MainWindow(QMainWindow):
         row = model.row_at(row_index)
         if row.score is None:
             return
+        position = self.results_panel.view.currentIndex().row()
         model.set_label(row_index, "OK")
+        self._select_after_decision(position)
         # The flagged rows first: their verdicts are the ones the technician is waiting for.
         order = sorted(range(model.rowCount()), key=lambda i: (model.verdict_at(i) == "OK", i != row_index))
         listed = [(i, model.row_at(i).path) for i in order if model.row_at(i).score is not None]
@@ -390,6 +609,7 @@ class MainWindow(QMainWindow):
         seconds = time.perf_counter() - self._correction_started
         self.project.current_model = Path(result["folder"]).name
         self._save_project()
+        self._record_version(self.project.current_model, result["change"], correction=True)
         self.last_correction = result | {"first_update_s": self._correction_first_update, "gui_seconds": seconds}
         self.model_label.setText(f"model: {Path(result['folder']).name} (corrected)")
         self.statusBar().showMessage(

@@ -18,11 +18,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMarginsF, QPointF, QRectF, QSizeF, Qt, QUrl
+from PySide6.QtCore import QBuffer, QIODevice, QMarginsF, QPointF, QRectF, QSizeF, Qt, QUrl
 from PySide6.QtGui import (
     QColor,
     QFont,
     QFontDatabase,
+    QFontMetricsF,
     QGuiApplication,
     QImage,
     QPageLayout,
@@ -43,6 +44,7 @@ MARGIN_MM = 16.0
 BODY_TOP_MM, BODY_BOTTOM_MM = 24.0, 18.0  # body area: below the header, above the footer
 CSS_PX_PER_MM = 96 / 25.4  # sizes in the HTML are CSS pixels (1/96 inch), scaled by Qt to the device
 THUMB_COLUMNS = 4
+THUMB_ROWS_PER_PAGE = 5  # with the 4:3 picture box and two caption lines, five rows fill a page
 
 INK = "#1d2733"
 MUTED = "#5b6b7c"
@@ -99,7 +101,7 @@ def render_pdf(report: ReportData) -> bytes:
     doc.setDocumentMargin(0)
     doc.setPageSize(QSizeF(body_w, body_h))
     _add_images(doc, report)
-    doc.setHtml(_html(report, family))
+    doc.setHtml(_html(report, family, _Fitter(family, writer, body_w)))
     pages = doc.pageCount()
 
     painter = QPainter()
@@ -144,10 +146,13 @@ def _header_footer(painter: QPainter, report: ReportData, family: str, page: int
     box = QRectF(left, top, right - left, 6 * MM)
     painter.setPen(QColor(ACCENT))
     painter.setFont(bold)
-    painter.drawText(box, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, report.project)
+    project = painter.fontMetrics().elidedText(report.project, Qt.TextElideMode.ElideRight, round(box.width() * 0.42))
+    painter.drawText(box, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, project)
     painter.setPen(QColor(MUTED))
     painter.setFont(small)
-    painter.drawText(box, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, f"{report.title} · {report.period}")
+    title = painter.fontMetrics().elidedText(f"{report.title} · {report.period}", Qt.TextElideMode.ElideRight,
+                                             round(box.width() * 0.56))
+    painter.drawText(box, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, title)
     painter.setPen(QPen(QColor(RULE), 0.3 * MM))
     painter.drawLine(QPointF(left, top + 7 * MM), QPointF(right, top + 7 * MM))
     # footer: a rule, generated-by on the left, page n of N on the right
@@ -201,9 +206,9 @@ def _daily_chart(report: ReportData, width: int = 2000, height: int = 520) -> QI
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
     family = _font_family()
     font = QFont(family)
-    font.setPixelSize(20)
+    font.setPixelSize(26)
     painter.setFont(font)
-    left, right, top, bottom = 90, 20, 50, 60
+    left, right, top, bottom = 90, 20, 60, 60
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = max((d.total for d in report.days), default=0) or 1
     step = _nice_step(peak / 4)
@@ -237,13 +242,13 @@ def _daily_chart(report: ReportData, width: int = 2000, height: int = 520) -> QI
     # legend
     x = left
     for name in ("OK", "Review", "NG"):
-        painter.fillRect(QRectF(x, 12, 22, 22), QColor(COLOURS[name]))
+        painter.fillRect(QRectF(x, 12, 26, 26), QColor(COLOURS[name]))
         painter.setPen(QColor(INK))
-        painter.drawText(QRectF(x + 30, 6, 120, 34), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, name)
-        x += 140
+        painter.drawText(QRectF(x + 36, 6, 140, 38), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, name)
+        x += 170
     painter.setPen(QColor(MUTED))
-    painter.drawText(QRectF(x + 20, 6, 600, 34), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                     "inspections per day")
+    painter.drawText(QRectF(x + 20, 6, 800, 38), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                     "inspections per day, by verdict")
     painter.end()
     return image
 
@@ -278,7 +283,7 @@ def _verdict(verdict: str | None) -> str:
     return f'<span style="color:{COLOURS.get(verdict, INK)}; font-weight:600">{_e(verdict)}</span>'
 
 
-def _html(report: ReportData, family: str) -> str:
+def _html(report: ReportData, family: str, fit: _Fitter) -> str:
     parts = [
         f'<html><body style="font-family:\'{family}\'; color:{INK}">',
         f'<p style="font-size:20pt; font-weight:600; color:{ACCENT}; margin:0">{_e(report.title)}</p>',
@@ -291,9 +296,9 @@ def _html(report: ReportData, family: str) -> str:
     parts.append(_confusion(report))
     if len(report.days) > 1:
         parts.append(_daily(report))
-    parts.append(_rows(report))
+    parts.append(_rows(report, fit))
     if report.thumbnails:
-        parts.append(_thumbnails(report))
+        parts.append(_thumbnails(report, fit))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -318,7 +323,7 @@ def _key_figures(report: ReportData) -> str:
         ("Labelled", _int(s.labelled), INK),
     ]
     cells = "".join(
-        f'<td width="16%" align="center" bgcolor="{ZEBRA}" style="border:1px solid {RULE}; padding:6px">'
+        f'<td width="16.6%" align="center" bgcolor="{ZEBRA}" style="border:1px solid {RULE}; padding:6px">'
         f'<span style="font-size:15pt; font-weight:600; color:{colour}">{value}</span><br/>'
         f'<span style="color:{MUTED}">{name}</span></td>'
         for name, value, colour in tiles
@@ -332,7 +337,8 @@ def _table(headers: list[tuple[str, str]], rows: list[list[str]], widths: list[s
     """A ruled table; ``headers`` are (text, align); ``styles`` an extra CSS per row (e.g. bold totals)."""
     head = "".join(
         f'<th align="{align}" bgcolor="{HEAD_BG}"{f" width={widths[i]!r}" if widths else ""} '
-        f'style="padding:3px 5px; border-bottom:1px solid {RULE}; color:{INK}; font-weight:600">{text}</th>'
+        f'style="padding:3px 5px; border-bottom:1px solid {RULE}; color:{INK}; font-weight:600; '
+        f'white-space:nowrap">{text}</th>'
         for i, (text, align) in enumerate(headers)
     )
     body = []
@@ -340,7 +346,8 @@ def _table(headers: list[tuple[str, str]], rows: list[list[str]], widths: list[s
         background = f' bgcolor="{ZEBRA}"' if r % 2 else ""
         extra = styles[r] if styles and styles[r] else ""
         cells = "".join(
-            f'<td align="{headers[i][1]}"{background} style="padding:2px 5px; border-bottom:1px solid #e3e8ee;{extra}">'
+            f'<td align="{headers[i][1]}"{background} style="padding:2px 5px; border-bottom:1px solid #e3e8ee; '
+            f'white-space:nowrap;{extra}">'
             f"{cell}</td>"
             for i, cell in enumerate(row)
         )
@@ -393,29 +400,32 @@ def _daily(report: ReportData) -> str:
         styles.append(f" color:{MUTED};" if quiet else "")
     table = _table([("Day", "left"), ("Inspected", "right"), ("OK", "right"), ("Review", "right"), ("NG", "right"),
                     ("NG rate", "right"), ("Labelled OK", "right"), ("Labelled NG", "right")], rows,
-                   ["19%", "12%", "11%", "11%", "11%", "11%", "12%", "13%"], styles)
+                   ["18%", "11%", "10%", "10%", "10%", "11%", "15%", "15%"], styles)
     chart_w = round((PAGE_W_MM - 2 * MARGIN_MM) * CSS_PX_PER_MM)
     chart = f'<p style="margin-top:2px; margin-bottom:6px"><img src="chart://daily" width="{chart_w}" height="{round(chart_w * 0.26)}"/></p>'
     return _section("Inspections per day") + chart + table
 
 
-def _rows(report: ReportData) -> str:
+def _rows(report: ReportData, fit: _Fitter) -> str:
     if not report.rows:
         return _section(report.rows_title) + f'<p style="color:{MUTED}">None in this period.</p>'
     multi_day = len({r.inspected_at.astimezone().date() for r in report.rows}) > 1 or len(report.days) > 1
     fmt = "%m-%d %H:%M:%S" if multi_day else "%H:%M:%S"
+    widths = [15, 21, 7, 9, 7, 20, 7, 14]  # per cent of the body width
     rows = []
     for r in report.rows:
         version = f"v{r.model_version_id}" if r.model_version_id else "–"
-        note = report.notes.get(r.id, "")
+        label = report.labels.get(r.id)
+        note = label.note if label else ""
+        labeller = report.users.get(label.user_id, "–") if label else ""
         rows.append([
-            _e(r.inspected_at.astimezone().strftime(fmt)), _e(_elide(r.file_name, 34)), f"{r.score:.3f}",
-            _verdict(r.verdict), _verdict(r.label), _e(_elide(note, 38)), version,
-            _e(report.users.get(r.user_id, "–")),
+            _e(r.inspected_at.astimezone().strftime(fmt)), _e(fit(r.file_name, widths[1], middle=True)),
+            f"{r.score:.3f}", _verdict(r.verdict), _verdict(r.label), _e(fit(note, widths[5])), version,
+            _e(fit(labeller, widths[7])),
         ])
     table = _table([("Time", "left"), ("File", "left"), ("Score", "right"), ("Verdict", "left"), ("Label", "left"),
-                    ("Note", "left"), ("Model", "left"), ("By", "left")], rows,
-                   ["13%", "25%", "7%", "8%", "7%", "22%", "7%", "11%"])
+                    ("Note", "left"), ("Model", "left"), ("Labelled by", "left")], rows,
+                   [f"{w}%" for w in widths])
     shown = len(report.rows)
     note = (f"{_int(report.rows_total)} in total; the first {_int(shown)} are listed, the CSV export has them all."
             if report.rows_total > shown else f"{_int(shown)} in total.")
@@ -426,7 +436,7 @@ def _rows(report: ReportData) -> str:
     return (_section(report.rows_title, note) + table)
 
 
-def _thumbnails(report: ReportData) -> str:
+def _thumbnails(report: ReportData, fit: _Fitter) -> str:
     cell_w = round((PAGE_W_MM - 2 * MARGIN_MM) * CSS_PX_PER_MM / THUMB_COLUMNS) - 12
     cells = []
     for index, thumb in enumerate(report.thumbnails):
@@ -435,17 +445,24 @@ def _thumbnails(report: ReportData) -> str:
         cells.append(
             f'<td align="center" valign="top" width="25%" style="padding:4px">'
             f'<img src="thumb://{index}" width="{width}" height="{height}"/><br/>'
-            f'<span style="font-size:7.5pt">{_e(_elide(thumb.file_name, 30))}</span><br/>'
+            f'<span style="font-size:7.5pt; white-space:nowrap">'
+            f'{_e(fit(thumb.file_name, 100 / THUMB_COLUMNS, middle=True, points=7.5))}</span><br/>'
             f'<span style="font-size:7.5pt">{_verdict(thumb.verdict)} · {thumb.score:.3f}{label}</span></td>'
         )
     while len(cells) % THUMB_COLUMNS:
         cells.append('<td width="25%"></td>')
-    rows = "".join(f"<tr>{''.join(cells[i:i + THUMB_COLUMNS])}</tr>" for i in range(0, len(cells), THUMB_COLUMNS))
+    rows = [f"<tr>{''.join(cells[i:i + THUMB_COLUMNS])}</tr>" for i in range(0, len(cells), THUMB_COLUMNS)]
     overlays = any(t.overlay for t in report.thumbnails)
     note = ("Highest-scoring findings, NG first" + (", with the anomaly heat map" if overlays else "")
             + "; a painted defect region is outlined in magenta.")
-    return (_section("Images", _e(note), break_before=True)
-            + f'<table width="100%" cellspacing="4" cellpadding="0">{rows}</table>')
+    # A fixed number of rows per page, each page its own table: Qt would otherwise split a row between
+    # its pictures and their captions at a page end.
+    pages = [rows[i:i + THUMB_ROWS_PER_PAGE] for i in range(0, len(rows), THUMB_ROWS_PER_PAGE)]
+    out = _section("Images", _e(note), break_before=True)
+    for index, page in enumerate(pages):
+        style = ' style="page-break-before:always"' if index else ""
+        out += f'<table width="100%" cellspacing="4" cellpadding="0"{style}>{"".join(page)}</table>'
+    return out
 
 
 def _thumb_size(thumb: Thumbnail, cell_w: int) -> tuple[int, int]:
@@ -457,5 +474,23 @@ def _thumb_size(thumb: Thumbnail, cell_w: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _elide(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+class _Fitter:
+    """Shortens text with an ellipsis to fit a table column, measured with the PDF's own font metrics."""
+
+    PADDING_CSS_PX = 14  # cell padding on both sides plus the rule
+
+    def __init__(self, family: str, device: QPdfWriter, body_w: float):
+        self.family, self.device, self.body_w = family, device, body_w
+        self._metrics: dict[float, QFontMetricsF] = {}
+
+    def __call__(self, text: str, percent: float, *, middle: bool = False, points: float = 8.5) -> str:
+        if not text:
+            return text
+        metrics = self._metrics.get(points)
+        if metrics is None:
+            font = QFont(self.family)
+            font.setPointSizeF(points)
+            metrics = self._metrics[points] = QFontMetricsF(font, self.device)
+        width = self.body_w * percent / 100 - self.PADDING_CSS_PX * DPI / 96
+        mode = Qt.TextElideMode.ElideMiddle if middle else Qt.TextElideMode.ElideRight
+        return metrics.elidedText(text, mode, max(width, 1.0))

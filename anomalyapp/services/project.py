@@ -142,6 +142,22 @@ def remember_recent(root: Path) -> None:
         pass  # a read-only config folder must not stop the user's work
 
 
+def set_up_single_user(project: Project, name: str = "station") -> None:
+    """Give a project without accounts one supervisor in single-user mode (demo, self-test, scripts).
+
+    The password is random and not shown: such a station starts logged in; a person who wants logins
+    creates their own supervisor account (Users…) and switches single-user mode off.
+    """
+    import secrets
+
+    from anomalyapp.services.records import RecordsService
+
+    with RecordsService(project.root) as records:
+        if records.auth.needs_first_user():
+            user = records.auth.create_first_supervisor(name, f"Aa1-{secrets.token_urlsafe(16)}")
+            records.auth.set_single_user_mode(user, True)
+
+
 def demo_project(root: str | os.PathLike | None = None) -> Project:
     """The demo line as a project: generated good images, ready to train."""
     from anomalyapp.data.demo import generate_demo
@@ -149,5 +165,8 @@ def demo_project(root: str | os.PathLike | None = None) -> Project:
     root = Path(root) if root else paths.data_dir() / "demo-project"
     data = generate_demo(root / "data" / "demo_line", seed=0)
     if (root / PROJECT_FILE).exists():
-        return open_project(root)
-    return create_project(root, "Demo line (washers)", data / "train" / "good")
+        project = open_project(root)
+    else:
+        project = create_project(root, "Demo line (washers)", data / "train" / "good")
+    set_up_single_user(project, "demo")
+    return project

@@ -20,9 +20,10 @@ from pathlib import Path
 
 from anomalyapp.core.errors import AppError, DataError
 from anomalyapp.services import auth
-from anomalyapp.store.records import (
+from anomalyapp.store.records import (  # the record types, re-exported for the front ends (they may not import store)
     LABELS,
     VERDICTS,
+    AuditEntry,
     InspectionQuery,
     InspectionRecord,
     LabelRecord,
@@ -30,6 +31,11 @@ from anomalyapp.store.records import (
     RecordStore,
     User,
 )
+
+__all__ = [
+    "AuditEntry", "InspectionQuery", "InspectionRecord", "LabelRecord", "ModelVersion", "RecordsService", "Summary",
+    "ThresholdProposal", "User", "content_sha256", "verdict_for",
+]
 
 
 def content_sha256(path: str | os.PathLike) -> str | None:
@@ -280,6 +286,32 @@ class RecordsService:
         """Record a new model (e.g. after training, change 'trained') and make it current. Supervisors only."""
         auth.require(user, auth.TRAIN)
         self._require_folder(folder)
+        return self.store.add_model_version(folder, change, threshold, parent_id=parent_id, user_id=user.id,
+                                            make_current=True)
+
+    def add_correction(self, folder: str, parent_id: int | None, change: str, user: User,
+                       threshold: float = 0.5) -> ModelVersion:
+        """Record the model a technician's correction made (a false positive learned as good).
+
+        Operators may do this: teaching the model that a part is good is labelling, and it is what makes
+        their corrections count at once. It is a new version with their name, and a supervisor can roll it
+        back; training, the threshold and roll-backs stay with supervisors.
+        """
+        auth.require(user, auth.LABEL)
+        self._require_folder(folder)
+        return self.store.add_model_version(folder, change, threshold, parent_id=parent_id, user_id=user.id,
+                                            make_current=True)
+
+    def add_correction(self, folder: str, parent_id: int | None, change: str, user: User,
+                       threshold: float | None = None) -> ModelVersion:
+        """Record a model corrected in place (e.g. a false positive learnt as good, change 'marked good: x.png')
+        and make it current. It changes the model, so it needs the ``train`` permission like a training; the
+        threshold carries over from the parent version unless given."""
+        auth.require(user, auth.TRAIN)
+        self._require_folder(folder)
+        if threshold is None:
+            parent = self.store.model_version(parent_id) if parent_id is not None else None
+            threshold = parent.threshold if parent else 0.5
         return self.store.add_model_version(folder, change, threshold, parent_id=parent_id, user_id=user.id,
                                             make_current=True)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import calendar
 import csv
 import io
+import json
 import os
 import secrets
 from collections.abc import Callable, Iterable
@@ -32,11 +33,11 @@ import numpy as np
 from anomalyapp import __version__
 from anomalyapp.core.errors import AppError, DataError
 from anomalyapp.services.records import RecordsService, Summary
-from anomalyapp.store.records import InspectionQuery, InspectionRecord, ModelVersion
+from anomalyapp.store.records import InspectionQuery, InspectionRecord, LabelRecord, ModelVersion
 
 THUMBNAIL_SIZE = 240  # longest side, pixels
 MAX_ROWS = 300
-MAX_THUMBNAILS = 24
+MAX_THUMBNAILS = 20  # one page of the PDF
 REGION_COLOUR = (255, 0, 200)  # outline of a painted defect region
 
 RenderOverlay = Callable[[str], "np.ndarray | None"]
@@ -84,7 +85,7 @@ class ReportData:
     rows: tuple[InspectionRecord, ...] = ()
     rows_total: int = 0  # rows that matched; more than len(rows) when the list was cut
     rows_title: str = "Findings"
-    notes: dict[int, str] = field(default_factory=dict)  # inspection id -> note of its current label
+    labels: dict[int, LabelRecord] = field(default_factory=dict)  # inspection id -> current label (no region)
     thumbnails: tuple[Thumbnail, ...] = ()
     versions: dict[int, str] = field(default_factory=dict)  # model version id -> "v3 · folder · threshold"
     users: dict[int, str] = field(default_factory=dict)  # user id -> name
@@ -130,7 +131,7 @@ def build_report(
     return ReportData(
         title=title,
         period=period or describe_period(query.date_from, query.date_to),
-        project=project or records.root.name,
+        project=project or project_name(records.root),
         generated_at=datetime.now().astimezone(),
         summary=summary,
         filters=describe_filters(query, store.model_versions()),
@@ -138,7 +139,7 @@ def build_report(
         rows=rows,
         rows_total=rows_total,
         rows_title=rows_title,
-        notes={i: lab.note for i, lab in labels.items() if lab.note},
+        labels={i: replace(lab, region_png=None) for i, lab in labels.items()},
         thumbnails=thumbnails,
         versions={v.id: _version_text(v) for v in store.model_versions()},
         users={u.id: u.name for u in store.users()},
@@ -167,8 +168,17 @@ def monthly_summary(records: RecordsService, year: int, month: int, query: Inspe
     return replace(report, days=_every_day(report.days, first, last))
 
 
+def project_name(root: Path) -> str:
+    """The name in the project's ``project.json``, else its folder's name."""
+    try:
+        name = json.loads((Path(root) / "project.json").read_text(encoding="utf-8")).get("name")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    return name if isinstance(name, str) and name.strip() else Path(root).name
+
+
 def describe_period(date_from: datetime | date | None, date_to: datetime | date | None) -> str:
-    def text(value, end=False):
+    def text(value):
         if isinstance(value, datetime):
             return value.astimezone().strftime("%Y-%m-%d %H:%M")
         return value.isoformat()
@@ -400,6 +410,11 @@ def write_atomically(path: str | os.PathLike, data: bytes) -> Path:
     """
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    blocking = next((p for p in target.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise DataError(f"cannot write {target}: {blocking} is a file, not a folder")
+    if target.is_dir():
+        raise DataError(f"cannot write {target}: it is a folder")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)

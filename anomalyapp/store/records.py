@@ -30,6 +30,7 @@ from anomalyapp.store import schema
 
 FILE_NAME = "records.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
+VERIFY_LIMIT_MB = 64  # files up to this size are checked whole at open (about a quarter of a second)
 CURRENT_MODEL_VERSION = "current_model_version"  # settings key: id of the model version in use
 
 VERDICTS = ("OK", "NG", "Review")
@@ -278,10 +279,25 @@ def _where(query: InspectionQuery) -> tuple[str, list]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+def _covering(query: InspectionQuery) -> str:
+    """For counts: when every filter is on time, verdict or label, the (inspected_at, verdict, label) index
+    answers without reading a single row (SQLite's planner would otherwise pick the verdict index and read
+    every row to learn its label)."""
+    others = (query.score_min, query.score_max, query.model_version_id, query.name_contains, query.source)
+    return " INDEXED BY inspections_at_verdict_label" if all(v is None for v in others) else ""
+
+
 class RecordStore:
     """The project's records database. Open with ``RecordStore.open(path)`` or as a context manager."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, verify: bool | None = None):
+        """Open (creating or migrating) the database at ``path``.
+
+        ``verify``: run SQLite's ``quick_check`` over every page at open. It costs about 4 ms per MB, so by
+        default (None) it runs for files up to ``VERIFY_LIMIT_MB`` only; a bigger file is checked page by
+        page as it is read (damage then surfaces as a ``StoreError`` on the query that meets it), and
+        ``check_integrity()`` checks it whole on demand.
+        """
         self.path = Path(path)
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -290,18 +306,21 @@ class RecordStore:
         conn = self._connection()
         try:
             schema.migrate(conn, self.path)
-            self._check_integrity(conn)
+            if verify is None:
+                verify = self.path.stat().st_size <= VERIFY_LIMIT_MB * 1e6
+            if verify:
+                self.check_integrity()
         except BaseException:
             self.close()
             raise
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> RecordStore:
-        return cls(path)
+    def open(cls, path: str | os.PathLike, *, verify: bool | None = None) -> RecordStore:
+        return cls(path, verify=verify)
 
     @classmethod
-    def for_project(cls, project_root: str | os.PathLike) -> RecordStore:
-        return cls(Path(project_root) / FILE_NAME)
+    def for_project(cls, project_root: str | os.PathLike, *, verify: bool | None = None) -> RecordStore:
+        return cls(Path(project_root) / FILE_NAME, verify=verify)
 
     def __enter__(self) -> RecordStore:
         return self
@@ -353,9 +372,10 @@ class RecordStore:
         self._local.conn = conn
         return conn
 
-    def _check_integrity(self, conn: sqlite3.Connection) -> None:
+    def check_integrity(self) -> None:
+        """SQLite's ``quick_check`` over the whole file; a ``StoreError`` naming the first problems."""
         try:
-            problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+            problems = [row[0] for row in self._connection().execute("PRAGMA quick_check(3)")]
         except sqlite3.Error as exc:
             raise StoreError(f"records database {self.path} is damaged: {exc}") from None
         if problems != ["ok"]:
@@ -454,17 +474,20 @@ class RecordStore:
 
     def counts_by_verdict_and_label(self, query: InspectionQuery | None = None) -> dict[tuple[str, str | None], int]:
         """{(verdict, current label or None): count} over the matching inspections (limit/offset ignored)."""
-        where, params = _where(query or InspectionQuery())
+        query = query or InspectionQuery()
+        where, params = _where(query)
         rows = self._read(lambda c: c.execute(
-            f"SELECT verdict, label, count(*) FROM inspections{where} GROUP BY verdict, label", params).fetchall())
+            f"SELECT verdict, label, count(*) FROM inspections{_covering(query)}{where} GROUP BY verdict, label",
+            params).fetchall())
         return {(verdict, label): n for verdict, label, n in rows}
 
     def daily_counts(self, query: InspectionQuery | None = None) -> list[tuple[date, str, str | None, int]]:
         """(local day, verdict, label, count) rows, by day, over the matching inspections."""
-        where, params = _where(query or InspectionQuery())
+        query = query or InspectionQuery()
+        where, params = _where(query)
         rows = self._read(lambda c: c.execute(
             "SELECT date(inspected_at / 1000, 'unixepoch', 'localtime') AS day, verdict, label, count(*) "
-            f"FROM inspections{where} GROUP BY day, verdict, label ORDER BY day", params).fetchall())
+            f"FROM inspections{_covering(query)}{where} GROUP BY day, verdict, label ORDER BY day", params).fetchall())
         return [(date.fromisoformat(day), verdict, label, n) for day, verdict, label, n in rows]
 
     def labelled_scores(self, query: InspectionQuery | None = None) -> list[tuple[float, str]]:
@@ -516,9 +539,9 @@ class RecordStore:
         ids = list(inspection_ids)
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
-            rows = self._read(lambda c: c.execute(
-                f"SELECT {_LABEL_COLUMNS} FROM labels WHERE id IN (SELECT max(id) FROM labels "
-                f"WHERE inspection_id IN ({', '.join('?' * len(chunk))}) GROUP BY inspection_id)", chunk).fetchall())
+            sql = (f"SELECT {_LABEL_COLUMNS} FROM labels WHERE id IN (SELECT max(id) FROM labels "
+                   f"WHERE inspection_id IN ({', '.join('?' * len(chunk))}) GROUP BY inspection_id)")
+            rows = self._read(lambda c, sql=sql, chunk=chunk: c.execute(sql, chunk).fetchall())
             out.update((row[1], _label(row)) for row in rows)
         return out
 

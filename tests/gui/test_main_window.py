@@ -36,6 +36,7 @@ def window(qtbot, tmp_path):
 @pytest.fixture
 def project_with_model(tmp_path, demo_line, patchcore_model):
     project = projects.create_project(tmp_path / "project", "washers", demo_line / "train" / "good")
+    projects.set_up_single_user(project, "tester")
     shutil.copytree(patchcore_model, project.models_dir / "trained")
     project.current_model = "trained"
     project.training.image_size = 128
@@ -59,6 +60,7 @@ def _inspect_test_set(qtbot, window, demo_line) -> int:
 
 def test_train_in_the_window_then_inspect(qtbot, window, tmp_path, demo_line):
     project = projects.create_project(tmp_path / "fresh", "fresh", demo_line / "train" / "good")
+    projects.set_up_single_user(project, "tester")
     window.set_project(project)
     window.training_panel.image_size.setValue(96)
     assert "no model" in window.model_label.text()

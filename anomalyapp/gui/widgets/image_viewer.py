@@ -379,6 +379,11 @@ class ImageViewer(QWidget):
             raise ValueError(f"expected a numeric image, got dtype {pixels.dtype}")
 
         previous = self.image_shape()
+        if getattr(self, "_paint_item", None) is not None:  # a painted region belongs to one image
+            self._paint_mask = None
+            self._paint_item.clear()
+            self._paint_item.setDrawKernel(None)
+            self._painting = False
         self._pixels = pixels
         drawable = pixels.dtype in (np.uint8, np.uint16, np.float32, np.float64)
         self._display = pixels if drawable else pixels.astype(np.float32)
@@ -421,8 +426,49 @@ class ImageViewer(QWidget):
         self._update_visibility()
         self._refresh_readout()
 
+    # ------------------------------------------------------------------ painting a defect region
+    def set_paint_mode(self, enabled: bool, brush_radius: int | None = None) -> None:
+        """Let the left mouse button paint the defect region (instead of panning) on the shown image.
+
+        The paint layer has the image's own size; ``painted_mask()`` returns it as a bool array.
+        """
+        if self._pixels is None:
+            return
+        height, width = self._pixels.shape[:2]
+        layer = getattr(self, "_paint_item", None)
+        if layer is None:
+            layer = pg.ImageItem(axisOrder="row-major")
+            layer.setZValue(20)
+            layer.setLookupTable(np.array([[0, 0, 0, 0], [255, 0, 255, 150]], dtype=np.uint8))
+            self._view_box.addItem(layer)
+            self._paint_item = layer
+        if getattr(self, "_paint_mask", None) is None or self._paint_mask.shape != (height, width):
+            self._paint_mask = np.zeros((height, width), dtype=np.uint8)
+            layer.setImage(self._paint_mask, autoLevels=False, levels=(0, 1))
+        if enabled:
+            radius = brush_radius or max(2, round(max(height, width) / 100))
+            yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+            kernel = (xx * xx + yy * yy <= radius * radius).astype(np.uint8)
+            layer.setDrawKernel(kernel, mask=kernel, center=(radius, radius), mode="set")
+        else:
+            layer.setDrawKernel(None)
+        layer.setVisible(True)
+        self._painting = enabled
+
+    def painted_mask(self) -> np.ndarray | None:
+        mask = getattr(self, "_paint_mask", None)
+        return None if mask is None or not mask.any() else mask.astype(bool)
+
+    def clear_paint(self) -> None:
+        if getattr(self, "_paint_mask", None) is not None:
+            self._paint_mask[:] = 0
+            self._paint_item.setImage(self._paint_mask, autoLevels=False, levels=(0, 1))
+
     def clear(self) -> None:
         """Show nothing: no image, no map, no title, no readout."""
+        if getattr(self, "_paint_item", None) is not None:
+            self._paint_mask = None
+            self._paint_item.clear()
         self._pixels = None
         self._display = None
         self._pyramid = {}

@@ -90,6 +90,7 @@ class ResultRow:
     thumbnail: QImage | None = None
     latency_ms: float = 0.0
     source: str = "folder"
+    record_id: int | None = None  # the inspection's row in the project's records, once recorded
 
 
 @dataclass(frozen=True)
@@ -366,7 +367,8 @@ class ResultsFilter(QSortFilterProxyModel):
     ``dynamicSortFilter`` is on, so a re-verdict (``dataChanged``) re-filters and re-sorts at once.
     """
 
-    VERDICT_FILTERS = ("All", "OK", "NG", "Review", "Error", "Unlabelled")
+    # "Review queue": what a technician still has to decide, NG or Review and not yet labelled.
+    VERDICT_FILTERS = ("All", "Review queue", "OK", "NG", "Review", "Error", "Unlabelled")
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -408,6 +410,9 @@ class ResultsFilter(QSortFilterProxyModel):
         if self._verdict != "All":
             if self._verdict == "Unlabelled":
                 if model.row_at(source_row).label:
+                    return False
+            elif self._verdict == "Review queue":
+                if model.row_at(source_row).label or model.verdict_at(source_row) not in ("NG", "Review"):
                     return False
             elif model.verdict_at(source_row) != self._verdict:
                 return False

@@ -1,0 +1,209 @@
+"""Login (also the lock screen), the first supervisor, and user management. Thin: callbacks do the work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from anomalyapp.core.errors import AppError
+
+
+def _password_field(name: str) -> QLineEdit:
+    field = QLineEdit()
+    field.setObjectName(name)
+    field.setEchoMode(QLineEdit.EchoMode.Password)
+    return field
+
+
+class LoginDialog(QDialog):
+    """Asks for name and password until ``attempt`` accepts them; also shown when the station is locked."""
+
+    def __init__(self, attempt: Callable[[str, str], None], project_name: str, locked: bool = False, parent=None):
+        super().__init__(parent)
+        self.setObjectName("login_dialog")
+        self.setWindowTitle("Station locked" if locked else "Log in")
+        self.setModal(True)
+        self._attempt = attempt
+        heading = QLabel(f"<b>{project_name}</b><br>{'Locked. ' if locked else ''}Log in to continue.")
+        self.name = QLineEdit()
+        self.name.setObjectName("login_name")
+        self.password = _password_field("login_password")
+        self.message = QLabel("")
+        self.message.setObjectName("login_message")
+        self.message.setStyleSheet("color: #d64541")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Log in")
+        buttons.accepted.connect(self._try)
+        form = QFormLayout(self)
+        form.addRow(heading)
+        form.addRow("User", self.name)
+        form.addRow("Password", self.password)
+        form.addRow(self.message)
+        form.addRow(buttons)
+
+    def _try(self) -> None:
+        try:
+            self._attempt(self.name.text().strip(), self.password.text())
+        except AppError as error:
+            self.message.setText(str(error))
+            self.password.clear()
+            return
+        self.accept()
+
+    def reject(self) -> None:  # Escape must not bypass the lock
+        pass
+
+
+class FirstSupervisorDialog(QDialog):
+    """A new project's first account: a supervisor, optionally as a single-user station (no login)."""
+
+    def __init__(self, create: Callable[[str, str, bool], None], parent=None):
+        super().__init__(parent)
+        self.setObjectName("first_user_dialog")
+        self.setWindowTitle("Create the supervisor account")
+        self._create = create
+        import getpass
+
+        self.name = QLineEdit(getpass.getuser())
+        self.name.setObjectName("first_user_name")
+        self.password = _password_field("first_user_password")
+        self.repeat = _password_field("first_user_repeat")
+        self.single_user = QCheckBox("Single-user station: start logged in, no password prompt")
+        self.single_user.setObjectName("first_user_single")
+        self.single_user.setChecked(True)
+        self.message = QLabel("At least 8 characters with an upper-case letter, a lower-case letter and a digit.")
+        self.message.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok)
+        buttons.accepted.connect(self._try)
+        form = QFormLayout(self)
+        form.addRow(QLabel("This project has no accounts yet. The supervisor trains models, sets the threshold\n"
+                           "and manages the operators' accounts."))
+        form.addRow("Name", self.name)
+        form.addRow("Password", self.password)
+        form.addRow("Repeat", self.repeat)
+        form.addRow(self.single_user)
+        form.addRow(self.message)
+        form.addRow(buttons)
+
+    def _try(self) -> None:
+        if self.password.text() != self.repeat.text():
+            self.message.setText("the two passwords differ")
+            return
+        try:
+            self._create(self.name.text().strip(), self.password.text(), self.single_user.isChecked())
+        except AppError as error:
+            self.message.setText(str(error))
+            return
+        self.accept()
+
+    def reject(self) -> None:
+        pass
+
+
+class UsersDialog(QDialog):
+    """Supervisors: add operators and supervisors, change roles, deactivate, single-user mode."""
+
+    def __init__(self, auth_service, actor, parent=None):
+        super().__init__(parent)
+        self.setObjectName("users_dialog")
+        self.setWindowTitle("Users")
+        self.auth, self.actor = auth_service, actor
+        self.table = QTableWidget(0, 3)
+        self.table.setObjectName("users_table")
+        self.table.setHorizontalHeaderLabels(["Name", "Role", "Active"])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.new_name = QLineEdit()
+        self.new_name.setObjectName("new_user_name")
+        self.new_name.setPlaceholderText("name")
+        self.new_password = _password_field("new_user_password")
+        self.new_password.setPlaceholderText("password")
+        self.new_role = QComboBox()
+        self.new_role.setObjectName("new_user_role")
+        self.new_role.addItems(["operator", "supervisor"])
+        add = QPushButton("Add user")
+        add.setObjectName("add_user_button")
+        add.clicked.connect(self._add)
+        toggle_role = QPushButton("Switch role")
+        toggle_role.clicked.connect(self._switch_role)
+        deactivate = QPushButton("Deactivate / reactivate")
+        deactivate.clicked.connect(self._toggle_active)
+        self.single_user = QCheckBox(f"Single-user station: start logged in as {actor.name}, no login prompt")
+        self.single_user.setObjectName("single_user_toggle")
+        self.single_user.setChecked(self.auth.single_user_mode())
+        self.single_user.toggled.connect(self._single_user)
+        row = QHBoxLayout()
+        for widget in (self.new_name, self.new_password, self.new_role, add):
+            row.addWidget(widget)
+        actions = QHBoxLayout()
+        actions.addWidget(toggle_role)
+        actions.addWidget(deactivate)
+        actions.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table)
+        layout.addLayout(actions)
+        layout.addLayout(row)
+        layout.addWidget(self.single_user)
+        close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        close.rejected.connect(self.reject)
+        layout.addWidget(close)
+        self.resize(560, 400)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        users = self.auth.users()
+        self.table.setRowCount(len(users))
+        for row, user in enumerate(users):
+            for column, text in enumerate((user.name, user.role, "yes" if user.active else "no")):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, user.id)
+                self.table.setItem(row, column, item)
+
+    def _run(self, action) -> None:
+        try:
+            action()
+        except AppError as error:
+            QMessageBox.warning(self, "Users", str(error))
+        self._refresh()
+
+    def _selected(self):
+        items = self.table.selectedItems()
+        return None if not items else next(u for u in self.auth.users() if u.id == items[0].data(Qt.ItemDataRole.UserRole))
+
+    def _add(self) -> None:
+        def add():
+            self.auth.add_user(self.actor, self.new_name.text().strip(), self.new_password.text(), self.new_role.currentText())
+            self.new_name.clear()
+            self.new_password.clear()
+
+        self._run(add)
+
+    def _switch_role(self) -> None:
+        user = self._selected()
+        if user is not None:
+            self._run(lambda: self.auth.set_role(self.actor, user.id, "operator" if user.is_supervisor else "supervisor"))
+
+    def _toggle_active(self) -> None:
+        user = self._selected()
+        if user is not None:
+            method = self.auth.deactivate_user if user.active else self.auth.reactivate_user
+            self._run(lambda: method(self.actor, user.id))
+
+    def _single_user(self, enabled: bool) -> None:
+        self._run(lambda: self.auth.set_single_user_mode(self.actor, enabled))

@@ -1,0 +1,334 @@
+"""Records: search the inspection history, export CSV/PDF reports, threshold from labels, model versions.
+
+Thin: every query, export and change goes through the callbacks the window passes in.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from PySide6.QtCore import QDate, Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDateEdit,
+    QDialog,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from anomalyapp.core.errors import AppError
+from anomalyapp.services import reports
+from anomalyapp.services.records import InspectionQuery
+
+SHOWN_ROWS = 500
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+class RecordsDialog(QDialog):
+    threshold_applied = Signal(float)
+    version_restored = Signal(object)  # ModelVersion
+
+    def __init__(self, records, access, parent=None):
+        super().__init__(parent)
+        self.setObjectName("records_dialog")
+        self.setWindowTitle("Records")
+        self.records, self.access = records, access
+        tabs = QTabWidget()
+        tabs.addTab(self._search_tab(), "Inspections")
+        tabs.addTab(self._threshold_tab(), "Threshold from labels")
+        tabs.addTab(self._versions_tab(), "Model versions")
+        tabs.addTab(self._audit_tab(), "Audit log")
+        layout = QVBoxLayout(self)
+        layout.addWidget(tabs)
+        self.resize(1100, 650)
+        self.search()
+        self.refresh_threshold()
+        self.refresh_versions()
+
+    # --------------------------------------------------------------------------------- search
+    def _search_tab(self) -> QWidget:
+        self.use_dates = QCheckBox("From")
+        self.date_from = QDateEdit(QDate.currentDate().addDays(-30))
+        self.date_to = QDateEdit(QDate.currentDate())
+        for edit in (self.date_from, self.date_to):
+            edit.setCalendarPopup(True)
+        self.verdict = QComboBox()
+        self.verdict.setObjectName("records_verdict")
+        self.verdict.addItems(["any", "OK", "NG", "Review"])
+        self.label = QComboBox()
+        self.label.setObjectName("records_label")
+        self.label.addItems(["any", "OK", "NG", "unlabelled"])
+        self.score_min = QDoubleSpinBox()
+        self.score_max = QDoubleSpinBox()
+        for spin, value in ((self.score_min, 0.0), (self.score_max, 100.0)):
+            spin.setRange(0.0, 100.0)
+            spin.setDecimals(3)
+            spin.setValue(value)
+        self.version = QComboBox()
+        self.version.setObjectName("records_version")
+        self.name = QLineEdit()
+        self.name.setObjectName("records_name")
+        self.name.setPlaceholderText("file name contains")
+        search = QPushButton("Search")
+        search.setObjectName("records_search")
+        search.clicked.connect(self.search)
+        self.name.returnPressed.connect(self.search)
+        filters = QHBoxLayout()
+        for widget in (self.use_dates, self.date_from, QLabel("to"), self.date_to, QLabel("verdict"), self.verdict,
+                       QLabel("label"), self.label, QLabel("score"), self.score_min, QLabel("–"), self.score_max,
+                       QLabel("model"), self.version, self.name, search):
+            filters.addWidget(widget)
+        self.table = QTableWidget(0, 8)
+        self.table.setObjectName("records_table")
+        self.table.setHorizontalHeaderLabels(["Time", "File", "Score", "Verdict", "Label", "Threshold", "Model", "Source"])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSortingEnabled(True)
+        self.count_label = QLabel("")
+        self.count_label.setObjectName("records_count")
+        buttons = QHBoxLayout()
+        for text, slot, name in (("Export CSV…", self.export_csv, "export_csv_button"),
+                                 ("Export labels CSV…", self.export_labels, "export_labels_button"),
+                                 ("PDF report…", self.export_pdf, "export_pdf_button"),
+                                 ("Daily report…", self.export_daily, "daily_report_button"),
+                                 ("Monthly report…", self.export_monthly, "monthly_report_button")):
+            button = QPushButton(text)
+            button.setObjectName(name)
+            button.clicked.connect(slot)
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.count_label)
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.addLayout(filters)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(buttons)
+        return page
+
+    def query(self, limit: int | None = SHOWN_ROWS) -> InspectionQuery:
+        def day(edit: QDateEdit) -> date:
+            return edit.date().toPython()
+
+        label = self.label.currentText()
+        return InspectionQuery(
+            date_from=day(self.date_from) if self.use_dates.isChecked() else None,
+            date_to=day(self.date_to) if self.use_dates.isChecked() else None,
+            verdict=None if self.verdict.currentText() == "any" else self.verdict.currentText(),
+            label=None if label == "any" else label,
+            score_min=self.score_min.value() if self.score_min.value() > 0 else None,
+            score_max=self.score_max.value() if self.score_max.value() < 100 else None,
+            model_version_id=self.version.currentData(),
+            name_contains=self.name.text().strip() or None,
+            limit=limit,
+        )
+
+    def search(self) -> None:
+        query = self.query()
+        rows = self.records.query(query)
+        total = self.records.count(query)
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(len(rows))
+        for r, record in enumerate(rows):
+            values = (
+                record.inspected_at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if record.inspected_at else "",
+                record.file_name, f"{record.score:.3f}", record.verdict, record.label or "",
+                f"{record.threshold:.3f}", str(record.model_version_id or ""), record.source,
+            )
+            for c, value in enumerate(values):
+                item = QTableWidgetItem(value)
+                if c == 1:
+                    item.setToolTip(record.image_path)
+                self.table.setItem(r, c, item)
+        self.table.setSortingEnabled(True)
+        summary = self.records.summary(replace_limit(query))
+        self.count_label.setText(
+            f"{total} inspections ({'first ' + str(len(rows)) + ' shown' if total > len(rows) else 'all shown'}); "
+            f"NG rate {summary.ng_rate:.1%}"
+        )
+
+    def _save_path(self, title: str, suffix: str) -> str | None:
+        path, _ = QFileDialog.getSaveFileName(self, title, f"report{suffix}", f"*{suffix}")
+        return path or None
+
+    def _run(self, title: str, action) -> None:
+        try:
+            message = action()
+        except AppError as error:
+            QMessageBox.warning(self, title, str(error))
+            return
+        if message:
+            self.count_label.setText(message)
+
+    def export_csv(self, path: str | None = None) -> None:
+        path = path or self._save_path("Export inspections", ".csv")
+        if path:
+            self._run("Export", lambda: f"{reports.export_inspections(self.records, self.query(None), path)} rows written to {path}")
+
+    def export_labels(self, path: str | None = None) -> None:
+        path = path or self._save_path("Export labels", ".csv")
+        if path:
+            self._run("Export", lambda: f"{reports.labels_export(self.records, self.query(None), path)} labels written to {path}")
+
+    def _pdf(self, report, path: str) -> str:
+        from anomalyapp.render.pdf_report import write_pdf
+
+        write_pdf(report, path)
+        return f"report written to {path}"
+
+    def export_pdf(self, path: str | None = None) -> None:
+        path = path or self._save_path("PDF report", ".pdf")
+        if path:
+            self._run("Report", lambda: self._pdf(reports.build_report(self.records, self.query(None)), path))
+
+    def export_daily(self, path: str | None = None) -> None:
+        path = path or self._save_path("Daily report", ".pdf")
+        if path:
+            day = self.date_to.date().toPython()
+            self._run("Report", lambda: self._pdf(reports.daily_summary(self.records, day), path))
+
+    def export_monthly(self, path: str | None = None) -> None:
+        path = path or self._save_path("Monthly report", ".pdf")
+        if path:
+            day = self.date_to.date().toPython()
+            self._run("Report", lambda: self._pdf(reports.monthly_summary(self.records, day.year, day.month), path))
+
+    # ------------------------------------------------------------------------ threshold from labels
+    def _threshold_tab(self) -> QWidget:
+        self.threshold_text = QLabel("")
+        self.threshold_text.setObjectName("labels_threshold_text")
+        self.threshold_text.setTextFormat(Qt.TextFormat.RichText)
+        self.threshold_text.setWordWrap(True)
+        self.apply_button = QPushButton("Apply the proposed threshold")
+        self.apply_button.setObjectName("apply_threshold_button")
+        self.apply_button.clicked.connect(self.apply_proposal)
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.addWidget(self.threshold_text)
+        layout.addWidget(self.apply_button)
+        layout.addStretch(1)
+        return page
+
+    def refresh_threshold(self, current: float | None = None) -> None:
+        self._proposal = self.records.threshold_from_labels(current)
+        p = self._proposal
+        text = (f"<p>Confirmed labels: {p.labelled} ({p.labelled_ng} NG). {p.message}</p>"
+                f"<p>At the current threshold {p.current_threshold:.3f}: precision {_fmt(p.precision)}, "
+                f"recall {_fmt(p.recall)}, F1 {_fmt(p.f1)}.</p>")
+        if p.proposed_threshold is not None:
+            text += (f"<p><b>F1-optimal threshold {p.proposed_threshold:.3f}</b>: precision {_fmt(p.proposed_precision)}, "
+                     f"recall {_fmt(p.proposed_recall)}, F1 {_fmt(p.proposed_f1)}.</p>")
+        self.threshold_text.setText(text)
+        allowed = self.access.can("apply_threshold")
+        self.apply_button.setEnabled(p.proposed_threshold is not None and allowed)
+        self.apply_button.setToolTip("" if allowed else "only a supervisor applies a threshold")
+
+    def apply_proposal(self) -> None:
+        if self._proposal.proposed_threshold is None:
+            return
+        try:
+            version = self.records.apply_threshold(self._proposal.proposed_threshold, self.access.user)
+        except AppError as error:
+            QMessageBox.warning(self, "Threshold", str(error))
+            return
+        self.threshold_applied.emit(version.threshold)
+        self.refresh_versions()
+        self.refresh_threshold(version.threshold)
+
+    # ------------------------------------------------------------------------------- versions
+    def _versions_tab(self) -> QWidget:
+        self.versions_table = QTableWidget(0, 6)
+        self.versions_table.setObjectName("versions_table")
+        self.versions_table.setHorizontalHeaderLabels(["Version", "Parent", "Change", "Threshold", "Who", "When"])
+        self.versions_table.horizontalHeader().setStretchLastSection(True)
+        self.versions_table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.versions_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.rollback_button = QPushButton("Roll back to the selected version")
+        self.rollback_button.setObjectName("rollback_button")
+        self.rollback_button.clicked.connect(self.rollback_selected)
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.addWidget(self.versions_table)
+        layout.addWidget(self.rollback_button)
+        return page
+
+    def refresh_versions(self) -> None:
+        versions = self.records.versions()
+        current = self.records.current_version()
+        users = {u.id: u.name for u in self.records.auth.users()}
+        self.versions_table.setRowCount(len(versions))
+        for r, version in enumerate(versions):
+            marker = " (in use)" if current is not None and version.id == current.id else ""
+            values = (f"{version.id}{marker}", str(version.parent_id or ""), f"{version.change} — {version.folder}",
+                      f"{version.threshold:.3f}", users.get(version.user_id, ""),
+                      version.created_at.astimezone().strftime("%Y-%m-%d %H:%M"))
+            for c, value in enumerate(values):
+                item = QTableWidgetItem(value)
+                item.setData(Qt.ItemDataRole.UserRole, version.id)
+                self.versions_table.setItem(r, c, item)
+        self.version.clear()
+        self.version.addItem("any", None)
+        for version in versions:
+            self.version.addItem(f"{version.id}: {version.change}", version.id)
+        allowed = self.access.can("rollback")
+        self.rollback_button.setEnabled(allowed)
+        self.rollback_button.setToolTip("" if allowed else "only a supervisor rolls the model back")
+
+    def rollback_selected(self) -> None:
+        items = self.versions_table.selectedItems()
+        if not items:
+            return
+        try:
+            version = self.records.rollback(items[0].data(Qt.ItemDataRole.UserRole), self.access.user)
+        except AppError as error:
+            QMessageBox.warning(self, "Roll back", str(error))
+            return
+        self.version_restored.emit(version)
+        self.refresh_versions()
+
+    # --------------------------------------------------------------------------------- audit
+    def _audit_tab(self) -> QWidget:
+        self.audit_table = QTableWidget(0, 5)
+        self.audit_table.setObjectName("audit_table")
+        self.audit_table.setHorizontalHeaderLabels(["When", "Who", "Action", "Subject", "Old → new"])
+        self.audit_table.horizontalHeader().setStretchLastSection(True)
+        self.audit_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        refresh = QPushButton("Refresh")
+        refresh.clicked.connect(self.refresh_audit)
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.addWidget(self.audit_table)
+        layout.addWidget(refresh, 0, Qt.AlignmentFlag.AlignLeft)
+        self.refresh_audit()
+        return page
+
+    def refresh_audit(self) -> None:
+        users = {u.id: u.name for u in self.records.auth.users()}
+        entries = self.records.audit_log(limit=500)
+        self.audit_table.setRowCount(len(entries))
+        for r, entry in enumerate(entries):
+            values = (entry.at.astimezone().strftime("%Y-%m-%d %H:%M:%S"), users.get(entry.user_id, ""), entry.action,
+                      entry.subject, f"{entry.old_value or ''} → {entry.new_value or ''}")
+            for c, value in enumerate(values):
+                self.audit_table.setItem(r, c, QTableWidgetItem(value))
+
+
+def replace_limit(query: InspectionQuery) -> InspectionQuery:
+    from dataclasses import replace
+
+    return replace(query, limit=None, offset=0)

@@ -1,0 +1,166 @@
+"""Reports from the command line (CSV, labels CSV, PDF) and the PDF layout itself."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from argon2 import PasswordHasher
+
+from anomalyapp.cli.main import main
+from anomalyapp.data.images import save_image
+from anomalyapp.services.project import create_project
+from anomalyapp.services.records import InspectionQuery, InspectionRecord, RecordsService, verdict_for
+from anomalyapp.services.reports import build_report, daily_summary, monthly_summary
+
+DAY = date(2024, 5, 3)
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "anomalyapp", *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(error_lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in error_lines[0]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A project with 40 inspections over three days of May 2024, some labelled, some with image files."""
+    root = tmp_path_factory.mktemp("reports") / "line"
+    create_project(root, "Washer line 2")
+    (root / "models" / "m1").mkdir(parents=True)
+    images = root / "captures"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    with RecordsService(root, hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)) as records:
+        boss = records.auth.create_first_supervisor("Maria", "Supervisor1")
+        anna = records.auth.add_user(boss, "Anna", "Operator1", "operator")
+        version = records.add_version("m1", None, "trained", boss)
+        rows = []
+        for i in range(40):
+            path = images / f"part_{i:03d}.png"
+            if i % 4:  # every fourth image file is missing: the report shows a placeholder
+                shape = (120, 160, 3) if i % 3 else (90, 90)
+                save_image(path, (rng.random(shape) * 255).astype(np.uint8))
+            score = float(0.9 - i * 0.02)
+            at = datetime.combine(DAY + timedelta(days=i % 3), datetime.min.time()).astimezone() + timedelta(hours=8, minutes=i)
+            rows.append(InspectionRecord(str(path), score, verdict_for(score, 0.5, 0.45), 0.5, at, raw_score=score * 3,
+                                         model_version_id=version.id, user_id=anna.id))
+        saved = records.store.record_inspections(rows)
+        for record in saved[:12]:
+            records.label(record.id, "NG" if record.score > 0.7 else "OK", "=cmd|' /C calc'!A0" if record.id == 1 else "",
+                          None, anna)
+    return root
+
+
+def _csv(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8-sig", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_report_csv_with_filters(project, tmp_path, capsys):
+    out = tmp_path / "sub" / "report.csv"
+    assert main(["report", str(project), "--from", "2024-05-04", "--to", "2024-05-05", "--verdict", "NG",
+                 "--csv", str(out)]) == 0
+    rows = _csv(out)
+    assert rows and all(row["verdict"] == "NG" for row in rows)
+    assert {row["inspected_at"][:10] for row in rows} <= {"2024-05-04", "2024-05-05"}
+    assert rows[0]["model_folder"] == "m1" and rows[0]["user"] == "Anna"
+    assert f"{len(rows)} inspections written" in capsys.readouterr().out
+    assert not list(out.parent.glob(".*.tmp"))  # the temporary file was renamed into place
+
+
+def test_labels_export(project, tmp_path):
+    out = tmp_path / "labels.csv"
+    assert main(["labels", "export", str(project), "--out", str(out)]) == 0
+    rows = _csv(out)
+    assert len(rows) == 12
+    assert set(rows[0]) >= {"image_path", "content_sha256", "label", "note", "labelled_by", "labelled_at", "score",
+                            "verdict", "model_version_id"}
+    assert {row["labelled_by"] for row in rows} == {"Anna"}
+    assert rows[0]["note"].startswith("'=")  # a note a spreadsheet would run is defused
+    assert main(["labels", "export", str(project), "--out", str(out), "--label", "NG", "--name", "PART_00"]) == 0
+    assert all(row["label"] == "NG" for row in _csv(out))
+
+
+def test_report_pdf_from_the_command_line(project, tmp_path):
+    out = tmp_path / "monthly.pdf"
+    result = run_cli("report", project, "--monthly", "2024-05", "--pdf", out, "--csv", tmp_path / "monthly.csv")
+    assert result.returncode == 0, result.stderr
+    data = out.read_bytes()
+    assert data.startswith(b"%PDF")
+    assert len(re.findall(rb"/Type\s*/Page\b(?!s)", data)) >= 2
+    assert len(_csv(tmp_path / "monthly.csv")) == 40
+
+
+def test_report_errors_exit_2_with_one_line(project, tmp_path):
+    assert_clean_error(run_cli("report", tmp_path / "missing", "--pdf", tmp_path / "x.pdf"),
+                       "missing", "not an anomalyapp project")
+    assert_clean_error(run_cli("report", project, "--from", "03/05/2024", "--csv", tmp_path / "x.csv"),
+                       "invalid date '03/05/2024'", "YYYY-MM-DD")
+    assert_clean_error(run_cli("report", project, "--monthly", "May", "--csv", tmp_path / "x.csv"), "YYYY-MM")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert_clean_error(run_cli("report", project, "--daily", "2024-05-03", "--pdf", blocker / "r.pdf"),
+                       "cannot write", "not a folder")
+    assert_clean_error(run_cli("labels", "export", project, "--out", blocker / "l.csv"), "cannot write")
+
+
+def test_report_errors_in_process(project, tmp_path, capsys):
+    assert main(["report", str(project)]) == 2
+    assert "--csv FILE and/or --pdf FILE" in capsys.readouterr().err
+    assert main(["report", str(project), "--daily", "2024-05-03", "--from", "2024-05-01", "--csv", "x.csv"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["report", str(project), "--from", "2024-05-05", "--to", "2024-05-01", "--csv", "x.csv"]) == 2
+    assert "is after" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# the report data and its PDF
+
+
+def test_report_data(project):
+    with RecordsService(project) as records:
+        day = daily_summary(records, DAY)
+        month = monthly_summary(records, 2024, 5)
+        ng_only = build_report(records, InspectionQuery(verdict="NG"), max_rows=5, max_thumbnails=3)
+    assert day.project == "Washer line 2" and day.summary.total == 14
+    assert len(month.days) == 31 and sum(d.total for d in month.days) == 40
+    assert month.days[2].day == DAY and month.days[2].total == 14
+    assert month.summary.labelled == 12
+    assert ng_only.rows_title == "Inspections" and len(ng_only.rows) == 5 and ng_only.rows_total > 5
+    assert len(ng_only.thumbnails) == 3 and ng_only.thumbnails[0].score == max(r.score for r in ng_only.rows)
+    assert {t.pixels is None for t in month.thumbnails} == {True, False}  # missing files and real ones
+    assert all(t.pixels is None or max(t.pixels.shape[:2]) <= 240 for t in month.thumbnails)
+
+
+def test_pdf_layout_with_overlays(project, tmp_path, qapp):
+    from anomalyapp.render.pdf_report import render_pdf, write_pdf
+
+    calls = []
+
+    def overlay(path):
+        calls.append(path)
+        return np.full((60, 80, 3), 200, np.uint8) if path.endswith("1.png") else None
+
+    with RecordsService(project) as records:
+        report = monthly_summary(records, 2024, 5, render_overlay=overlay)
+    assert calls and any(t.overlay for t in report.thumbnails)
+    data = render_pdf(report)
+    pages = len(re.findall(rb"/Type\s*/Page\b(?!s)", data))
+    assert data.startswith(b"%PDF") and pages >= 3  # summary, findings, images
+    target = write_pdf(report, tmp_path / "r.pdf")
+    assert target.read_bytes()[:4] == b"%PDF"

@@ -1,0 +1,156 @@
+"""Review, records, roles and reports in the real window."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from PySide6.QtCore import QSettings
+
+from anomalyapp.services import project as projects
+from anomalyapp.services.records import InspectionQuery, RecordsService
+
+pytestmark = pytest.mark.gui
+
+SUPERVISOR = ("Sam", "Supervisor1")
+OPERATOR = ("Olga", "Operator1")
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    from anomalyapp.gui.app import create_application
+    from anomalyapp.gui.main_window import MainWindow
+
+    create_application()
+    main = MainWindow(QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(main)
+    main.show()
+    yield main
+    main.trainer.cancel()
+    main.inspection.stop()
+    qtbot.waitUntil(lambda: not main.trainer.running, timeout=20000)
+
+
+@pytest.fixture
+def project(tmp_path, demo_line, patchcore_model):
+    project = projects.create_project(tmp_path / "project", "washers", demo_line / "train" / "good")
+    shutil.copytree(patchcore_model, project.models_dir / "trained")
+    project.current_model = "trained"
+    project.save()
+    with RecordsService(project.root) as records:
+        sam = records.auth.create_first_supervisor(*SUPERVISOR)
+        records.auth.add_user(sam, *OPERATOR, role="operator")
+        records.add_version("trained", None, "trained", sam)
+    return project
+
+
+def _open_and_log_in(qtbot, window, project, who):
+    with qtbot.waitSignal(window.inspection.model_loaded, timeout=30000):
+        window.set_project(project)
+    qtbot.waitUntil(lambda: getattr(window, "login_dialog", None) is not None and window.login_dialog.isVisible(),
+                    timeout=5000)
+    assert not window.centralWidget().isEnabled()
+    dialog = window.login_dialog
+    dialog.name.setText(who[0])
+    dialog.password.setText("wrong")
+    dialog._try()
+    assert "wrong user name or password" in dialog.message.text() and dialog.isVisible()
+    dialog.password.setText(who[1])
+    dialog._try()
+    assert not dialog.isVisible() and window.access.user.name == who[0]
+
+
+def _inspect(qtbot, window, demo_line):
+    folders = [str(p) for p in sorted((demo_line / "test").iterdir())]
+    expected = sum(len(list(p.iterdir())) for p in (demo_line / "test").iterdir())
+    window.inspect(folders)
+    qtbot.waitUntil(lambda: window.results_panel.model().rowCount() == expected, timeout=60000)
+    qtbot.waitUntil(lambda: not window.inspection._job.running, timeout=10000)
+    return expected
+
+
+def test_operator_inspects_and_labels_but_cannot_change_threshold_model_or_users(qtbot, window, project, demo_line):
+    _open_and_log_in(qtbot, window, project, OPERATOR)
+    assert not window.train_action.isEnabled() and not window.users_action.isEnabled()
+    assert not window.threshold_panel.is_editable()
+    window.start_training()
+    assert "may not train" in window.last_error
+    count = _inspect(qtbot, window, demo_line)
+    with RecordsService(project.root) as records:
+        assert records.count(InspectionQuery()) == count
+    # review queue: NG parts only, one key per decision, the next opens
+    window.results_panel.verdict_filter.setCurrentText("Review queue")
+    queue = window.results_panel.proxy().rowCount()
+    assert queue > 0
+    window.results_panel.select_next()
+    window.note_edit.setText("scratch visible at 3 o'clock")
+    window.label_current("NG")
+    assert window.results_panel.proxy().rowCount() == queue - 1
+    assert window.results_panel.current_row() is not None
+    with RecordsService(project.root) as records:
+        labelled = records.query(InspectionQuery(label="NG"))
+        assert len(labelled) == 1
+        history = records.label_history(labelled[0].id)
+        assert history[0].note == "scratch visible at 3 o'clock"
+    window.show_records()
+    dialog = window.records_dialog
+    assert not dialog.rollback_button.isEnabled() and not dialog.apply_button.isEnabled()
+
+
+def test_false_positive_fix_is_recorded_as_a_version_and_can_be_rolled_back(qtbot, window, project, demo_line, tmp_path):
+    _open_and_log_in(qtbot, window, project, SUPERVISOR)
+    _inspect(qtbot, window, demo_line)
+    model = window.results_panel.model()
+    flagged = next(i for i in range(model.rowCount()) if model.verdict_at(i) == "NG")
+    window.results_panel.select_source_row(flagged)
+    window.viewer.set_paint_mode(True)
+    window.viewer._paint_mask[10:20, 10:20] = 1
+    with qtbot.waitSignal(window.inspection.correction_done, timeout=60000):
+        window.label_current("OK")
+    assert model.verdict_at(flagged) == "OK"
+    with RecordsService(project.root) as records:
+        versions = records.versions()
+        assert [v.change.split(":")[0] for v in versions] == ["trained", "marked good"]
+        assert records.current_version().folder == projects.open_project(project.root).current_model
+        label = records.label_history(model.row_at(flagged).record_id)[0]
+        assert label.label == "OK" and label.region_png.startswith(b"\x89PNG")
+    window.show_records()
+    dialog = window.records_dialog
+    dialog.versions_table.selectRow(0)
+    with qtbot.waitSignal(window.inspection.model_loaded, timeout=30000):
+        dialog.rollback_selected()
+    assert projects.open_project(project.root).current_model == "trained"
+    dialog.export_csv(str(tmp_path / "inspections.csv"))
+    dialog.export_pdf(str(tmp_path / "report.pdf"))
+    assert (tmp_path / "inspections.csv").read_text().count("\n") > 10
+    assert (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF")
+    actions = [entry.action for entry in dialog.records.audit_log()]
+    assert any("rollback" in action for action in actions)
+
+
+def test_threshold_from_labels_is_applied_by_a_supervisor(qtbot, window, project, demo_line):
+    _open_and_log_in(qtbot, window, project, SUPERVISOR)
+    _inspect(qtbot, window, demo_line)
+    model = window.results_panel.model()
+    records = window.access.records
+    for i in range(model.rowCount()):
+        row = model.row_at(i)
+        records.label(row.record_id, "NG" if "/good/" not in str(row.path) else "OK", user=window.access.user)
+    window.show_records()
+    dialog = window.records_dialog
+    assert dialog.apply_button.isEnabled()
+    proposed = dialog._proposal.proposed_threshold
+    dialog.apply_proposal()
+    assert window.threshold_panel.threshold() == pytest.approx(proposed, abs=1e-3)
+    assert records.current_version().change.startswith("threshold")
+
+
+def test_lock_screen_requires_login_again(qtbot, window, project):
+    _open_and_log_in(qtbot, window, project, SUPERVISOR)
+    window.lock_action.trigger()
+    assert window.access.user is None and not window.centralWidget().isEnabled()
+    dialog = window.login_dialog
+    dialog.name.setText(OPERATOR[0])
+    dialog.password.setText(OPERATOR[1])
+    dialog._try()
+    assert window.access.user.name == OPERATOR[0] and window.centralWidget().isEnabled()

@@ -262,7 +262,7 @@ class MainWindow(QMainWindow):
         for action, permission in ((self.train_action, "train"), (self.users_action, "manage_users"),
                                    (self.inspect_folder_action, "inspect"), (self.inspect_files_action, "inspect"),
                                    (self.evaluate_action, "inspect"), (self.mark_ok_action, "label"),
-                                   (self.mark_ng_action, "label"), (self.false_positive_action, "label")):
+                                   (self.mark_ng_action, "label"), (self.false_positive_action, "train")):
             action.setEnabled(can(permission))
         self.training_panel.train_button.setEnabled(can("train") and not self.trainer.running)
         self.threshold_panel.set_editable(can("change_threshold"))
@@ -559,9 +559,15 @@ class MainWindow(QMainWindow):
         self.note_edit.clear()
         self.paint_action.setChecked(False)
         self._toggle_paint()
-        if label == "OK" and model.verdict_at(row_index) in ("NG", "Review") and self.inspection.session is not None:
+        false_positive = label == "OK" and model.verdict_at(row_index) in ("NG", "Review")
+        if false_positive and self.inspection.session is not None and self.access.can("train"):
             self.correct_false_positive()
             return
+        if false_positive:
+            # Operators may not change the model: the label is kept for a supervisor to teach (F2).
+            self.statusBar().showMessage(
+                f"{row.path.name} recorded as a false positive; a supervisor can teach it to the model (F2)", 10000
+            )
         position = self.results_panel.view.currentIndex().row()
         model.set_label(row_index, label)
         self._select_after_decision(position)
@@ -580,7 +586,7 @@ class MainWindow(QMainWindow):
     def correct_false_positive(self) -> None:
         """Label the selected result OK and add it to the model's notion of good, at once."""
         row_index = self.results_panel.current_source_row()
-        if row_index is None or self.project is None:
+        if row_index is None or self.project is None or not self.access.require("train"):
             return
         model = self.results_panel.model()
         row = model.row_at(row_index)

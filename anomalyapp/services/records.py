@@ -290,19 +290,6 @@ class RecordsService:
                                             make_current=True)
 
     def add_correction(self, folder: str, parent_id: int | None, change: str, user: User,
-                       threshold: float = 0.5) -> ModelVersion:
-        """Record the model a technician's correction made (a false positive learned as good).
-
-        Operators may do this: teaching the model that a part is good is labelling, and it is what makes
-        their corrections count at once. It is a new version with their name, and a supervisor can roll it
-        back; training, the threshold and roll-backs stay with supervisors.
-        """
-        auth.require(user, auth.LABEL)
-        self._require_folder(folder)
-        return self.store.add_model_version(folder, change, threshold, parent_id=parent_id, user_id=user.id,
-                                            make_current=True)
-
-    def add_correction(self, folder: str, parent_id: int | None, change: str, user: User,
                        threshold: float | None = None) -> ModelVersion:
         """Record a model corrected in place (e.g. a false positive learnt as good, change 'marked good: x.png')
         and make it current. It changes the model, so it needs the ``train`` permission like a training; the

@@ -92,6 +92,13 @@ def test_operator_inspects_and_labels_but_cannot_change_threshold_model_or_users
         assert len(labelled) == 1
         history = records.label_history(labelled[0].id)
         assert history[0].note == "scratch visible at 3 o'clock"
+    # an operator's OK on an NG part is recorded as a false positive but does not change the model
+    window.label_current("OK")
+    assert "recorded as a false positive" in window.statusBar().currentMessage()
+    assert projects.open_project(project.root).current_model == "trained"
+    with RecordsService(project.root) as records:
+        assert len(records.query(InspectionQuery(label="OK"))) == 1
+        assert [v.change for v in records.versions()] == ["trained"]
     window.show_records()
     dialog = window.records_dialog
     assert not dialog.rollback_button.isEnabled() and not dialog.apply_button.isEnabled()

@@ -41,12 +41,9 @@ def train_model(data: Path, out: Path, detector: str = "patchcore", **overrides)
 
     request = TrainRequest(data=data, detector=detector, out=out, image_size=overrides.pop("image_size", 128),
                            device="cpu", **overrides)
-    job = train(request)
-    try:
-        while True:
-            next(job)
-    except StopIteration as stop:
-        return stop.value.model_path
+    from anomalyapp.core.types import drain
+
+    return drain(train(request)).model_path
 
 
 @pytest.fixture(scope="session")

@@ -45,3 +45,12 @@ class Prediction:
     @property
     def verdict(self) -> str:
         return "NG" if self.is_anomalous else "OK"
+
+
+def drain(job):
+    """Run a long-job generator to its end, ignoring what it yields; return its return value."""
+    while True:
+        try:
+            next(job)
+        except StopIteration as stop:
+            return stop.value

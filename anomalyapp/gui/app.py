@@ -31,6 +31,12 @@ def _ensure_streams() -> None:
 
 
 def create_application(argv: list[str] | None = None):
+    # The window shares two cores with training and inference threads. Two settings keep it responsive:
+    # OpenMP worker threads sleep instead of spinning when idle (must be set before torch starts its pool),
+    # and Python hands the GIL to the waiting GUI thread after 1 ms instead of 5 ms: each pyqtgraph repaint
+    # needs the GIL many times, and at 5 ms per hand-over a busy worker stretched repaints past 100 ms.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    sys.setswitchinterval(0.001)
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication

@@ -70,6 +70,13 @@ class MainWindow(QMainWindow):
         self._threshold_audit.setSingleShot(True)
         self._threshold_audit.setInterval(1500)
         self._threshold_audit.timeout.connect(self._audit_threshold)
+        # Results can arrive every 20 ms; the histogram is redrawn at most a few times a second.
+        self._histogram_refresh = QTimer(self)
+        self._histogram_refresh.setSingleShot(True)
+        self._histogram_refresh.setInterval(400)
+        self._histogram_refresh.timeout.connect(
+            lambda: self.threshold_panel.set_result_scores(self.results_panel.model().scores())
+        )
 
         self.left_tabs = QTabWidget()
         self.left_tabs.setObjectName("left_tabs")
@@ -503,8 +510,8 @@ class MainWindow(QMainWindow):
 
     def _result_ready(self, row) -> None:
         index = self.results_panel.model().add_result(row)
-        if row.score is not None:
-            self.threshold_panel.set_result_scores(self.results_panel.model().scores())
+        if row.score is not None and not self._histogram_refresh.isActive():
+            self._histogram_refresh.start()
         if index == 0:
             self.results_panel.select_source_row(0)
 
@@ -606,7 +613,8 @@ class MainWindow(QMainWindow):
     def _rescored(self, item) -> None:
         _, scores, _seconds = item
         changed = self.results_panel.model().update_scores(scores)
-        self.threshold_panel.set_result_scores(self.results_panel.model().scores())
+        if not self._histogram_refresh.isActive():
+            self._histogram_refresh.start()
         if self._correction_first_update is None:
             self._correction_first_update = time.perf_counter() - self._correction_started
         self._correction_changed = getattr(self, "_correction_changed", 0) + changed

@@ -12,20 +12,15 @@ from anomalyapp.data.images import load_image
 from anomalyapp.engine.detector import build_detector
 from anomalyapp.engine.features import resolve_weights
 from anomalyapp.engine.metrics import auroc
+from anomalyapp.core.types import drain
 
 
-def _run(job):
-    try:
-        while True:
-            next(job)
-    except StopIteration as stop:
-        return stop.value
 
 
 def _fitted(kind, config, data):
     detector, _ = build_detector(kind, config, resolve_weights(config.backbone), "cpu")
     images = [load_image(p).to_rgb() for p in discover_dataset(data).train_good]
-    _run(detector.fit(iter(images), len(images)))
+    drain(detector.fit(iter(images), len(images)))
     return detector
 
 
@@ -62,7 +57,7 @@ def test_add_normal_lowers_the_score_of_an_added_image(demo_line):
     image = load_image(item.path).to_rgb()
     before = detector.raw_predict([image])[0][0]
     size_before = detector.bank.size
-    added = _run(detector.add_normal([image]))
+    added = drain(detector.add_normal([image]))
     after = detector.raw_predict([image])[0][0]
     assert added > 0 and detector.bank.size == size_before + added
     assert after < before
@@ -78,7 +73,7 @@ def test_patchcore_fit_cancel_raises(demo_line):
     next(job)
     token.cancel()
     with pytest.raises(Cancelled):
-        _run(job)
+        drain(job)
     assert detector.bank is None
 
 
@@ -110,5 +105,5 @@ def test_autoencoder_fine_tune_lowers_the_error_of_new_images(demo_line):
     item = next(i for i in discover_dataset(demo_line).test if i.is_anomalous)
     image = load_image(item.path).to_rgb()
     before = detector.raw_predict([image])[0][0]
-    _run(detector.fine_tune([image], epochs=10))
+    drain(detector.fine_tune([image], epochs=10))
     assert detector.raw_predict([image])[0][0] < before

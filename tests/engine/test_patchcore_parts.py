@@ -11,21 +11,16 @@ from anomalyapp.core.cancel import CancelToken, Cancelled
 from anomalyapp.engine.calibration import calibrate, threshold_from_good
 from anomalyapp.engine.memory_bank import MemoryBank
 from anomalyapp.engine.sampling import greedy_coreset
+from anomalyapp.core.types import drain
 
 
-def _run(job):
-    try:
-        while True:
-            next(job)
-    except StopIteration as stop:
-        return stop.value
 
 
 def test_greedy_coreset_covers_clusters_and_reports_radius():
     generator = torch.Generator().manual_seed(0)
     centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
     points = torch.cat([c + 0.1 * torch.randn(50, 2, generator=generator) for c in centres])
-    result = _run(greedy_coreset(points, 4, seed=0))
+    result = drain(greedy_coreset(points, 4, seed=0))
     chosen = points[result.indices]
     # one centre from each cluster: k-center greedy always jumps to the farthest cluster next
     assert sorted({int(torch.cdist(c[None], centres).argmin()) for c in chosen}) == [0, 1, 2, 3]
@@ -36,15 +31,15 @@ def test_greedy_coreset_covers_clusters_and_reports_radius():
 
 def test_greedy_coreset_is_seeded_and_cancellable():
     points = torch.randn(2000, 64, generator=torch.Generator().manual_seed(1))
-    a = _run(greedy_coreset(points, 300, seed=5, projection_dim=16))
-    b = _run(greedy_coreset(points, 300, seed=5, projection_dim=16))
+    a = drain(greedy_coreset(points, 300, seed=5, projection_dim=16))
+    b = drain(greedy_coreset(points, 300, seed=5, projection_dim=16))
     assert torch.equal(a.indices, b.indices)
     token = CancelToken()
     job = greedy_coreset(points, 300, seed=5, cancel=token, report_every=10)
     next(job)
     token.cancel()
     with pytest.raises(Cancelled):
-        _run(job)
+        drain(job)
 
 
 def test_exact_search_matches_faiss_flat_search():

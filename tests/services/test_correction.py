@@ -7,14 +7,9 @@ import shutil
 from anomalyapp.data.datasets import discover_dataset
 from anomalyapp.services.correction import learn_good_images
 from anomalyapp.services.inference import InferenceSession
+from anomalyapp.core.types import drain
 
 
-def _run(job):
-    try:
-        while True:
-            next(job)
-    except StopIteration as stop:
-        return stop.value
 
 
 def test_false_positive_becomes_ok_and_a_new_version_is_saved(patchcore_model, demo_line, tmp_path):
@@ -27,7 +22,7 @@ def test_false_positive_becomes_ok_and_a_new_version_is_saved(patchcore_model, d
     assert session.predict_path(flagged).prediction.verdict == "NG"
     other_before = session.predict_path(other).prediction.score
 
-    result = _run(learn_good_images(session, [flagged], models))
+    result = drain(learn_good_images(session, [flagged], models))
 
     after = session.predict_path(flagged).prediction
     assert after.verdict == "OK"
@@ -44,6 +39,6 @@ def test_autoencoder_fine_tune_lowers_the_score(autoencoder_model, demo_line, tm
     session = InferenceSession(tmp_path / "v1", device="cpu")
     flagged = next(item.path for item in discover_dataset(demo_line).test if item.is_anomalous)
     before = session.predict_path(flagged).prediction.score
-    result = _run(learn_good_images(session, [flagged], tmp_path))
+    result = drain(learn_good_images(session, [flagged], tmp_path))
     assert session.predict_path(flagged).prediction.score < before
     assert (result["folder"] / "tensors.safetensors").is_file()

@@ -395,6 +395,8 @@ class MainWindow(QMainWindow):
             self.inspection.load_model(project.model_path)
         else:
             self.model_label.setText("no model yet: train on the good images")
+            if project.good_folder and Path(project.good_folder).is_dir() and self.access.can("train"):
+                self._estimate()  # the time and memory a training would take, before the user starts it
 
     def new_project(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder for the new project")
@@ -402,7 +404,13 @@ class MainWindow(QMainWindow):
             return
         good = QFileDialog.getExistingDirectory(self, "Folder of good images", folder)
         try:
-            self.set_project(projects.create_project(folder, good_folder=good or None))
+            project = projects.create_project(folder, good_folder=good or None)
+            # Nothing else is asked before the first verdict: the station starts as a single-user one, and
+            # a supervisor adds accounts and switches logins on later (Project → Users).
+            import getpass
+
+            projects.set_up_single_user(project, getpass.getuser())
+            self.set_project(project)
         except AppError as error:
             self.show_error("New project", str(error))
 

@@ -159,6 +159,7 @@ DROP_ALWAYS = (
     "PySide6/Qt/plugins/networkinformation/*",
     "PySide6/Qt/plugins/tls/*",
     "PySide6/Qt/plugins/printsupport/*",
+    "PySide6/Qt/plugins/platformthemes/libqgtk3.*",  # needs GTK 3, which the bundle does not carry
     "PySide6/Qt/lib/libQt6Quick*", "PySide6/Qt/lib/libQt6Qml*", "PySide6/Qt/lib/libQt6Pdf*",
     "PySide6/Qt/lib/libQt6WebEngine*", "PySide6/Qt/lib/libQt6Designer*", "PySide6/Qt/lib/libQt6Sql*",
     "PySide6/Qt/lib/libQt6Network*", "PySide6/Qt/lib/libQt6Test*",

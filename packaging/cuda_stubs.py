@@ -10,7 +10,8 @@ actually import (with the same symbol versions), so the loader is satisfied. No 
   ``libc10_cuda``, so ``torch.cuda.is_available()`` is False and the app picks the CPU;
 * ``libtorch_cuda.so`` is a stub, so its static initialisers never register torch's CUDA hooks;
 * should a stub be called after all, a C entry point returns an error status (non-zero) and a C++ one prints
-  the symbol's name and aborts, instead of running on garbage.
+  the symbol's name and aborts, instead of running on garbage. The exceptions are the two C++ functions in
+  ``RETURN_SCRATCH``, which torch calls while it is imported.
 
 Needs ``readelf`` (binutils) and a C compiler (``cc``) at build time. Used by ``packaging/anomalyapp.spec``
 for ``make package-cpu``.

@@ -12,10 +12,12 @@ Steps (each prints one line; the exit code is 0 only when all pass):
 3. a demo line is generated and a model trained on it with the source install (``python -m anomalyapp
    train``); the source CLI and the packaged CLI both ``predict`` its test images into two folders, and the two
    ``results.csv`` must be byte-identical (the overlay PNGs are compared too);
-4. every packaged run happens with an empty HOME and empty XDG folders, without any ANOMALYAPP_*/TORCH_*
+4. the packaged CLI's ``bench`` for Lite0, whose measurement runs in a worker that multiprocessing starts
+   with the spawn method, i.e. by running the executable again (this needs ``freeze_support()``);
+5. every packaged run happens with an empty HOME and empty XDG folders, without any ANOMALYAPP_*/TORCH_*
    variables, and (where ``strace`` exists) under ``strace`` watching ``connect()``: any attempt to open an
    IPv4/IPv6 connection fails the test (Unix sockets, e.g. to a session bus, are allowed);
-5. time to the first window: the packaged GUI and ``python packaging/entry.py`` from the source install are
+6. time to the first window: the packaged GUI and ``python packaging/entry.py`` from the source install are
    started 4 times each with ``ANOMALYAPP_STARTUP_PROBE=exit`` (offscreen); the probe prints the seconds from
    process start to the main window's first paint; the launcher also times launch -> that line. The first
    start (empty data folder) also writes the demo line; the median of the later starts is the figure to quote.
@@ -182,7 +184,8 @@ def predict_and_compare(dist: Path, work: Path, python: str, watch: NetworkWatch
         out = work / f"predict-{label}"
         if out.exists():
             shutil.rmtree(out)
-        run(command + ["predict", str(model), str(data / "test"), "--out", str(out), "--device", "cpu"], env,
+        inputs = [str(folder) for folder in sorted((data / "test").iterdir()) if folder.is_dir()]
+        run(command + ["predict", str(model), *inputs, "--out", str(out), "--device", "cpu"], env,
             f"predict ({label})", watched, cwd=work)
         outputs[label] = out
     source_csv = (outputs["source"] / "results.csv").read_bytes()
@@ -241,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable, help="the source install's interpreter")
     parser.add_argument("--startup-runs", type=int, default=4)
     parser.add_argument("--skip-startup", action="store_true")
+    parser.add_argument("--xvfb", action="store_true",
+                        help="time the first window on a real X server (xvfb-run) instead of offscreen")
     args = parser.parse_args(argv)
     dist = args.dist.resolve()
     work = args.work.resolve()
@@ -262,17 +267,32 @@ def main(argv: list[str] | None = None) -> int:
             say(f"  {line}")
         summary["home_after_self_test"] = files_under(Path(env["HOME"]))[:50]
         summary["predict"] = predict_and_compare(dist, work, args.python, watch)
+        # multiprocessing's spawn method (the benchmark's worker) re-runs the executable: freeze_support()
+        bench = work / "bench"
+        run([str(dist / f"{cfg.executable_names()[1]}{EXE_SUFFIX}"), "bench", "--data", str(work / "demo_line"),
+             "--backbones", "efficientnet_lite0", "--repeats", "2", "--no-scale", "--json", str(bench / "bench.json"),
+             "--markdown", str(bench / "bench.md")], clean_env(work / "bench-env"), "bench in a spawned worker (packaged)",
+            watch, cwd=work)
+        summary["bench"] = json.loads((bench / "bench.json").read_text())["backbones"]
         summary["network_watch"] = "strace connect()" if watch.strace else "not available (no strace)"
         if watch.attempts:
             raise Failed("network access attempted:\n" + "\n".join(watch.attempts[:10]))
         say(f"network: no IPv4/IPv6 connect() in any packaged run ({summary['network_watch']})")
         if not args.skip_startup:
             probe = {"ANOMALYAPP_STARTUP_PROBE": "exit"}
+            prefix, platform = [], "offscreen"
+            if args.xvfb:
+                if not shutil.which("xvfb-run"):
+                    raise Failed("--xvfb needs xvfb-run")
+                prefix, platform = ["xvfb-run", "-a"], "xcb"
+            probe["QT_QPA_PLATFORM"] = platform
+            summary["startup_platform"] = platform
             summary["startup_packaged"] = startup_times(
-                [str(gui)], clean_env(work / "startup-packaged", probe), args.startup_runs, "packaged")
+                prefix + [str(gui)], clean_env(work / "startup-packaged", probe), args.startup_runs,
+                f"packaged, {platform}")
             summary["startup_source"] = startup_times(
-                [args.python, str(ROOT / "packaging" / "entry.py")], clean_env(work / "startup-source", probe),
-                args.startup_runs, "source install")
+                prefix + [args.python, str(ROOT / "packaging" / "entry.py")], clean_env(work / "startup-source", probe),
+                args.startup_runs, f"source install, {platform}")
     except (Failed, subprocess.TimeoutExpired) as error:
         summary["failed"] = str(error)
         (work / "package_test.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

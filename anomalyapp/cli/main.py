@@ -34,7 +34,11 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="anomalyapp", description="Offline visual inspection trained on good images only.")
+    parser = _Parser(
+        prog="anomalyapp",
+        description="Offline visual inspection trained on good images only.",
+        epilog="Without a command the desktop window opens: anomalyapp [--demo | --project DIR | --self-test].",
+    )
     parser.add_argument("--version", action="version", version=f"anomalyapp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 

@@ -66,10 +66,10 @@ class MainWindow(QMainWindow):
         self.camera = CameraController(self.inspection, self)
         self.access = AccessController(self)
         self.inspection.recorder = self._record_result
-        self._threshold_audit = QTimer(self)
-        self._threshold_audit.setSingleShot(True)
-        self._threshold_audit.setInterval(1500)
-        self._threshold_audit.timeout.connect(self._audit_threshold)
+        self._threshold_settled = QTimer(self)
+        self._threshold_settled.setSingleShot(True)
+        self._threshold_settled.setInterval(250)
+        self._threshold_settled.timeout.connect(self._threshold_came_to_rest)
         # Results can arrive every 20 ms; the histogram is redrawn at most a few times a second.
         self._histogram_refresh = QTimer(self)
         self._histogram_refresh.setSingleShot(True)
@@ -545,14 +545,21 @@ class MainWindow(QMainWindow):
         self.viewer.set_anomaly_map(normalised_map)
 
     def _verdicts_changed(self, verdicts: Verdicts) -> None:
+        """Re-judge the listed results at once; outlines, the project file and the audit follow when the
+        threshold has come to rest, so dragging the line stays smooth."""
         self.results_panel.model().set_verdicts(verdicts)
-        self.viewer.set_threshold_level(verdicts.threshold)
         self.camera.verdicts = verdicts
         if self.project is not None:
             self.project.threshold = verdicts.threshold
             self.project.uncertain_low = verdicts.uncertain_low
+        self._threshold_settled.start()
+
+    def _threshold_came_to_rest(self) -> None:
+        verdicts = self.results_panel.model().verdicts()
+        self.viewer.set_threshold_level(verdicts.threshold)
+        if self.project is not None:
             self._save_project()
-            self._threshold_audit.start()
+            self._audit_threshold()
 
     def label_current(self, label: str) -> None:
         """One key per decision: record the label (with note and painted region), then open the next image.
@@ -721,6 +728,9 @@ class MainWindow(QMainWindow):
             self.resizeDocks([self.threshold_dock], [250], Qt.Orientation.Vertical)
 
     def closeEvent(self, event) -> None:
+        if self._threshold_settled.isActive():  # a threshold moved just before closing is still saved
+            self._threshold_settled.stop()
+            self._threshold_came_to_rest()
         self.settings.setValue(_GEOMETRY_KEY, self.saveGeometry())
         self.settings.setValue(_STATE_KEY, self.saveState())
         self.camera.stop()

@@ -92,7 +92,11 @@ def test_threshold_moves_re_judge_every_result_without_the_model(qtbot, window, 
     with qtbot.waitSignal(window.threshold_panel.verdicts_changed, timeout=3000):
         window.threshold_panel.set_threshold(0.5)
     qtbot.waitUntil(lambda: model.counts() == before, timeout=3000)
-    assert projects.open_project(project_with_model.root).threshold == pytest.approx(0.5)
+    with qtbot.waitSignal(window.threshold_panel.verdicts_changed, timeout=3000):
+        window.threshold_panel.set_threshold(0.7)
+    qtbot.waitUntil(lambda: projects.open_project(project_with_model.root).threshold == pytest.approx(0.7),
+                    timeout=3000)  # saved once the threshold comes to rest
+    assert window.viewer.threshold_level == pytest.approx(0.7)
 
 
 def test_selecting_a_result_shows_image_and_map(qtbot, window, project_with_model, demo_line):

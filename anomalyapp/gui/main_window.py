@@ -396,7 +396,9 @@ class MainWindow(QMainWindow):
         else:
             self.model_label.setText("no model yet: train on the good images")
             if project.good_folder and Path(project.good_folder).is_dir() and self.access.can("train"):
-                self._estimate()  # the time and memory a training would take, before the user starts it
+                # The time and memory a training would take, shown before the user starts one; deferred, and
+                # skipped when a training starts first, so the two never compete for the CPU.
+                QTimer.singleShot(1500, self, lambda: None if self.trainer.running else self._estimate())
 
     def new_project(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder for the new project")
@@ -747,7 +749,7 @@ class MainWindow(QMainWindow):
         def inspect_demo(*_):
             if test_folder is not None and test_folder.is_dir():
                 folders = [str(p) for p in sorted(test_folder.iterdir()) if p.is_dir()]
-                QTimer.singleShot(0, lambda: self.inspect(folders))
+                QTimer.singleShot(0, self, lambda: self.inspect(folders))
 
         self.inspection.model_loaded.connect(inspect_demo, Qt.ConnectionType.SingleShotConnection)
         if self.project.model_path is None:

@@ -131,8 +131,8 @@ class TrainingController(QObject):
 
 def _as_generator(function):
     """Run a plain function as a job: a generator that yields nothing and returns its value."""
+    yield from ()
     return function()
-    yield  # noqa: unreachable, makes this a generator
 
 
 class InspectionController(QObject):

@@ -90,11 +90,15 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 def _overlay_name(path: Path, used: set[str]) -> str:
+    """``<stem>_overlay.png``; inputs that share a stem (test/good/000.png, test/scratch/000.png) get their
+    folder's name in front, and a counter as the last resort."""
     name = f"{path.stem}_overlay.png"
+    if name in used:
+        name = f"{path.parent.name}_{path.stem}_overlay.png"
     counter = 1
-    while name in used:  # two inputs may share a stem (a.png, a.jpg or folders)
+    while name in used:
         counter += 1
-        name = f"{path.stem}_{counter}_overlay.png"
+        name = f"{path.parent.name}_{path.stem}_{counter}_overlay.png"
     used.add(name)
     return name
 

@@ -26,6 +26,7 @@ class CameraController(QObject):
         self.last_frame = None
         self.panel = None
         self.viewer = None
+        self.probed = False  # cameras listed at least once
         self.source_factory = None  # (spec, resolution) -> CameraSource; tests put a simulated camera here
 
     def attach(self, panel, viewer) -> None:
@@ -44,11 +45,19 @@ class CameraController(QObject):
     def refresh(self) -> None:
         from anomalyapp.services.camera import list_cameras
 
+        self.probed = True
+        self.panel.show_status("looking for cameras…")
+
         def probe(token):
             yield
             return list_cameras()
 
-        start_job("looking for cameras", probe, self, succeeded=self.panel.set_cameras, failed=self.error.emit)
+        def found(cameras):
+            self.panel.set_cameras(cameras)
+            self.panel.show_status(f"{len(cameras)} camera(s) found" if cameras else
+                                   "no camera found: choose a video file or a stream URL")
+
+        start_job("looking for cameras", probe, self, succeeded=found, failed=self.error.emit)
 
     def start(self, spec, resolution=None) -> None:
         from anomalyapp.services.camera import camera_source, live_inspection

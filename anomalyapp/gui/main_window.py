@@ -233,6 +233,11 @@ class MainWindow(QMainWindow):
         self.access.error.connect(lambda message: self.show_error("Permission", message))
 
         self.camera.attach(self.camera_panel, self.viewer)
+        # Probing cameras takes a moment: done in the background when the Camera tab is first opened.
+        self.left_tabs.currentChanged.connect(
+            lambda index: self.camera.refresh()
+            if self.left_tabs.widget(index) is self.camera_panel and not self.camera.probed else None
+        )
         self.camera.error.connect(lambda message: self.show_error("Camera", message))
 
     def _results_with_review(self) -> QWidget:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import re
-import subprocess
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -18,22 +17,11 @@ from anomalyapp.data.images import save_image
 from anomalyapp.services.project import create_project
 from anomalyapp.services.records import InspectionQuery, InspectionRecord, RecordsService, verdict_for
 from anomalyapp.services.reports import build_report, daily_summary, monthly_summary
+from cli_helpers import assert_clean_error, run_cli
 
 DAY = date(2024, 5, 3)
 
 
-def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "anomalyapp", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
-
-
-def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    error_lines = [line for line in result.stderr.splitlines() if "error" in line]
-    assert len(error_lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in error_lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -54,9 +54,15 @@ class AccessController(QObject):
         self._set_user(self.records.auth.authenticate(name, password))
 
     def lock(self) -> None:
-        if self.records is not None and not self.records.auth.needs_first_user():
-            self._set_user(None)
-            self.login_needed.emit()
+        if self.records is None or self.records.auth.needs_first_user():
+            return
+        if self.records.auth.single_user_mode():
+            # Its account may have no password anyone knows (a new or demo project): locking would lock out.
+            self.error.emit("this is a single-user station: add accounts and switch single-user mode off "
+                            "(Project → Users) before locking it")
+            return
+        self._set_user(None)
+        self.login_needed.emit()
 
     def can(self, permission: str) -> bool:
         return auth.can(self.user, permission)

@@ -278,8 +278,14 @@ class MainWindow(QMainWindow):
             action.setEnabled(can(permission))
         self.training_panel.train_button.setEnabled(can("train") and not self.trainer.running)
         self.threshold_panel.set_editable(can("change_threshold"))
+        # Locked (nobody logged in): nothing of the project is shown or reachable until someone logs in.
+        locked = user is None
         for widget in (self.centralWidget(), self.setup_dock, self.results_dock, self.threshold_dock):
-            widget.setEnabled(user is not None)
+            widget.setEnabled(not locked)
+            widget.setVisible(not locked)
+        for action in (self.records_action, self.new_project_action, self.open_project_action,
+                       self.preferences_action, self.lock_action):
+            action.setEnabled(not locked)
 
     def _ask_login(self) -> None:
         from anomalyapp.gui.widgets.account_dialogs import LoginDialog
@@ -305,7 +311,7 @@ class MainWindow(QMainWindow):
     def show_records(self) -> None:
         from anomalyapp.gui.widgets.records_dialog import RecordsDialog
 
-        if self.access.records is None:
+        if self.access.records is None or self.access.user is None:
             return
         self.records_dialog = RecordsDialog(self.access.records, self.access, self)
         self.records_dialog.threshold_applied.connect(self._threshold_applied)

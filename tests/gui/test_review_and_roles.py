@@ -152,6 +152,15 @@ def test_threshold_from_labels_is_applied_by_a_supervisor(qtbot, window, project
     assert records.current_version().change.startswith("threshold")
 
 
+def test_single_user_station_is_not_locked_out(qtbot, window, tmp_path, demo_line):
+    project = projects.create_project(tmp_path / "solo", "solo", demo_line / "train" / "good")
+    projects.set_up_single_user(project, "solo")
+    window.set_project(project)
+    assert window.access.user is not None
+    window.lock_action.trigger()
+    assert window.access.user is not None and "single-user station" in window.last_error
+
+
 def test_lock_screen_requires_login_again(qtbot, window, project):
     _open_and_log_in(qtbot, window, project, SUPERVISOR)
     window.lock_action.trigger()

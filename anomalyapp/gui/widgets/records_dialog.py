@@ -100,6 +100,8 @@ class RecordsDialog(QDialog):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSortingEnabled(True)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().hide()
         self.count_label = QLabel("")
         self.count_label.setObjectName("records_count")
         buttons = QHBoxLayout()
@@ -156,6 +158,7 @@ class RecordsDialog(QDialog):
                     item.setToolTip(record.image_path)
                 self.table.setItem(r, c, item)
         self.table.setSortingEnabled(True)
+        self.table.resizeColumnsToContents()
         summary = self.records.summary(replace_limit(query))
         self.count_label.setText(
             f"{total} inspections ({'first ' + str(len(rows)) + ' shown' if total > len(rows) else 'all shown'}); "

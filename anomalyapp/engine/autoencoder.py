@@ -25,9 +25,8 @@ from anomalyapp.core.errors import ModelNotFitted
 from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.engine import anomaly_map
 from anomalyapp.engine.calibration import Calibration
-from anomalyapp.engine.features import FeatureExtractor, preprocess
+from anomalyapp.engine.features import FeatureExtractor, batched, preprocess
 
-EMBED_BATCH = 8
 # Training vectors kept in memory at most; beyond it each image contributes a seeded random subset.
 MAX_TRAINING_VECTORS = 2_000_000
 
@@ -111,12 +110,12 @@ class AutoencoderDetector:
         """Extract features of good images once, then train the autoencoder; yields progress per epoch."""
         config = self.config
         generator = torch.Generator().manual_seed(config.seed)
-        chunks, pending, done = [], [], 0
+        chunks, done = [], 0
         per_image_budget = None
 
-        def flush():
+        def add_features(batch):
             nonlocal per_image_budget
-            features = self.regional_features(pending).cpu()
+            features = self.regional_features(batch).cpu()
             b, c, h, w = features.shape
             vectors = features.permute(0, 2, 3, 1).reshape(b, h * w, c)
             if per_image_budget is None:
@@ -126,18 +125,10 @@ class AutoencoderDetector:
                 vectors = torch.gather(vectors, 1, picks.unsqueeze(-1).expand(-1, -1, c))
             chunks.append(vectors.reshape(-1, c))
 
-        for image in images:
-            pending.append(image)
-            if len(pending) == EMBED_BATCH:
-                check(cancel)
-                flush()
-                done += len(pending)
-                pending = []
-                yield Progress("features", done, total, f"features {done}/{total}")
-        if pending:
+        for batch in batched(images):
             check(cancel)
-            flush()
-            done += len(pending)
+            add_features(batch)
+            done += len(batch)
             yield Progress("features", done, total, f"features {done}/{total}")
         if not chunks:
             raise ValueError("no training images")

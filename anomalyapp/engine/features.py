@@ -422,6 +422,21 @@ class FeatureExtractor(nn.Module):
         return [self.spec.channels[layer] for layer in self.layers]
 
 
+EMBED_BATCH = 8  # images per backbone call while fitting: large enough to use both cores, small in memory
+
+
+def batched(images, size: int = EMBED_BATCH):
+    """Lists of up to ``size`` consecutive images from any iterable (the last one may be shorter)."""
+    batch = []
+    for image in images:
+        batch.append(image)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def _shrink(image: np.ndarray, size: int) -> np.ndarray:
     """Resize to ``size`` x ``size``; area averaging when shrinking, to avoid aliasing.
 

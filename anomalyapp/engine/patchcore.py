@@ -21,12 +21,9 @@ from anomalyapp.core.errors import ModelNotFitted
 from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.engine import anomaly_map
 from anomalyapp.engine.calibration import Calibration
-from anomalyapp.engine.features import FeatureExtractor, preprocess
+from anomalyapp.engine.features import FeatureExtractor, batched, preprocess
 from anomalyapp.engine.memory_bank import MemoryBank
 from anomalyapp.engine.sampling import greedy_coreset
-
-EMBED_BATCH = 8
-
 
 class PatchCoreModel(nn.Module):
     """Images -> a grid of patch vectors (B, H, W, D) at the finer stage's resolution."""
@@ -79,19 +76,11 @@ class PatchCoreDetector:
     def _embed_all(
         self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None
     ) -> Generator[Progress, None, torch.Tensor]:
-        chunks, pending, done = [], [], 0
-        for image in images:
-            pending.append(image)
-            if len(pending) == EMBED_BATCH:
-                check(cancel)
-                chunks.append(self.embed(pending).reshape(-1, self.model.dim))
-                done += len(pending)
-                pending = []
-                yield Progress("features", done, total, f"features {done}/{total}")
-        if pending:
+        chunks, done = [], 0
+        for batch in batched(images):
             check(cancel)
-            chunks.append(self.embed(pending).reshape(-1, self.model.dim))
-            done += len(pending)
+            chunks.append(self.embed(batch).reshape(-1, self.model.dim))
+            done += len(batch)
             yield Progress("features", done, total, f"features {done}/{total}")
         if not chunks:
             raise ValueError("no training images")

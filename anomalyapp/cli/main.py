@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import calendar
 import json
-import os
 import sys
 from datetime import date as date_type
 from pathlib import Path
@@ -245,10 +244,9 @@ def _predict(args) -> int:
 
 
 def _write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    from anomalyapp.core.files import write_text_atomically
+
+    write_text_atomically(path, json.dumps(data, indent=2))
 
 
 def _evaluate(args) -> int:

@@ -35,7 +35,8 @@ from PySide6.QtGui import (
 )
 
 from anomalyapp.core.errors import AppError
-from anomalyapp.services.reports import ReportData, Thumbnail, write_atomically
+from anomalyapp.core.files import write_atomically
+from anomalyapp.services.reports import ReportData, Thumbnail
 
 DPI = 300
 MM = DPI / 25.4  # device pixels per millimetre

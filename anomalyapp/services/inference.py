@@ -12,6 +12,7 @@ from pathlib import Path
 
 from anomalyapp.core.cancel import CancelToken, check
 from anomalyapp.core.errors import DataError, ImageReadError
+from anomalyapp.core.files import write_text_atomically
 from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.data.images import is_image_file, list_images, load_image, save_image
 from anomalyapp.services import rendering
@@ -141,7 +142,5 @@ def predict_to_folder(
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["path", "score", "verdict", "raw_score", "error"])
         writer.writerows(rows)
-        tmp = out / ".results.csv.tmp"
-        tmp.write_text(buffer.getvalue(), encoding="utf-8")
-        os.replace(tmp, out / "results.csv")
+        write_text_atomically(out / "results.csv", buffer.getvalue())
     return {"images": len(paths), **counts, "out": str(out) if out else None}

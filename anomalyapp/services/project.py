@@ -15,6 +15,7 @@ from pathlib import Path
 
 from anomalyapp.core import paths
 from anomalyapp.core.errors import DataError
+from anomalyapp.core.files import write_text_atomically
 
 PROJECT_FILE = "project.json"
 PROJECT_VERSION = 1
@@ -73,15 +74,7 @@ class Project:
         return data
 
     def save(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        target = self.root / PROJECT_FILE
-        tmp = self.root / f".{PROJECT_FILE}.tmp"
-        try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
-            os.replace(tmp, target)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise DataError(f"cannot save project {target}: {exc.strerror or exc}") from None
+        write_text_atomically(self.root / PROJECT_FILE, json.dumps(self.to_dict(), indent=2))
         remember_recent(self.root)
 
 
@@ -132,13 +125,9 @@ def recent_projects() -> list[Path]:
 
 def remember_recent(root: Path) -> None:
     entries = [str(Path(root).resolve())] + [str(p) for p in recent_projects() if p.resolve() != Path(root).resolve()]
-    file = _recent_file()
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f".{file.name}.tmp")
-        tmp.write_text(json.dumps(entries[:RECENT_LIMIT], indent=2), encoding="utf-8")
-        os.replace(tmp, file)
-    except OSError:
+        write_text_atomically(_recent_file(), json.dumps(entries[:RECENT_LIMIT], indent=2))
+    except DataError:
         pass  # a read-only config folder must not stop the user's work
 
 

@@ -22,7 +22,6 @@ import csv
 import io
 import json
 import os
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -32,6 +31,7 @@ import numpy as np
 
 from anomalyapp import __version__
 from anomalyapp.core.errors import AppError, DataError
+from anomalyapp.core.files import write_atomically
 from anomalyapp.services.records import RecordsService, Summary
 from anomalyapp.store.records import InspectionQuery, InspectionRecord, LabelRecord, ModelVersion
 
@@ -398,36 +398,4 @@ def _cell(text: str) -> str:
     """Free text that a spreadsheet would run as a formula is quoted with a leading apostrophe."""
     return "'" + text if text and text[0] in "=+-@\t\r" else text
 
-
-# --------------------------------------------------------------------------------------------------
-# files
-
-
-def write_atomically(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file beside it and ``os.replace``.
-
-    The parent folder is created; any failure is a ``DataError`` naming the file, and leaves what was there.
-    """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    blocking = next((p for p in target.parents if p.exists()), None)
-    if blocking is not None and not blocking.is_dir():
-        raise DataError(f"cannot write {target}: {blocking} is a file, not a folder")
-    if target.is_dir():
-        raise DataError(f"cannot write {target}: it is a folder")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    except OSError as exc:
-        raise DataError(f"cannot write {target}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"cannot write {target}: {exc.strerror or exc}") from None
-    return target
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 
 from anomalyapp.core import paths
 from anomalyapp.core.config import AppConfig
-from anomalyapp.core.errors import AppError
+from anomalyapp.core.files import write_text_atomically
 
 
 def settings_file():
@@ -28,11 +27,4 @@ def load_settings() -> AppConfig:
 
 
 def save_settings(config: AppConfig) -> None:
-    target = settings_file()
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise AppError(f"cannot save settings to {target}: {exc.strerror or exc}") from None
+    write_text_atomically(settings_file(), json.dumps(config.to_dict(), indent=2))

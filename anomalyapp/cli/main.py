@@ -285,7 +285,8 @@ def _bench(args) -> int:
     for name, figures in result["backbones"].items():
         print(
             f"{name}: predict {figures['predict_ms']:.1f} ms, floor {figures['floor_ms']:.1f} ms, "
-            f"ratio {figures['latency_ratio']:.2f}; fit {figures['fit_s']:.1f} s (coreset {figures['coreset_s']:.1f} s); "
+            f"ratio {figures['latency_ratio']:.2f} (to the detector's own stages {figures['ratio_to_backbone']:.2f}, "
+            f"with resizing {figures['ratio_to_preprocess_backbone']:.2f}); fit {figures['fit_s']:.1f} s (coreset {figures['coreset_s']:.1f} s); "
             f"bank {figures['bank_size']}; peak RSS {figures['peak_rss_mb']:.0f} MB"
         )
     if args.json:

@@ -48,6 +48,8 @@ class MemoryBank:
             index.make_direct_map()  # lets reconstruct() return stored vectors for re-weighting
         self._vectors: torch.Tensor | None = None
         self._sq_norms: torch.Tensor | None = None
+        self._vectors_t: torch.Tensor | None = None
+        self._neighbourhoods: dict[tuple[int, int], torch.Tensor] = {}
         self._refresh_exact_cache()
 
     @classmethod
@@ -81,8 +83,11 @@ class MemoryBank:
         return self.index.reconstruct_n(0, self.size)
 
     def _refresh_exact_cache(self) -> None:
+        self._neighbourhoods.clear()
         if self.is_exact:
-            self._vectors = torch.from_numpy(self.vectors())
+            # Held transposed and contiguous, the layout GEMM reads fastest; rows are a view of it.
+            self._vectors_t = torch.from_numpy(self.vectors()).T.contiguous()
+            self._vectors = self._vectors_t.T
             self._sq_norms = (self._vectors * self._vectors).sum(1)
 
     def add(self, vectors: np.ndarray) -> None:
@@ -91,36 +96,66 @@ class MemoryBank:
             self.index.make_direct_map()
         self._refresh_exact_cache()
 
+    def _exact_blocks(self, queries: torch.Tensor):
+        """(start, partial) per block of queries; partial[i, j] = |b_j|^2 - 2 q_i.b_j, i.e. |q_i - b_j|^2 - |q_i|^2."""
+        rows = max(1, _BLOCK_ELEMENTS // max(1, self.size))
+        for start in range(0, queries.shape[0], rows):
+            yield start, torch.addmm(self._sq_norms, queries[start : start + rows], self._vectors_t, alpha=-2.0)
+
+    def nearest_distances(self, queries: torch.Tensor) -> torch.Tensor:
+        """Distance to the nearest bank vector for each query row.
+
+        Cheaper than ``nearest``: a row minimum without its position costs a third of one with it, and
+        scoring needs the position of one patch per image only.
+        """
+        queries = queries.float().contiguous()
+        if not self.is_exact:
+            return self.nearest(queries)[0]
+        best = torch.empty(queries.shape[0])
+        for start, partial in self._exact_blocks(queries):
+            block = queries[start : start + partial.shape[0]]
+            # |q|^2 is constant per row, so it is added after the minimum.
+            best[start : start + partial.shape[0]] = partial.amin(dim=1) + (block * block).sum(1)
+        return best.clamp_min_(0).sqrt_()
+
     def nearest(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Distance to, and index of, the nearest bank vector for each query row."""
         queries = queries.float().contiguous()
         if not self.is_exact:
             distances, indices = self.index.search(queries.numpy(), 1)
             return torch.from_numpy(distances[:, 0]).clamp_min_(0).sqrt_(), torch.from_numpy(indices[:, 0])
-        bank, bank_norms = self._vectors, self._sq_norms
-        rows = max(1, _BLOCK_ELEMENTS // max(1, bank.shape[0]))
         best_distance = torch.empty(queries.shape[0])
         best_index = torch.empty(queries.shape[0], dtype=torch.int64)
-        for start in range(0, queries.shape[0], rows):
-            block = queries[start : start + rows]
-            # |q - b|^2 = |q|^2 + |b|^2 - 2 q.b ; |q|^2 is constant per row, so it is added after the min.
-            partial = torch.addmm(bank_norms, block, bank.T, alpha=-2.0)
+        for start, partial in self._exact_blocks(queries):
+            block = queries[start : start + partial.shape[0]]
             values, indices = partial.min(dim=1)
-            values += (block * block).sum(1)
-            best_distance[start : start + rows] = values.clamp_min_(0).sqrt_()
-            best_index[start : start + rows] = indices
-        return best_distance, best_index
+            best_distance[start : start + partial.shape[0]] = values + (block * block).sum(1)
+            best_index[start : start + partial.shape[0]] = indices
+        return best_distance.clamp_min_(0).sqrt_(), best_index
 
     def neighbours_of(self, bank_indices: torch.Tensor, count: int) -> torch.Tensor:
         """Indices of the ``count`` bank vectors nearest to the given bank vectors (themselves included)."""
         count = min(count, self.size)
         if self.is_exact:
             query = self._vectors[bank_indices]
-            squared = self._sq_norms - 2 * (query @ self._vectors.T)  # + |q|^2, which leaves the order as is
+            squared = self._sq_norms - 2 * (query @ self._vectors_t)  # + |q|^2, which leaves the order as is
             return torch.topk(squared, count, dim=1, largest=False).indices
         vectors = np.stack([self.index.reconstruct(int(i)) for i in bank_indices])
         _, indices = self.index.search(vectors, count)
         return torch.from_numpy(indices)
+
+    def neighbourhood(self, bank_index: int, count: int) -> torch.Tensor:
+        """The ``count`` bank vectors nearest to bank vector ``bank_index``, nearest first, as rows.
+
+        Cached until the bank changes: scoring asks for one per image, and on a production line the same
+        few bank vectors are asked for again and again.
+        """
+        key = (bank_index, count)
+        rows = self._neighbourhoods.get(key)
+        if rows is None:
+            rows = self.rows(self.neighbours_of(torch.tensor([bank_index]), count)[0])
+            self._neighbourhoods[key] = rows
+        return rows
 
     def rows(self, indices: torch.Tensor) -> torch.Tensor:
         if self.is_exact:

@@ -108,7 +108,7 @@ class PatchCoreDetector:
             selected = patches
         check(cancel)
         bank = MemoryBank.build(selected.numpy(), self.config.index, self.config.seed)
-        distances, _ = bank.nearest(patches)
+        distances = bank.nearest_distances(patches)
         # Every training patch lies within this distance of the bank; add_normal keeps that promise.
         self.coverage_radius = float(distances.max())
         self.bank = bank
@@ -125,13 +125,15 @@ class PatchCoreDetector:
         bank = self._require_bank()
         b, h, w, d = patches.shape
         flat = patches.reshape(-1, d)
-        distances, nearest = bank.nearest(flat)
-        distances = distances.reshape(b, h * w)
-        nearest = nearest.reshape(b, h * w)
+        distances = bank.nearest_distances(flat).reshape(b, h * w)
         scores = np.empty(b, dtype=np.float64)
         for i in range(b):
             top = int(torch.argmax(distances[i]))
-            scores[i] = float(distances[i, top]) * self._reweight(flat[i * h * w + top], int(nearest[i, top]))
+            patch = flat[i * h * w + top]
+            # The nearest bank patch is looked up again for this one patch only; every other patch needs
+            # just its distance.
+            nearest = int(bank.nearest(patch[None])[1][0])
+            scores[i] = float(distances[i, top]) * self._reweight(patch, nearest)
         return scores, distances.reshape(b, h, w).numpy()
 
     def _reweight(self, test_patch: torch.Tensor, nearest_index: int) -> float:
@@ -144,8 +146,7 @@ class PatchCoreDetector:
         bank = self._require_bank()
         if b <= 1 or bank.size < 2:
             return 1.0
-        support = bank.neighbours_of(torch.tensor([nearest_index]), b)[0]
-        distances = torch.linalg.vector_norm(bank.rows(support) - test_patch, dim=1).double()
+        distances = torch.linalg.vector_norm(bank.neighbourhood(nearest_index, b) - test_patch, dim=1).double()
         return float(1.0 - torch.softmax(distances, 0)[0])
 
     def raw_predict(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -181,7 +182,7 @@ class PatchCoreDetector:
         radius = self.coverage_radius or 0.0
         if self.calibration is not None:
             radius = min(radius, 0.8 * self.calibration.image_threshold)
-        distances, _ = bank.nearest(patches)
+        distances = bank.nearest_distances(patches)
         chosen = []
         while True:
             check(cancel)

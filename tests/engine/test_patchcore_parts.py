@@ -55,6 +55,31 @@ def test_exact_search_matches_faiss_flat_search():
     np.testing.assert_allclose(distances.numpy() ** 2, ref_distances[:, 0], rtol=1e-4, atol=1e-3)
 
 
+def test_distance_only_search_agrees_with_the_full_search_across_blocks(monkeypatch):
+    import anomalyapp.engine.memory_bank as memory_bank
+
+    rng = np.random.default_rng(4)
+    bank = MemoryBank.build(rng.standard_normal((700, 24)).astype(np.float32), "flat")
+    queries = torch.from_numpy(rng.standard_normal((333, 24)).astype(np.float32))
+    distances, _ = bank.nearest(queries)
+    assert torch.equal(bank.nearest_distances(queries), distances)
+    # blocks of 5 query rows: the block seams must not change a single value
+    monkeypatch.setattr(memory_bank, "_BLOCK_ELEMENTS", 5 * 700)
+    assert torch.equal(bank.nearest_distances(queries), distances)
+    brute = torch.cdist(queries.double(), torch.from_numpy(bank.vectors()).double()).min(1).values
+    np.testing.assert_allclose(distances.numpy(), brute.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_neighbourhood_is_nearest_first_and_forgotten_when_the_bank_grows():
+    line = np.arange(10, dtype=np.float32)[:, None] * np.float32([[1.0, 0.0]])
+    bank = MemoryBank.build(line, "flat")
+    rows = bank.neighbourhood(4, 3)
+    assert rows[0].tolist() == [4.0, 0.0] and sorted(r[0] for r in rows[1:].tolist()) == [3.0, 5.0]
+    bank.add(np.float32([[4.1, 0.0]]))
+    rows = bank.neighbourhood(4, 3)
+    assert rows[:2, 0].tolist() == pytest.approx([4.0, 4.1])
+
+
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 def test_approximate_indexes_find_nearly_the_same_neighbours(kind, tmp_path):
     rng = np.random.default_rng(3)

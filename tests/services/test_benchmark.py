@@ -1,0 +1,27 @@
+"""The benchmark runs end to end and its ratios are computed from the figures it reports."""
+
+from __future__ import annotations
+
+import pytest
+
+from anomalyapp.core.types import drain
+from anomalyapp.services.benchmark import BenchRequest, run_benchmark, write_markdown
+
+
+def test_benchmark_reports_predict_next_to_its_floors(demo_line, tmp_path):
+    request = BenchRequest(data=demo_line, backbones=["efficientnet_lite0"], repeats=3, scale=False, image_size=128)
+    result = drain(run_benchmark(request))
+    figures = result["backbones"]["efficientnet_lite0"]
+    assert figures["weights"] == "pretrained" and figures["bank_size"] > 0
+    for key in ("predict_ms", "floor_ms", "backbone_ms", "preprocess_backbone_ms"):
+        assert figures[key] > 0
+    assert figures["latency_ratio"] == pytest.approx(figures["predict_ms"] / figures["floor_ms"])
+    assert figures["ratio_to_backbone"] == pytest.approx(figures["predict_ms"] / figures["backbone_ms"])
+    # predict resizes the image and runs the detector's stages, and then searches: it cannot beat either
+    assert figures["predict_ms"] > figures["backbone_ms"]
+    assert result["scaled_10x"] == {}
+
+    markdown = tmp_path / "benchmarks.md"
+    write_markdown(result, markdown, "anomalyapp bench --no-scale")
+    text = markdown.read_text(encoding="utf-8")
+    assert "`anomalyapp bench --no-scale`" in text and "| efficientnet_lite0 | pretrained |" in text

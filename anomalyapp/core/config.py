@@ -20,7 +20,8 @@ class _JsonConfig:
 class PatchCoreConfig(_JsonConfig):
     backbone: str = "efficientnet_lite0"
     layers: tuple[str, ...] = ("layer2", "layer3")
-    image_size: int = 224
+    image_size: int = 224  # the input's short side, or its side when keep_aspect is off
+    keep_aspect: bool = True  # long side in proportion to the image (engine.features.input_shape)
     # Patch vectors wider than this are reduced by adaptive average pooling over channels (Roth et al.).
     embedding_dim: int = 1024
     neighbourhood: int = 3  # local aggregation window, in feature-map cells
@@ -37,7 +38,8 @@ class PatchCoreConfig(_JsonConfig):
 class AutoencoderConfig(_JsonConfig):
     backbone: str = "efficientnet_lite0"
     layers: tuple[str, ...] = ("layer1", "layer2", "layer3")
-    image_size: int = 224
+    image_size: int = 224  # the input's short side, or its side when keep_aspect is off
+    keep_aspect: bool = True  # long side in proportion to the image (engine.features.input_shape)
     # DFR pools each stage with a small window so every location describes a region, not a pixel.
     region_kernel: int = 4
     latent_dim: int | None = None  # None: smallest dimension explaining `explained_variance` (DFR's rule)

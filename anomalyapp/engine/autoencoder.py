@@ -25,7 +25,7 @@ from anomalyapp.core.errors import ModelNotFitted
 from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.engine import anomaly_map
 from anomalyapp.engine.calibration import Calibration
-from anomalyapp.engine.features import FeatureExtractor, batched, preprocess
+from anomalyapp.engine.features import FeatureExtractor, batched, input_shape, input_shape_key, preprocess
 
 # Training vectors kept in memory at most; beyond it each image contributes a seeded random subset.
 MAX_TRAINING_VECTORS = 2_000_000
@@ -90,7 +90,8 @@ class AutoencoderDetector:
     # ---------------------------------------------------------------------------------------- features
     def regional_features(self, images: list[np.ndarray]) -> torch.Tensor:
         """Images -> (B, C, H, W) regional features on the finest stage's grid, on the model's device."""
-        batch = preprocess(images, self.config.image_size, self.extractor.spec).to(self.device)
+        config = self.config
+        batch = preprocess(images, config.image_size, self.extractor.spec, config.keep_aspect).to(self.device)
         stages = self.extractor(batch)
         k = self.config.region_kernel
         pooled = [F.avg_pool2d(stages[name], k, 1, k // 2) if k > 1 else stages[name] for name in self.config.layers]
@@ -125,7 +126,7 @@ class AutoencoderDetector:
                 vectors = torch.gather(vectors, 1, picks.unsqueeze(-1).expand(-1, -1, c))
             chunks.append(vectors.reshape(-1, c))
 
-        for batch in batched(images):
+        for batch in batched(images, key=input_shape_key(config.image_size, config.keep_aspect)):
             check(cancel)
             add_features(batch)
             done += len(batch)
@@ -181,12 +182,14 @@ class AutoencoderDetector:
 
     def raw_predict(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         grids = self.error_grids(images).numpy()
-        size, sigma, k = self.config.image_size, self.config.sigma, self.config.score_top_k
-        maps = [anomaly_map.gaussian_smooth(grid, size, sigma) for grid in grids]
+        config = self.config
+        shape = input_shape(images[0].shape[0], images[0].shape[1], config.image_size, config.keep_aspect)
+        maps = [anomaly_map.gaussian_smooth(grid, shape, config.sigma) for grid in grids]
         scores = np.empty(len(maps), dtype=np.float64)
         for index, grid in enumerate(grids):
             flat = grid.reshape(-1)
-            top = np.partition(flat, flat.size - min(k, flat.size))[-min(k, flat.size) :]
+            k = min(config.score_top_k, flat.size)
+            top = np.partition(flat, flat.size - k)[-k:]
             scores[index] = float(top.mean())
         return scores, maps
 
@@ -207,8 +210,11 @@ class AutoencoderDetector:
         """A short training on new good images (the false-positive loop), keeping normalisation fixed."""
         if self.autoencoder is None:
             raise ModelNotFitted("the autoencoder has not been trained")
-        features = self._normalised(self.regional_features(images))
-        vectors = features.permute(0, 2, 3, 1).reshape(-1, self.channels)
+        key = input_shape_key(self.config.image_size, self.config.keep_aspect)
+        vectors = torch.cat([
+            self._normalised(self.regional_features(batch)).permute(0, 2, 3, 1).reshape(-1, self.channels)
+            for batch in batched(images, key=key)
+        ])
         model = self.autoencoder
         optimiser = torch.optim.Adam(model.parameters(), lr=self.config.learning_rate * 0.3)
         generator = torch.Generator().manual_seed(self.config.seed + 1)

@@ -32,7 +32,8 @@ from anomalyapp.engine.memory_bank import MemoryBank
 from anomalyapp.engine.patchcore import PatchCoreDetector
 
 FORMAT = "anomalyapp-model"
-FORMAT_VERSION = 1
+# 2: inputs keep the image's aspect (config.keep_aspect); format-1 models were always square.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 TENSORS = "tensors.safetensors"
 INDEX = "index.faiss"
@@ -105,7 +106,11 @@ def save_model(detector, path: str | os.PathLike, *, backbone: dict, training_se
             "backbone": backbone,
             "preprocessing": {
                 "image_size": config.image_size,
-                "resize": "area (OpenCV), square, aspect not kept",
+                "resize": (
+                    f"area (OpenCV); short side {config.image_size}, long side in proportion (steps of 16, at most 4:1)"
+                    if config.keep_aspect
+                    else f"area (OpenCV); squeezed to {config.image_size} x {config.image_size}"
+                ),
                 "colour": "RGB; gray replicated to 3 channels; alpha dropped; 16-bit scaled by 1/65535",
                 "mean": list(detector.extractor.spec.mean),
                 "std": list(detector.extractor.spec.std),
@@ -176,7 +181,10 @@ def load_model(path: str | os.PathLike, *, weights: str | None = None, device: s
     manifest = read_manifest(folder)
     try:
         name = manifest["detector"]
-        config = config_class(name).from_dict(manifest["config"])
+        config_values = dict(manifest["config"])
+        if manifest["format_version"] < 2:
+            config_values.setdefault("keep_aspect", False)
+        config = config_class(name).from_dict(config_values)
         backbone = manifest["backbone"]
         if weights is None and backbone.get("source") == "random":
             resolved = ResolvedWeights("random", None)

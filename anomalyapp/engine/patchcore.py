@@ -21,7 +21,7 @@ from anomalyapp.core.errors import ModelNotFitted
 from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.engine import anomaly_map
 from anomalyapp.engine.calibration import Calibration
-from anomalyapp.engine.features import FeatureExtractor, batched, preprocess
+from anomalyapp.engine.features import FeatureExtractor, batched, input_shape, input_shape_key, preprocess
 from anomalyapp.engine.memory_bank import MemoryBank
 from anomalyapp.engine.sampling import greedy_coreset
 
@@ -70,14 +70,15 @@ class PatchCoreDetector:
 
     # ---------------------------------------------------------------------------------------------- fit
     def embed(self, images: list[np.ndarray]) -> torch.Tensor:
-        batch = preprocess(images, self.config.image_size, self.model.extractor.spec).to(self.device)
+        config = self.config
+        batch = preprocess(images, config.image_size, self.model.extractor.spec, config.keep_aspect).to(self.device)
         return self.model(batch).cpu()
 
     def _embed_all(
         self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None
     ) -> Generator[Progress, None, torch.Tensor]:
         chunks, done = [], 0
-        for batch in batched(images):
+        for batch in batched(images, key=input_shape_key(self.config.image_size, self.config.keep_aspect)):
             check(cancel)
             chunks.append(self.embed(batch).reshape(-1, self.model.dim))
             done += len(batch)
@@ -152,8 +153,9 @@ class PatchCoreDetector:
     def raw_predict(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Raw scores and smoothed maps at the model's input resolution."""
         scores, grids = self.score_patches(self.embed(images))
-        size, sigma = self.config.image_size, self.config.sigma
-        return scores, [anomaly_map.gaussian_smooth(grid, size, sigma) for grid in grids]
+        config = self.config
+        shape = input_shape(images[0].shape[0], images[0].shape[1], config.image_size, config.keep_aspect)
+        return scores, [anomaly_map.gaussian_smooth(grid, shape, config.sigma) for grid in grids]
 
     def predict(self, image: np.ndarray) -> Prediction:
         if self.calibration is None:

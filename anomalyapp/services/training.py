@@ -39,6 +39,7 @@ class TrainRequest:
     weights: str | None = None  # a file, "random", or None to search the usual places
     allow_download: bool = False
     image_size: int | None = None
+    keep_aspect: bool | None = None  # None: the detector's default (keep it)
     coreset_ratio: float | None = None
     max_bank_size: int | None = None
     index: str | None = None
@@ -71,7 +72,7 @@ def build_config(request: TrainRequest) -> PatchCoreConfig | AutoencoderConfig:
         overrides = {"epochs": request.epochs}
     else:
         raise DataError(f"unknown detector {request.detector!r}; choose patchcore or autoencoder")
-    overrides |= {"backbone": request.backbone, "image_size": request.image_size}
+    overrides |= {"backbone": request.backbone, "image_size": request.image_size, "keep_aspect": request.keep_aspect}
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if config.image_size < 32 or config.image_size > 2048:
         raise DataError(f"image size {config.image_size} is out of range (32 to 2048)")
@@ -255,15 +256,19 @@ def estimate(request: TrainRequest, sample: int = 3) -> Estimate:
     import torch
 
     embed = detector.embed if request.detector == "patchcore" else detector.regional_features
+    from anomalyapp.engine.features import batched, input_shape_key
+
     embed(images[:1])  # warm-up: first calls pay for allocations
     started = time.perf_counter()
-    features = embed(images)
+    # Images of other aspects get other input shapes; each batch holds one shape.
+    parts = [embed(batch) for batch in batched(images, key=input_shape_key(config.image_size, config.keep_aspect))]
     per_image = (time.perf_counter() - started) / len(images)
     count = len(paths)
+    features = parts[0]
     if request.detector == "patchcore":
-        per_image_patches = features.shape[1] * features.shape[2]
+        per_image_patches = sum(part.shape[0] * part.shape[1] * part.shape[2] for part in parts) / len(images)
         dim = features.shape[3]
-        total_patches = per_image_patches * count
+        total_patches = int(per_image_patches * count)
         bank = detector.bank_size_for(total_patches)
         table = torch.randn(total_patches, min(dim, config.coreset_projection_dim))
         norms = (table * table).sum(1)
@@ -281,7 +286,7 @@ def estimate(request: TrainRequest, sample: int = 3) -> Estimate:
         seconds = per_image * count * 1.2 + coreset_seconds
         memory = total_patches * dim * 4 * 2 / 2**20
         return Estimate(count, seconds, bank, memory, per_image * 1000)
-    vectors = features.shape[2] * features.shape[3] * count
+    vectors = int(sum(part.shape[0] * part.shape[2] * part.shape[3] for part in parts) / len(images) * count)
     channels = features.shape[1]
     seconds = per_image * count * 1.2 + config.epochs * vectors * channels * 2.5e-8
     return Estimate(count, seconds, None, vectors * channels * 4 * 2 / 2**20, per_image * 1000)

@@ -44,12 +44,13 @@ def test_train_skips_an_unreadable_image_and_names_it(demo_line, tmp_path, capsy
     data = tmp_path / "good"
     shutil.copytree(demo_line / "train" / "good", data)
     (data / "broken.png").write_bytes(b"\x89PNG not really")
-    code = main(["train", str(data), "--out", str(tmp_path / "m"), "--image-size", "96", "--device", "cpu"])
+    code = main(["train", str(data), "--out", str(tmp_path / "m"), "--image-size", "96", "--square", "--device", "cpu"])
     assert code == 0
     captured = capsys.readouterr()
     assert "broken.png" in captured.err and "not a decodable image" in captured.err
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert any("broken.png" in entry for entry in manifest["training_set"]["skipped"])
+    assert manifest["config"]["keep_aspect"] is False and "squeezed to 96 x 96" in manifest["preprocessing"]["resize"]
 
 
 @pytest.mark.parametrize(

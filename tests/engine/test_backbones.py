@@ -107,3 +107,30 @@ def test_preprocess_accepts_8_16_bit_and_float():
     assert eight.shape == (1, 3, 64, 64)
     torch.testing.assert_close(eight, sixteen, atol=1e-2, rtol=0)
     torch.testing.assert_close(eight, floating, atol=1e-2, rtol=0)
+
+
+def test_input_shape_keeps_the_aspect_in_steps_of_16_up_to_4_to_1():
+    assert features.input_shape(900, 900, 224, True) == (224, 224)
+    assert features.input_shape(1250, 500, 224, True) == (560, 224)  # KolektorSDD: 224 * 2.5 = 560
+    assert features.input_shape(480, 640, 224, True) == (224, 304)  # 298.7 rounded to a step of 16
+    assert features.input_shape(100, 2000, 224, True) == (224, 896)  # 20:1 strip squeezed to 4:1
+    assert features.input_shape(1250, 500, 224, False) == (224, 224)
+    assert features.input_shape(230, 224, 224, True) == (224, 224)  # nearly square rounds to square
+
+
+def test_preprocess_keeps_the_aspect_and_refuses_batches_of_mixed_shapes():
+    spec = features.backbone_spec("efficientnet_lite0")
+    tall = np.zeros((300, 100, 3), np.uint8)
+    assert features.preprocess([tall], 64, spec, keep_aspect=True).shape == (1, 3, 192, 64)
+    assert features.preprocess([tall], 64, spec).shape == (1, 3, 64, 64)
+    with pytest.raises(ValueError, match="share an input shape"):
+        features.preprocess([tall, np.zeros((100, 100, 3), np.uint8)], 64, spec, keep_aspect=True)
+
+
+def test_batches_end_where_the_input_shape_changes():
+    shapes = [(100, 100), (100, 100), (300, 100), (100, 100)] + [(100, 100)] * 9
+    images = [np.zeros((*shape, 3), np.uint8) for shape in shapes]
+    key = features.input_shape_key(64, True)
+    sizes = [len(batch) for batch in features.batched(images, size=8, key=key)]
+    assert sizes == [2, 1, 8, 2]
+    assert [len(batch) for batch in features.batched(images, size=8)] == [8, 5]

@@ -107,3 +107,37 @@ def test_autoencoder_fine_tune_lowers_the_error_of_new_images(demo_line):
     before = detector.raw_predict([image])[0][0]
     drain(detector.fine_tune([image], epochs=10))
     assert detector.raw_predict([image])[0][0] < before
+
+
+def _tall_part(seed: int, scratch: bool = False) -> np.ndarray:
+    """A 128x512 part with a vertical-streak texture; a scratch is a 3-pixel-thin horizontal line."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    texture = cv2.resize(rng.normal(128, 20, (64, 16)).astype(np.float32), (128, 512), interpolation=cv2.INTER_CUBIC)
+    texture += rng.normal(0, 6, texture.shape)
+    if scratch:
+        texture[250:253, 20:110] -= 70
+    return np.repeat(np.clip(texture, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+@pytest.mark.parametrize(
+    "kind, config_class, extra",
+    [("patchcore", PatchCoreConfig, {}), ("autoencoder", AutoencoderConfig, {"epochs": 10})],
+)
+def test_keeping_the_aspect_finds_a_thin_scratch_that_squeezing_hides(kind, config_class, extra):
+    train = [_tall_part(i) for i in range(10)]
+    good = [_tall_part(100 + i) for i in range(4)]
+    scratched = [_tall_part(200 + i, scratch=True) for i in range(4)]
+    separation = {}
+    for keep_aspect in (False, True):
+        config = config_class(image_size=64, keep_aspect=keep_aspect, **extra)
+        detector, _ = build_detector(kind, config, resolve_weights(config.backbone), "cpu")
+        drain(detector.fit(iter(train), len(train)))
+        good_scores = [detector.raw_predict([image])[0][0] for image in good]
+        scratched_scores = [detector.raw_predict([image])[0][0] for image in scratched]
+        separation[keep_aspect] = min(scratched_scores) / max(good_scores)
+        expected_shape = (256, 64) if keep_aspect else (64, 64)
+        assert detector.raw_predict([scratched[0]])[1][0].shape == expected_shape
+    assert separation[True] > 1.0  # every scratched part above every good one
+    assert separation[True] > separation[False] + 0.3

@@ -161,3 +161,40 @@ def test_failed_save_leaves_no_partial_folder(demo_line, tmp_path, monkeypatch):
         for _ in train(TrainRequest(data=demo_line, out=tmp_path / "m", image_size=96, device="cpu")):
             pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_of_mixed_aspects_reloads_with_identical_scores(demo_line, tmp_path):
+    import cv2
+
+    from anomalyapp.core.types import drain
+
+    # The demo's square parts, stretched tall and wide: one model sees three input shapes.
+    folder = tmp_path / "stretched"
+    folder.mkdir()
+    sources = sorted((demo_line / "train" / "good").iterdir())[:9]
+    for index, source in enumerate(sources):
+        image = cv2.imread(str(source))
+        size = [(128, 320), (320, 128), (128, 128)][index % 3]
+        cv2.imwrite(str(folder / f"part{index}.png"), cv2.resize(image, size))
+    model = drain(train(TrainRequest(data=folder, out=tmp_path / "model", image_size=128, device="cpu"))).model_path
+    assert read_manifest(model)["config"]["keep_aspect"] is True
+    paths = [str(folder / "part0.png"), str(folder / "part1.png")]
+    session = InferenceSession(model, device="cpu")
+    here = []
+    for path in paths:
+        prediction = session.predict_path(path).prediction
+        assert prediction.anomaly_map.shape == cv2.imread(path).shape[:2]
+        here.append([prediction.raw_score, float(prediction.anomaly_map.sum())])
+    output = subprocess.run([sys.executable, "-c", SCORE_SCRIPT, str(model), *paths], capture_output=True,
+                            text=True, check=True)
+    assert json.loads(output.stdout) == here
+
+
+def test_format_1_models_still_load_as_the_square_models_they_were(patchcore_model, tmp_path):
+    model = _copy(patchcore_model, tmp_path)
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    del manifest["config"]["keep_aspect"]
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    assert load_model(model)[0].config.keep_aspect is False
+    assert load_model(patchcore_model)[0].config.keep_aspect is True

@@ -67,6 +67,10 @@ class TrainingPanel(QWidget):
         self.image_size.setSingleStep(32)
         self.image_size.setValue(224)
         self.image_size.setSuffix(" px")
+        self.image_size.setToolTip(
+            "The short side of the model's input. The long side follows each image's aspect (up to 4:1), "
+            "so long, thin parts are not squeezed."
+        )
         self.coreset_ratio = QDoubleSpinBox()
         self.coreset_ratio.setObjectName("coreset_spin")
         self.coreset_ratio.setRange(0.001, 1.0)
@@ -83,7 +87,7 @@ class TrainingPanel(QWidget):
         form.addRow("Good images", folder_row)
         form.addRow("Detector", self.detector)
         form.addRow("Backbone", self.backbone)
-        form.addRow("Image size", self.image_size)
+        form.addRow("Image size (short side)", self.image_size)
         self._coreset_label = QLabel("Coreset ratio")
         form.addRow(self._coreset_label, self.coreset_ratio)
         self._epochs_label = QLabel("Epochs")

@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, help="model folder to write (default: models/<data>-<detector>)")
     train.add_argument("--image-size", type=_positive_int,
                        help="the model input's short side in pixels (default 224); the long side keeps the image's aspect")
-    train.add_argument("--square", action="store_true", help="squeeze every image into an image-size square instead")
+    train.add_argument("--aspect", choices=("auto", "keep", "square"), default="auto",
+                       help="keep the images' aspect, or squeeze each into a square; auto (default) keeps it when "
+                            "the training images share one shape")
     train.add_argument("--coreset-ratio", type=float, help="PatchCore: share of patches kept (default 0.1)")
     train.add_argument("--max-bank-size", type=_positive_int, help="PatchCore: cap on the memory bank")
     train.add_argument("--index", choices=("auto", "flat", "hnsw", "ivf"), help="PatchCore: nearest-neighbour index")
@@ -194,7 +196,7 @@ def _train(args) -> int:
         weights=args.weights,
         allow_download=args.allow_download,
         image_size=args.image_size,
-        keep_aspect=False if args.square else None,
+        keep_aspect={"auto": None, "keep": True, "square": False}[args.aspect],
         coreset_ratio=args.coreset_ratio,
         max_bank_size=args.max_bank_size,
         index=args.index,

@@ -39,7 +39,7 @@ class TrainRequest:
     weights: str | None = None  # a file, "random", or None to search the usual places
     allow_download: bool = False
     image_size: int | None = None
-    keep_aspect: bool | None = None  # None: the detector's default (keep it)
+    keep_aspect: bool | None = None  # None: decided from the training images (choose_keep_aspect)
     coreset_ratio: float | None = None
     max_bank_size: int | None = None
     index: str | None = None
@@ -81,6 +81,32 @@ def build_config(request: TrainRequest) -> PatchCoreConfig | AutoencoderConfig:
     if request.detector == "autoencoder" and config.epochs < 1:
         raise DataError(f"epochs must be at least 1, not {config.epochs}")
     return config
+
+
+# Training images whose aspects (height / width) lie within this factor of each other count as one shape.
+SAME_ASPECT_SPREAD = 1.25
+ASPECT_SAMPLE = 24
+
+
+def choose_keep_aspect(paths: list[Path]) -> bool:
+    """Keep the images' aspect when they share one; squeeze them into a square when their shapes vary.
+
+    A fixed camera or crop gives one aspect, and keeping it keeps thin defects thin (KolektorSDD's 500x1250
+    parts: pixel AUROC 0.83 squeezed, 0.94 kept). Crops of varied shapes (magnetic tile: aspects from 0.4 to
+    2.5) did better squeezed, each to the same square. Up to ``ASPECT_SAMPLE`` images spread over the list
+    are read to decide; unreadable ones are left to the fit, which reports them.
+    """
+    step = max(1, len(paths) // ASPECT_SAMPLE)
+    aspects = []
+    for path in paths[::step][:ASPECT_SAMPLE]:
+        try:
+            height, width = load_image(path).pixels.shape[:2]
+        except ImageReadError:
+            continue
+        aspects.append(height / width)
+    if not aspects:
+        return True
+    return max(aspects) / min(aspects) <= SAME_ASPECT_SPREAD
 
 
 def split_holdout(paths: list[Path], config: CalibrationConfig, seed: int) -> tuple[list[Path], list[Path]]:
@@ -155,8 +181,15 @@ def train(request: TrainRequest, cancel: CancelToken | None = None) -> Generator
         fit_paths, calibration_paths = split_holdout(dataset.train_good, request.calibration, request.seed)
         source = f"{len(calibration_paths)} of {len(dataset.train_good)} good images held out"
     defect_paths = list_images(request.defects) if request.defects else []
+    if request.keep_aspect is None:
+        config = replace(config, keep_aspect=choose_keep_aspect(dataset.train_good))
 
     yield Progress("setup", 0, None, f"backbone {config.backbone} ({resolved.source}) on {device}")
+    yield Progress("setup", 0, None, (
+        f"input: short side {config.image_size} px, the images' aspect kept" if config.keep_aspect
+        else f"input: {config.image_size} x {config.image_size} px" + (
+            ", the images' shapes vary" if request.keep_aspect is None else "")
+    ))
     detector, weights_sha = build_detector(request.detector, config, resolved, device)
 
     skipped: list[ImageReadError] = []
@@ -248,6 +281,8 @@ def estimate(request: TrainRequest, sample: int = 3) -> Estimate:
     device = resolve_device(request.device)
     dataset = discover_dataset(request.data)
     paths = dataset.train_good
+    if request.keep_aspect is None:
+        config = replace(config, keep_aspect=choose_keep_aspect(paths))
     skipped: list[ImageReadError] = []
     images = list(iter_pixels(paths[:sample], skipped))
     if not images:

@@ -44,7 +44,7 @@ def test_train_skips_an_unreadable_image_and_names_it(demo_line, tmp_path, capsy
     data = tmp_path / "good"
     shutil.copytree(demo_line / "train" / "good", data)
     (data / "broken.png").write_bytes(b"\x89PNG not really")
-    code = main(["train", str(data), "--out", str(tmp_path / "m"), "--image-size", "96", "--square", "--device", "cpu"])
+    code = main(["train", str(data), "--out", str(tmp_path / "m"), "--image-size", "96", "--aspect", "square", "--device", "cpu"])
     assert code == 0
     captured = capsys.readouterr()
     assert "broken.png" in captured.err and "not a decodable image" in captured.err

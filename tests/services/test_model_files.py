@@ -176,7 +176,8 @@ def test_a_model_of_mixed_aspects_reloads_with_identical_scores(demo_line, tmp_p
         image = cv2.imread(str(source))
         size = [(128, 320), (320, 128), (128, 128)][index % 3]
         cv2.imwrite(str(folder / f"part{index}.png"), cv2.resize(image, size))
-    model = drain(train(TrainRequest(data=folder, out=tmp_path / "model", image_size=128, device="cpu"))).model_path
+    request = TrainRequest(data=folder, out=tmp_path / "model", image_size=128, keep_aspect=True, device="cpu")
+    model = drain(train(request)).model_path
     assert read_manifest(model)["config"]["keep_aspect"] is True
     paths = [str(folder / "part0.png"), str(folder / "part1.png")]
     session = InferenceSession(model, device="cpu")
@@ -198,3 +199,21 @@ def test_format_1_models_still_load_as_the_square_models_they_were(patchcore_mod
     (model / "manifest.json").write_text(json.dumps(manifest))
     assert load_model(model)[0].config.keep_aspect is False
     assert load_model(patchcore_model)[0].config.keep_aspect is True
+
+
+def test_aspect_is_kept_when_the_training_images_share_one(tmp_path):
+    import cv2
+    import numpy as np
+
+    from anomalyapp.services.training import choose_keep_aspect
+
+    def folder(name, sizes):
+        path = tmp_path / name
+        path.mkdir()
+        for index, (width, height) in enumerate(sizes):
+            cv2.imwrite(str(path / f"{index}.png"), np.full((height, width, 3), 128, np.uint8))
+        (path / "broken.png").write_bytes(b"not an image")  # left to the fit to report
+        return sorted(path.iterdir())
+
+    assert choose_keep_aspect(folder("line", [(100, 250), (100, 252), (98, 250)])) is True
+    assert choose_keep_aspect(folder("crops", [(100, 250), (250, 100), (100, 100)])) is False

@@ -188,7 +188,8 @@ def train(request: TrainRequest, cancel: CancelToken | None = None) -> Generator
     yield Progress("setup", 0, None, (
         f"input: short side {config.image_size} px, the images' aspect kept" if config.keep_aspect
         else f"input: {config.image_size} x {config.image_size} px" + (
-            ", the images' shapes vary" if request.keep_aspect is None else "")
+            " (the training images' shapes vary, so each is squeezed to a square)"
+            if request.keep_aspect is None else "")
     ))
     detector, weights_sha = build_detector(request.detector, config, resolved, device)
 

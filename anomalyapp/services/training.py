@@ -186,7 +186,7 @@ def train(request: TrainRequest, cancel: CancelToken | None = None) -> Generator
 
     yield Progress("setup", 0, None, f"backbone {config.backbone} ({resolved.source}) on {device}")
     yield Progress("setup", 0, None, (
-        f"input: short side {config.image_size} px, the images' aspect kept" if config.keep_aspect
+        f"input: short side {config.image_size} px, long side in proportion to each image" if config.keep_aspect
         else f"input: {config.image_size} x {config.image_size} px" + (
             " (the training images' shapes vary, so each is squeezed to a square)"
             if request.keep_aspect is None else "")

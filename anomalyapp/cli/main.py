@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--allow-download", action="store_true", help="let torchvision download ResNet weights")
     train.add_argument("--out", type=Path, help="model folder to write (default: models/<data>-<detector>)")
     train.add_argument("--image-size", type=_positive_int,
-                       help="the model input's short side in pixels (default 224); the long side keeps the image's aspect")
+                       help="the model input's side in pixels (default 224): its short side when the aspect is kept")
     train.add_argument("--aspect", choices=("auto", "keep", "square"), default="auto",
                        help="keep the images' aspect, or squeeze each into a square; auto (default) keeps it when "
                             "the training images share one shape")

@@ -111,7 +111,8 @@ def _measure(backbone: str, weights: str | None, train_paths: list[str], probe_p
     peak_rss_mb = _peak_rss_mb()
 
     extractor, spec, size = detector.extractor, detector.extractor.spec, config.image_size
-    tensor = preprocess([probe], size, spec)
+    keep_aspect = config.keep_aspect  # the floor sees the very input shape predict uses
+    tensor = preprocess([probe], size, spec, keep_aspect)
     reference = load_network(backbone, resolved, seed=config.seed)
     plain_tensor = tensor.contiguous()
     with torch.inference_mode():
@@ -119,7 +120,7 @@ def _measure(backbone: str, weights: str | None, train_paths: list[str], probe_p
             {
                 "floor": lambda: reference.stages(plain_tensor, config.layers),
                 "backbone": lambda: extractor(tensor),
-                "preprocess_backbone": lambda: extractor(preprocess([probe], size, spec)),
+                "preprocess_backbone": lambda: extractor(preprocess([probe], size, spec, keep_aspect)),
                 "predict": lambda: detector.predict(probe),
             },
             request["repeats"],

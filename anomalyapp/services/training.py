@@ -185,12 +185,14 @@ def train(request: TrainRequest, cancel: CancelToken | None = None) -> Generator
         config = replace(config, keep_aspect=choose_keep_aspect(dataset.train_good))
 
     yield Progress("setup", 0, None, f"backbone {config.backbone} ({resolved.source}) on {device}")
-    yield Progress("setup", 0, None, (
-        f"input: short side {config.image_size} px, long side in proportion to each image" if config.keep_aspect
-        else f"input: {config.image_size} x {config.image_size} px" + (
-            " (the training images' shapes vary, so each is squeezed to a square)"
-            if request.keep_aspect is None else "")
-    ))
+    if config.keep_aspect:
+        input_note = f"input: short side {config.image_size} px, long side in proportion to each image"
+    elif request.keep_aspect is None:
+        input_note = (f"input: {config.image_size} x {config.image_size} px (the training images' shapes vary, "
+                      "so each is squeezed to a square)")
+    else:
+        input_note = f"input: {config.image_size} x {config.image_size} px"
+    yield Progress("setup", 0, None, input_note)
     detector, weights_sha = build_detector(request.detector, config, resolved, device)
 
     skipped: list[ImageReadError] = []

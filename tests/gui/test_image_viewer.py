@@ -253,7 +253,7 @@ def test_large_image_stays_responsive(viewer, qtbot):
     viewer.grab()  # forces a render of both items
     total_seconds = time.perf_counter() - start
     print(f"\n8000x6000 RGB: set_image {image_seconds:.3f} s, with map and first render {total_seconds:.3f} s")
-    assert total_seconds < 5
+    assert total_seconds < 15  # a freeze detector only; the figure above is the measurement
 
     # Zoomed out, a reduced pyramid level is drawn; at 1:1 the original pixels are.
     assert viewer.image_item.image.shape[1] < 8000

@@ -170,7 +170,8 @@ def test_cancel_stops_a_live_camera_quickly_and_leaves_no_thread():
     started = time.perf_counter()
     cancel.cancel()
     rest = list(run)
-    assert time.perf_counter() - started < 0.5
+    # The camera never ends by itself, so an ignored cancel hangs; the bound is loose for a loaded CI machine.
+    assert time.perf_counter() - started < 5
     assert states(rest)[-1] == "stopped"
     assert grab_threads() == [] and opened[0].released
 
@@ -178,15 +179,17 @@ def test_cancel_stops_a_live_camera_quickly_and_leaves_no_thread():
 def test_cancel_during_a_long_backoff_is_honoured_within_a_slice():
     factory, _ = camera_factory(FakeCamera(limit=1), FakeCamera(opened=False))
     cancel = CancelToken()
-    run = live_inspection(factory, None, cancel, backoff=(30,), max_backoff=60)
+    run = live_inspection(factory, None, cancel, backoff=(60,), max_backoff=60)
     for event in run:
         if isinstance(event, CameraStatus) and event.state == "reconnecting":
-            assert event.retry_in == 30
+            assert event.retry_in == 60
             break
     threading.Timer(0.1, cancel.cancel).start()
     started = time.perf_counter()
     assert states(list(run)) == ["stopped"]
-    assert time.perf_counter() - started < 0.1 + 0.2
+    # Waiting out the back-off would take 60 s; honouring the cancel takes one slice. The bound leaves room
+    # for a loaded machine without letting the back-off through.
+    assert time.perf_counter() - started < 10
 
 
 def test_closing_the_generator_early_stops_the_grab_thread():
@@ -231,11 +234,11 @@ def test_pausing_keeps_the_stream_open_but_scores_nothing():
     factory, _ = camera_factory(camera)
     cancel, paused = CancelToken(), threading.Event()
     paused.set()
-    threading.Timer(0.2, paused.clear).start()
+    threading.Timer(0.5, paused.clear).start()
     started = time.perf_counter()
     run = live_inspection(factory, None, cancel, paused=paused)
     first = next(e for e in run if isinstance(e, LiveFrame))
-    assert time.perf_counter() - started >= 0.15
+    assert time.perf_counter() - started >= 0.45  # a lower bound: a timer only ever fires late
     # The camera was read all along, and what the pause skipped is not counted as dropped.
     assert first.index > 50 and first.dropped == 0
     assert first.frame[0, 0, 0] == first.index % 256

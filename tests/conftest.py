@@ -12,11 +12,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_app_dirs(tmp_path_factory):
-    """Point every per-user folder (app data, config, torch hub) into a temporary place."""
+    """Point every per-user folder (app data, config, log, torch hub) into a temporary place."""
     root = tmp_path_factory.mktemp("appdirs")
-    saved = {k: os.environ.get(k) for k in ("ANOMALYAPP_DATA_DIR", "ANOMALYAPP_CONFIG_DIR", "TORCH_HOME")}
+    saved = {k: os.environ.get(k) for k in ("ANOMALYAPP_DATA_DIR", "ANOMALYAPP_CONFIG_DIR", "ANOMALYAPP_LOG_DIR",
+                                            "TORCH_HOME")}
     os.environ["ANOMALYAPP_DATA_DIR"] = str(root / "data")
     os.environ["ANOMALYAPP_CONFIG_DIR"] = str(root / "config")
+    os.environ["ANOMALYAPP_LOG_DIR"] = str(root / "log")
     os.environ["TORCH_HOME"] = str(root / "torch")
     yield root
     for key, value in saved.items():

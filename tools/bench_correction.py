@@ -39,8 +39,12 @@ def main() -> int:
 
     project = projects.create_project(tmp / "project", "bench", args.data / "train" / "good")
     projects.set_up_single_user(project, "bench")
+    from anomalyapp.services.records import RecordsService
+
+    with RecordsService(project.root) as records:
+        station_user = records.auth.auto_login()
     if args.model is None:
-        job = train(TrainRequest(data=args.data, out=project.models_dir / "v1", device="cpu"))
+        job = train(TrainRequest(data=args.data, out=project.models_dir / "v1", device="cpu"), actor=station_user)
         for _ in job:
             pass
     else:

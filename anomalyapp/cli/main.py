@@ -1,7 +1,7 @@
-"""The command-line front end: train, predict, evaluate, bench, demo, report, labels.
+"""The command-line front end: train, predict, evaluate, bench, demo, report, labels, records.
 
 Exit codes: 0 success, 2 bad input or usage (one clear line on stderr, no traceback), 1 unexpected failure,
-130 cancelled with Ctrl+C.
+130 cancelled with Ctrl+C; ``records verify`` exits 3 when the records were changed outside the app.
 """
 
 from __future__ import annotations
@@ -9,14 +9,17 @@ from __future__ import annotations
 import argparse
 import calendar
 import json
+import logging
 import sys
 from datetime import date as date_type
 from pathlib import Path
 
 from anomalyapp import __version__
 from anomalyapp.core.errors import AppError
+from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+EXIT_TAMPERED = 3  # records verify: the records were changed outside the app
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,24 +60,34 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-bank-size", type=_positive_int, help="PatchCore: cap on the memory bank")
     train.add_argument("--index", choices=("auto", "flat", "hnsw", "ivf"), help="PatchCore: nearest-neighbour index")
     train.add_argument("--epochs", type=_positive_int, help="autoencoder: training epochs (default 40)")
-    train.add_argument("--holdout", type=float, default=0.2, help="share of good images held out to set the threshold")
+    train.add_argument("--holdout", type=float, default=0.2,
+                       help="share of good images, the last in name order, held out to set the threshold")
+    train.add_argument("--false-reject-rate", type=float, default=0.01, metavar="R",
+                       help="share of new good parts that may be judged NG; the threshold meets it (default 0.01)")
     train.add_argument("--defects", type=Path, help="optional folder of known defects: also offers the F1-optimal threshold")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     train.add_argument("--seed", type=int, default=0)
+    _add_pixel_limit(train)
 
     predict = commands.add_parser("predict", help="score images; writes results.csv and overlays with --out")
     predict.add_argument("model", type=Path, help="model folder")
     predict.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
-    predict.add_argument("--out", type=Path, help="folder for results.csv and overlay PNGs")
+    predict.add_argument("--out", type=Path,
+                         help="folder that receives one new run-<time>-<pid> folder of results.csv and overlay PNGs")
     predict.add_argument("--weights", help="backbone weights file, if not where training found it")
     predict.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    _add_pixel_limit(predict)
 
     evaluate = commands.add_parser("evaluate", help="metrics on an MVTec-layout folder (test/, ground_truth/)")
     evaluate.add_argument("model", type=Path)
     evaluate.add_argument("data", type=Path)
     evaluate.add_argument("--json", type=Path, help="write the metrics to this JSON file")
+    evaluate.add_argument("--threshold", type=float, default=NORMALISED_THRESHOLD, metavar="T",
+                          help="working threshold on the normalised scale (default 0.5, the calibrated one)")
+    evaluate.add_argument("--csv", type=Path, metavar="FILE", help="write the per-image scores (path,defect_type,score,verdict)")
     evaluate.add_argument("--weights")
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    _add_pixel_limit(evaluate)
 
     bench = commands.add_parser("bench", help="latency, fit time and memory per backbone on this machine")
     bench.add_argument("--json", type=Path, help="write the figures to this JSON file")
@@ -103,7 +116,29 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("project", type=Path, help="project folder")
     export.add_argument("--out", type=Path, required=True, metavar="FILE.csv")
     _add_record_filters(export)
+
+    records = commands.add_parser("records", help="a project's records database")
+    records_commands = records.add_subparsers(dest="records_command", metavar="ACTION", parser_class=_Parser,
+                                              required=True)
+    verify = records_commands.add_parser(
+        "verify", help="check the records against their hash chain: exit 0 intact, 3 changed outside the app")
+    verify.add_argument("project", type=Path, help="project folder")
     return parser
+
+
+def _megapixels(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of megapixels") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0 megapixels, not {text}")
+    return value
+
+
+def _add_pixel_limit(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-pixels", type=_megapixels, metavar="MEGAPIXELS",
+                        help="refuse larger images before decoding them (default 100, or ANOMALYAPP_MAX_PIXELS)")
 
 
 def _date(text: str):
@@ -204,22 +239,43 @@ def _train(args) -> int:
         seed=args.seed,
         device=args.device,
         defects=args.defects,
-        calibration=CalibrationConfig(holdout_fraction=args.holdout),
+        calibration=CalibrationConfig(holdout_fraction=args.holdout, target_false_reject_rate=args.false_reject_rate),
     )
     if not 0 < args.holdout < 1:
         raise AppError(f"--holdout must be between 0 and 1, not {args.holdout}")
-    result = _drive(train(request), _ProgressPrinter())
+    if not 0 < args.false_reject_rate < 0.5:
+        raise AppError(f"--false-reject-rate must be above 0 and below 0.5, not {args.false_reject_rate}")
+    result = _drive(train(request, actor=_acting_user(request.out)), _ProgressPrinter())
     print(
         f"trained {result.detector} on {result.train_images} images ({result.device}, fit {result.fit_seconds:.1f} s, "
         f"total {result.total_seconds:.1f} s); threshold from {result.calibration_images} held-out good images"
     )
+    if result.summary.get("expected_false_rejects"):
+        print(f"{result.summary['expected_false_rejects']} (target {args.false_reject_rate:g})")
     if result.skipped:
         print(f"skipped {len(result.skipped)} unreadable image(s)")
     print(f"model: {result.model_path}")
     return EXIT_OK
 
 
+def _acting_user(path):
+    """The project account the command line acts as when ``path`` lies in a project (else None): the one
+    named ANOMALYAPP_USER, or the OS login name."""
+    import getpass
+    import os
+
+    from anomalyapp.services.project import project_root_of
+    from anomalyapp.services.records import RecordsService
+
+    root = project_root_of(path) if path is not None else None
+    if root is None:
+        return None
+    with RecordsService(root) as records:
+        return records.auth.local_user(os.environ.get("ANOMALYAPP_USER") or getpass.getuser())
+
+
 def _predict(args) -> int:
+    from anomalyapp.core.csv_cells import safe_cell
     from anomalyapp.services.inference import ImageResult, InferenceSession, predict_to_folder
 
     session = InferenceSession(args.model, device=args.device, weights=args.weights)
@@ -238,13 +294,15 @@ def _predict(args) -> int:
                 if not item.ok:
                     printer(Progress("warning", 0, None, f"skipped {item.error}"))
                 elif show_each:
-                    print(f"{item.path},{item.prediction.score:.6f},{item.prediction.verdict}")
+                    print(f"{safe_cell(item.path)},{item.prediction.score:.6f},{item.prediction.verdict}")
     except StopIteration as stop:
         printer.close()
         summary = stop.value
     print(f"{summary['images']} images: {summary['OK']} OK, {summary['NG']} NG, {summary['error']} unreadable", file=sys.stderr)
     if summary["out"]:
         print(f"results: {Path(summary['out']) / 'results.csv'} (overlays beside it)")
+    if summary["error"] == summary["images"]:
+        raise AppError(f"none of the {summary['images']} input images could be read (the reasons are above)")
     return EXIT_OK
 
 
@@ -259,11 +317,25 @@ def _evaluate(args) -> int:
     from anomalyapp.services.inference import InferenceSession
 
     session = InferenceSession(args.model, device=args.device, weights=args.weights)
-    result = _drive(evaluate(session, args.data), _ProgressPrinter())
+    result = _drive(evaluate(session, args.data, threshold=args.threshold), _ProgressPrinter())
     _print_metrics(result)
     if args.json:
         _write_json(args.json, result)
+    if args.csv:
+        _write_scores_csv(args.csv, result)
     return EXIT_OK
+
+
+def _write_scores_csv(path: Path, result: dict) -> None:
+    from anomalyapp.core.csv_cells import csv_text
+    from anomalyapp.core.files import write_text_atomically
+    from anomalyapp.core.verdicts import verdict_for
+
+    rows = []
+    for row in result["per_image"]:
+        verdict = verdict_for(row["score"], result["threshold"])
+        rows.append([row["path"], row["defect_type"], f"{row['score']:.6f}", verdict])
+    write_text_atomically(path, csv_text(["path", "defect_type", "score", "verdict"], rows))
 
 
 def _print_metrics(result: dict) -> None:
@@ -279,6 +351,13 @@ def _print_metrics(result: dict) -> None:
         f"at the model's threshold: precision {fmt(result['precision'])}, recall {fmt(result['recall'])}, "
         f"accuracy {fmt(result['accuracy'])}, F1 {fmt(result['f1'])}; TN {tn} FP {fp} FN {fn} TP {tp}"
     )
+    if "false_reject_rate" in result:
+        at = result["recall_at_false_reject_rate"]
+        print(
+            f"threshold {result['threshold']:g} (raw {result['threshold_raw']:.4g}): false-reject rate "
+            f"{fmt(result['false_reject_rate'])}, recall {fmt(result['recall'])}; recall the scores allow at a "
+            f"false-reject rate of 1 % {fmt(at['0.01'])}, of 5 % {fmt(at['0.05'])}"
+        )
 
 
 def _bench(args) -> int:
@@ -378,15 +457,32 @@ def _labels(args) -> int:
     return EXIT_OK
 
 
+def _records(args) -> int:
+    with _open_records(args.project) as records:
+        report = records.verify()
+    print(f"{report.rows_checked} rows checked against {report.entries} ledger entries; "
+          f"newest entry's hash {report.head_sha256 or '(none)'}")
+    if report.intact:
+        print("records intact: nothing was changed outside anomalyapp")
+        return EXIT_OK
+    for line in report.problems():
+        print(line)
+    print(f"anomalyapp records verify: {args.project} was changed outside anomalyapp", file=sys.stderr)
+    return EXIT_TAMPERED
+
+
 _COMMANDS = {"train": _train, "predict": _predict, "evaluate": _evaluate, "bench": _bench, "demo": _demo,
-             "report": _report, "labels": _labels}
+             "report": _report, "labels": _labels, "records": _records}
 
 
 def configure_process() -> None:
     """Process-wide settings, set once here (and in gui.app) rather than in library code."""
     import cv2
 
+    from anomalyapp.core.logs import setup_logging
+
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    setup_logging()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -398,6 +494,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     configure_process()
+    if getattr(args, "max_pixels", None) is not None:
+        from anomalyapp.services.settings import apply_pixel_limit
+
+        apply_pixel_limit(args.max_pixels)
+    logging.getLogger(__name__).info("anomalyapp %s %s", __version__, " ".join(argv))
     try:
         return _COMMANDS[args.command](args)
     except AppError as error:

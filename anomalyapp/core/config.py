@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+# The model input's side in pixels (its short side when the aspect is kept): training refuses other sizes, and a
+# saved model that claims one is refused as damaged.
+IMAGE_SIZE_RANGE = (32, 2048)
+# PatchCore's nearest-neighbour index: auto picks flat (exact) or hnsw by the bank's size.
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+# Images larger than this many megapixels are refused from their header, before decoding: a 1 MB PNG can hold
+# 20000 x 20000 pixels (1.2 GB decoded). 100 covers every industrial camera we know; raised with --max-pixels,
+# the ANOMALYAPP_MAX_PIXELS environment variable or the settings file (data.images.set_pixel_limit).
+DEFAULT_MAX_MEGAPIXELS = 100.0
+# A training image needs at least this many pixels on each side: a 1x1 or 3x700 file is not a part, and its
+# aspect would sway the keep-or-squeeze choice. Predict still scores such images.
+MIN_TRAINING_SIDE = 32
+
 
 class _JsonConfig:
     def to_dict(self) -> dict:
@@ -54,9 +67,13 @@ class AutoencoderConfig(_JsonConfig):
 
 @dataclass(frozen=True)
 class CalibrationConfig(_JsonConfig):
+    # The share of new good parts the station accepts to see judged NG; the threshold is chosen to meet it
+    # (engine.calibration). 1 %: one good part in a hundred sent to a second look.
+    target_false_reject_rate: float = 0.01
+    # The last images in capture (name) order are held out: they look most like the next batch.
     holdout_fraction: float = 0.2
     min_holdout: int = 2
-    # threshold = max(mean + sigmas * std, highest held-out score) over held-out good images
+    # Fallback with too few good images for a tail: max(mean + sigmas * std, highest unseen good score)
     sigmas: float = 3.0
 
 
@@ -70,3 +87,5 @@ class AppConfig(_JsonConfig):
     show_outlines: bool = True
     thumbnails: bool = True
     reopen_last_project: bool = True
+    # Larger images are refused before decoding; None: the ANOMALYAPP_MAX_PIXELS variable, else the default.
+    max_megapixels: float | None = None

@@ -1,7 +1,9 @@
-"""Writing files so that a crash, a full disk or a kill never leaves a half-written one under its name."""
+"""Writing files so that a crash, a full disk or a kill never leaves a half-written one under its name; hashing
+them."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -40,3 +42,12 @@ def write_atomically(path: str | os.PathLike, data: bytes) -> Path:
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     return write_atomically(path, text.encode("utf-8"))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes as hex, read in 1 MiB blocks; an unreadable file raises ``OSError``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

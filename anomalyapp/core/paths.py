@@ -35,6 +35,14 @@ def config_dir() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME, APP_AUTHOR))
 
 
+def log_dir() -> Path:
+    """Per-user log folder; ``ANOMALYAPP_LOG_DIR`` overrides it (tests, portable installs)."""
+    override = os.environ.get("ANOMALYAPP_LOG_DIR")
+    if override:
+        return Path(override)
+    return Path(platformdirs.user_log_dir(APP_NAME, APP_AUTHOR))
+
+
 def models_dirs() -> list[Path]:
     """Folders searched for backbone weight files, in order of preference."""
     folders = [data_dir() / "models"]
@@ -47,7 +55,7 @@ def models_dirs() -> list[Path]:
 def resources_dir() -> Path:
     """The ``resources/`` folder of a checkout, or its copy inside a packaged build or wheel."""
     if is_frozen():
-        return Path(getattr(sys, "_MEIPASS")) / "resources"
+        return Path(sys._MEIPASS) / "resources"
     packaged = Path(__file__).resolve().parent.parent / "resources"
     if packaged.is_dir():
         return packaged

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from anomalyapp.core.verdicts import NORMALISED_THRESHOLD, Verdict, verdict_for
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -28,23 +30,24 @@ class Progress:
 class Prediction:
     """The result for one image.
 
-    ``score`` is normalised so that the model's threshold sits at 0.5; ``raw_score`` is the detector's own
-    distance or error. ``anomaly_map`` has the input image's height and width and the same normalisation,
-    so one colour means the same evidence on every image of a model.
+    ``score`` is normalised so that the model's threshold sits at ``NORMALISED_THRESHOLD`` (0.5);
+    ``raw_score`` is the detector's own distance or error. ``anomaly_map`` has the input image's height and
+    width and the same normalisation, so one colour means the same evidence on every image of a model.
     """
 
     score: float
     raw_score: float
     anomaly_map: np.ndarray
-    threshold: float = 0.5
+    threshold: float = NORMALISED_THRESHOLD
 
     @property
     def is_anomalous(self) -> bool:
-        return self.score >= self.threshold
+        return self.verdict is Verdict.NG
 
     @property
-    def verdict(self) -> str:
-        return "NG" if self.is_anomalous else "OK"
+    def verdict(self) -> Verdict:
+        """The verdict at the model's own threshold, without an uncertain band (the GUI's rule may add one)."""
+        return verdict_for(self.score, self.threshold)
 
 
 def drain(job):

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import BmpImagePlugin, Image, JpegImagePlugin, PngImagePlugin, TiffImagePlugin
 
+from anomalyapp.core.config import DEFAULT_MAX_MEGAPIXELS, MIN_TRAINING_SIDE
 from anomalyapp.core.errors import DataError, ImageReadError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -36,6 +37,20 @@ _WRITABLE_DTYPES = {
     ".tiff": (np.uint8, np.uint16, np.float32),
 }
 _FULL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+# Pillow's readers parse a file's header without decoding its pixels. They are called directly rather than
+# through Image.open, whose own decompression-bomb check would refuse a large file before we learn its size.
+# OpenCV cannot tell a size without decoding (IMREAD_REDUCED_* still inflates the whole PNG).
+_HEADER_READERS = (
+    (b"\x89PNG\r\n\x1a\n", PngImagePlugin.PngImageFile),
+    (b"\xff\xd8\xff", JpegImagePlugin.JpegImageFile),
+    (b"BM", BmpImagePlugin.BmpImageFile),
+    (b"II*\x00", TiffImagePlugin.TiffImageFile),
+    (b"MM\x00*", TiffImagePlugin.TiffImageFile),
+    (b"II+\x00", TiffImagePlugin.TiffImageFile),
+    (b"MM\x00+", TiffImagePlugin.TiffImageFile),
+)
+PIXEL_LIMIT_VARIABLE = "ANOMALYAPP_MAX_PIXELS"
+_pixel_limit: float | None = None  # megapixels set for this process (CLI flag, settings); None: variable or default
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -86,9 +101,40 @@ class LoadedImage:
         return np.repeat(rgb[:, :, None], 3, axis=2) if self.is_gray else rgb
 
 
+def set_pixel_limit(megapixels: float | None) -> None:
+    """Set the largest image this process decodes, in megapixels; None goes back to the variable or default.
+
+    A process-wide knob, set once by the front end (``--max-pixels``, the settings file).
+    """
+    global _pixel_limit
+    if megapixels is not None and not megapixels > 0:
+        raise DataError(f"the pixel limit must be above 0 megapixels, not {megapixels}")
+    _pixel_limit = megapixels
+
+
+def pixel_limit() -> float:
+    """The largest image decoded, in megapixels: as set, else ``ANOMALYAPP_MAX_PIXELS``, else the default."""
+    if _pixel_limit is not None:
+        return _pixel_limit
+    text = os.environ.get(PIXEL_LIMIT_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_MAX_MEGAPIXELS
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise DataError(f"{PIXEL_LIMIT_VARIABLE}={text!r} is not a number of megapixels above 0")
+    return value
+
+
 def load_image(path: str | os.PathLike) -> LoadedImage:
-    """Read one image file; every failure is an ``ImageReadError`` that names the file and the reason."""
+    """Read one image file; every failure is an ``ImageReadError`` that names the file and the reason.
+
+    A file whose header claims more than ``pixel_limit()`` megapixels is refused before it is decoded.
+    """
     data = _read_bytes(path)
+    _check_pixel_count(path, _header_size(data))
     try:
         decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
@@ -99,6 +145,17 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         decoded = decoded[:, :, 0]  # OpenCV expands gray plus alpha (or a transparent gray) to BGRA
     pixels = _apply_orientation(_to_rgb_or_gray(decoded, path), _orientation_to_apply(data))
     return LoadedImage(str(path), np.ascontiguousarray(pixels))
+
+
+def load_training_image(path: str | os.PathLike) -> LoadedImage:
+    """``load_image`` for training: also refuses an image with a side under ``MIN_TRAINING_SIDE`` pixels."""
+    image = load_image(path)
+    if min(image.height, image.width) < MIN_TRAINING_SIDE:
+        raise ImageReadError(
+            path, f"{image.width}x{image.height} pixels is too small to train on (each side needs at least "
+                  f"{MIN_TRAINING_SIDE} px)"
+        )
+    return image
 
 
 def save_image(path: str | os.PathLike, pixels: np.ndarray) -> None:
@@ -175,6 +232,40 @@ def _read_bytes(path: str | os.PathLike) -> bytes:
     return data
 
 
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as the header states it, without decoding; None for a format or header we cannot read
+    (then OpenCV's decoder, with its own limit of 2^30 pixels, is the judge)."""
+    reader = _header_reader(data)
+    if reader is None:
+        return None
+    try:
+        with reader(io.BytesIO(data)) as header:
+            return header.size
+    except Exception:  # a damaged header: the decoder reports the file as undecodable
+        return None
+
+
+def _header_reader(data: bytes):
+    return next((reader for signature, reader in _HEADER_READERS if data.startswith(signature)), None)
+
+
+def _check_pixel_count(path, size: tuple[int, int] | None) -> None:
+    if size is None:
+        return
+    limit = pixel_limit()
+    width, height = size
+    if width * height > limit * 1e6:
+        raise ImageReadError(
+            path, f"{_megapixels(width * height)} megapixels ({width}x{height}) is above the limit of "
+                  f"{_megapixels(limit * 1e6)} (set --max-pixels or {PIXEL_LIMIT_VARIABLE} to raise it)"
+        )
+
+
+def _megapixels(pixels: float) -> str:
+    megapixels = pixels / 1e6
+    return f"{megapixels:.1f}".removesuffix(".0") if megapixels >= 100 else f"{megapixels:.3g}"
+
+
 def _is_gray_png(data: bytes) -> bool:
     # Byte 25 is the colour type in the IHDR chunk, which the PNG standard puts first: 0 gray, 4 gray + alpha.
     return data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 25 and data[25] in (0, 4)
@@ -199,8 +290,11 @@ def _orientation_to_apply(data: bytes) -> int:
     """The file's orientation tag (1 = upright), or 1 where the decoder has applied it already."""
     if data.startswith(b"\x89PNG") and b"eXIf" not in data:
         return 1  # Pillow would decode the whole PNG looking for a chunk that is not there
+    reader = _header_reader(data)
+    if reader is None:
+        return 1
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with reader(io.BytesIO(data)) as image:
             pil_format = _ORIENTED_FORMATS.get(image.format or "")
             orientation = image.getexif().get(_ORIENTATION_TAG, 1) if pil_format else 1
     except Exception:  # metadata is a hint: a file OpenCV decodes but Pillow cannot parse stays as stored

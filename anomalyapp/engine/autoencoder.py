@@ -72,6 +72,8 @@ def latent_from_variance(vectors: torch.Tensor, share: float) -> int:
 
 class AutoencoderDetector:
     name = "autoencoder"
+    # The files a saved model of this kind holds beside manifest.json; the model format fixes this list.
+    data_files = ("tensors.safetensors",)
 
     def __init__(self, config: AutoencoderConfig, extractor: FeatureExtractor):
         self.config = config
@@ -82,6 +84,7 @@ class AutoencoderDetector:
         self.feature_std = torch.ones(self.channels)
         self.calibration: Calibration | None = None
         self.loss_history: list[float] = []
+        self._fold_material: tuple[torch.Tensor, torch.Tensor, int] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -111,7 +114,7 @@ class AutoencoderDetector:
         """Extract features of good images once, then train the autoencoder; yields progress per epoch."""
         config = self.config
         generator = torch.Generator().manual_seed(config.seed)
-        chunks, done = [], 0
+        chunks, owners, done = [], [], 0
         per_image_budget = None
 
         def add_features(batch):
@@ -125,6 +128,7 @@ class AutoencoderDetector:
                 picks = torch.stack([torch.randperm(h * w, generator=generator)[:per_image_budget] for _ in range(b)])
                 vectors = torch.gather(vectors, 1, picks.unsqueeze(-1).expand(-1, -1, c))
             chunks.append(vectors.reshape(-1, c))
+            owners.append(torch.arange(done, done + b).repeat_interleave(vectors.shape[1]))
 
         for batch in batched(images, key=input_shape_key(config.image_size, config.keep_aspect)):
             check(cancel)
@@ -139,12 +143,21 @@ class AutoencoderDetector:
         vectors = (vectors - self.feature_mean) / self.feature_std
         latent = config.latent_dim or latent_from_variance(vectors, config.explained_variance)
         latent = max(1, min(latent, self.channels))
+        # Kept until unseen_scores trains the fold models on them, then dropped.
+        self._fold_material = (vectors, torch.cat(owners), latent)
+        self.loss_history = []
+        self.autoencoder = yield from self._train(vectors, latent, config.seed, "train", cancel)
 
-        torch.manual_seed(config.seed)
+    def _train(
+        self, vectors: torch.Tensor, latent: int, seed: int, stage: str, cancel: CancelToken | None
+    ) -> Generator[Progress, None, FeatureAutoencoder]:
+        config = self.config
+        generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
         model = FeatureAutoencoder(self.channels, latent).to(self.device)
         optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-        self.loss_history = []
         count = vectors.shape[0]
+        history = self.loss_history if stage == "train" else []
         for epoch in range(config.epochs):
             model.train()
             order = torch.randperm(count, generator=generator)
@@ -160,15 +173,53 @@ class AutoencoderDetector:
                 epoch_loss += float(loss.detach())
                 steps += 1
             check(cancel)
-            self.loss_history.append(epoch_loss / max(1, steps))
+            history.append(epoch_loss / max(1, steps))
             yield Progress(
-                "train",
+                stage,
                 epoch + 1,
                 config.epochs,
-                f"epoch {epoch + 1}/{config.epochs} loss {self.loss_history[-1]:.4f}",
-                {"epoch": epoch + 1, "loss": self.loss_history[-1], "latent": latent},
+                f"epoch {epoch + 1}/{config.epochs} loss {history[-1]:.4f}",
+                {"epoch": epoch + 1, "loss": history[-1], "latent": latent},
             )
-        self.autoencoder = model.eval()
+        return model.eval()
+
+    def unseen_scores(
+        self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None = None, folds: int = 3
+    ) -> Generator[Progress, None, tuple[list[float], list[float]]]:
+        """Cross-validated raw scores and map maxima of the fitted images, right after ``fit``.
+
+        ``images`` are the fitted images again, in the same order. The images are dealt into ``folds``
+        interleaved folds (so each fold spans the whole capture period); an autoencoder with the same
+        latent width, epochs and normalisation is trained on the other folds' vectors and scores the fold's
+        images, which it has not seen. It sees (folds - 1) / folds of the data, so its errors lean slightly
+        high: the cautious side for a false-reject rate.
+        """
+        material = getattr(self, "_fold_material", None)
+        if material is None or self.autoencoder is None:
+            raise ModelNotFitted("fold scores need the training vectors of a fit in this session")
+        vectors, owners, latent = material
+        images = list(images) if not isinstance(images, list) else images
+        scores: list[float] = [0.0] * len(images)
+        maxima: list[float] = [0.0] * len(images)
+        final = self.autoencoder
+        try:
+            for fold in range(folds):
+                members = [i for i in range(len(images)) if i % folds == fold]
+                if not members:
+                    continue
+                keep = (owners % folds) != fold
+                self.autoencoder = yield from self._train(
+                    vectors[keep], latent, self.config.seed + 1 + fold, f"fold {fold + 1}/{folds}", cancel
+                )
+                for i in members:
+                    check(cancel)
+                    raw, maps = self.raw_predict([images[i]])
+                    scores[i], maxima[i] = float(raw[0]), float(maps[0].max())
+                yield Progress("calibrate", fold + 1, folds, f"fold {fold + 1}/{folds} scored")
+        finally:
+            self.autoencoder = final
+        self._fold_material = None
+        return scores, maxima
 
     # ---------------------------------------------------------------------------------------- scoring
     def error_grids(self, images: list[np.ndarray]) -> torch.Tensor:

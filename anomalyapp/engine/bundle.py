@@ -1,50 +1,267 @@
-"""A saved model: a folder with ``manifest.json``, ``tensors.safetensors`` and, for PatchCore, ``index.faiss``.
+"""A saved model: a folder with ``manifest.json`` and the detector's data files (``index.faiss`` for PatchCore,
+``tensors.safetensors`` for the autoencoder).
 
 Nothing is pickled. The manifest names everything needed to rebuild the detector (detector, config,
 backbone and the sha256 of its weights, preprocessing, calibration, training-set fingerprint) and the
-sha256 of each data file, so a truncated or altered file is caught before it is used.
+sha256 of each data file, so a truncated or altered file is caught before it is used. Since format 3 it also
+carries an integrity digest over its own canonical content, so an edit of the manifest itself (a threshold,
+a config value, the list of files) is caught too. Which data files a model has is fixed by its detector
+class (``data_files``), never read from the manifest, so a manifest cannot point the loader at other files.
+Every field is checked before use; a bad one is a ``ModelFileError`` naming the field.
 
 Saving is atomic: the folder is written under a temporary name beside the target, flushed to disk, and
 renamed into place; a crash, a full disk or a cancel leaves the previous model (or nothing) under the
-final name, never a half-written one.
+final name, never a half-written one. A kill between moving the old folder aside and renaming the new one in
+is repaired by the next save or load of that name (``recover_interrupted_save``).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import glob
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
+import typing
 import uuid
+from dataclasses import fields
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from safetensors.torch import save as serialise_tensors
 
 from anomalyapp import __version__
+from anomalyapp.core.config import IMAGE_SIZE_RANGE, INDEX_KINDS
 from anomalyapp.core.errors import ModelFileError, WeightsError
+from anomalyapp.core.files import file_sha256
 from anomalyapp.engine.autoencoder import AutoencoderDetector, FeatureAutoencoder
 from anomalyapp.engine.calibration import Calibration
 from anomalyapp.engine.detector import DETECTORS, build_detector, config_class
-from anomalyapp.engine.features import ResolvedWeights, resolve_weights
+from anomalyapp.engine.features import BACKBONES, LAYER_NAMES, ResolvedWeights, resolve_weights
 from anomalyapp.engine.memory_bank import MemoryBank
 from anomalyapp.engine.patchcore import PatchCoreDetector
 
 FORMAT = "anomalyapp-model"
 # 2: inputs keep the image's aspect (config.keep_aspect); format-1 models were always square.
-FORMAT_VERSION = 2
+# 3: the manifest carries an integrity digest over its canonical content (INTEGRITY).
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 TENSORS = "tensors.safetensors"
 INDEX = "index.faiss"
+INTEGRITY = "integrity"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+# ------------------------------------------------------------------------------------------ integrity
+def integrity_digest(manifest: dict, data_files: tuple[str, ...]) -> str:
+    """sha256 over the manifest's canonical JSON (without the digest itself) and each data file's listed sha256.
+
+    Canonical: sorted keys, no spaces, ASCII escapes, so re-indenting the file does not change it but any
+    change of a value does. The data files' own bytes are tied in through their listed sha256, which the
+    loader checks against the files.
+    """
+    content = {key: value for key, value in manifest.items() if key != INTEGRITY}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode())
+    listed = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    for name in data_files:
+        digest.update(f"\n{name} {listed.get(name)}".encode())
     return digest.hexdigest()
+
+
+def _check_integrity(folder: Path, manifest: dict, data_files: tuple[str, ...]) -> None:
+    stored = manifest.get(INTEGRITY)
+    edited = f"model {folder} has been edited: {MANIFEST}"
+    if manifest["format_version"] < 3:
+        if stored is not None:  # no format-1 or -2 save wrote one: the version was lowered by hand
+            raise ModelFileError(f"{edited} says format {manifest['format_version']}, which carries no integrity digest")
+        return
+    if not isinstance(stored, dict):
+        raise ModelFileError(f"{edited} has no integrity digest")
+    if stored.get("algorithm") != "sha256" or stored.get("digest") != integrity_digest(manifest, data_files):
+        raise ModelFileError(f"{edited} does not match its integrity digest")
+
+
+# ------------------------------------------------------------------------------------------ field checks
+# A check is (predicate, what a valid value is); the message names the field and shows the value found.
+Check = tuple[typing.Callable[[object], bool], str]
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _whole(low: int | None = None, high: int | None = None) -> Check:
+    if high is not None:
+        text = f"a whole number from {low} to {high}"
+    else:
+        text = "a whole number" + (f" of at least {low}" if low is not None else "")
+    return (lambda v: _is_whole(v) and (low is None or v >= low) and (high is None or v <= high)), text
+
+
+def _number(low: float | None = None, high: float | None = None, *, above: bool = False) -> Check:
+    """A finite number; ``above`` excludes ``low`` itself."""
+    text = "a finite number"
+    if low is not None:
+        text += f" {'above' if above else 'of at least'} {low:g}"
+    if high is not None:
+        text += f"{' and' if low is not None else ''} at most {high:g}"
+
+    def valid(value) -> bool:
+        if not _is_real(value) or not math.isfinite(value):
+            return False
+        if low is not None and (value <= low if above else value < low):
+            return False
+        return high is None or value <= high
+
+    return valid, text
+
+
+def _optional(check: Check) -> Check:
+    valid, text = check
+    return (lambda v: v is None or valid(v)), f"null or {text}"
+
+
+def _list_of(check: Check) -> Check:
+    valid, text = check
+    return (lambda v: isinstance(v, list) and all(valid(item) for item in v)), f"a list, each item {text}"
+
+
+def _choice(options) -> Check:
+    options = tuple(options)
+    return (lambda v: isinstance(v, str) and v in options), "one of " + ", ".join(options)
+
+
+_TEXT: Check = (lambda v: isinstance(v, str)), "text"
+_FLAG: Check = (lambda v: isinstance(v, bool)), "true or false"
+_REAL: Check = _is_real, "a number"
+_OBJECT: Check = (lambda v: isinstance(v, dict)), "an object"
+_SHA256: Check = (lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None), "a sha256 (64 hex digits)"
+_LAYERS: Check = (
+    lambda v: isinstance(v, list) and 0 < len(v) == len(set(v)) and all(name in LAYER_NAMES for name in v),
+    f"a list of distinct layer names from {', '.join(LAYER_NAMES)}",
+)
+
+# Ranges of config fields, by name; a field not named here is checked by its type annotation alone.
+_CONFIG_LIMITS: dict[str, Check] = {
+    "backbone": _choice(BACKBONES),
+    "layers": _LAYERS,
+    "image_size": _whole(*IMAGE_SIZE_RANGE),
+    "embedding_dim": _whole(1, 1 << 16),
+    "neighbourhood": _whole(1, 15),
+    "coreset_ratio": _number(0, 1, above=True),
+    "max_bank_size": _optional(_whole(1)),
+    "coreset_projection_dim": _whole(1, 1 << 16),
+    "reweight_neighbours": _whole(1, 1024),
+    "index": _choice(INDEX_KINDS),
+    "sigma": _number(0, 64),
+    "region_kernel": _whole(1, 64),
+    "latent_dim": _optional(_whole(1)),
+    "explained_variance": _number(0, 1, above=True),
+    "epochs": _whole(1),
+    "batch_size": _whole(1),
+    "learning_rate": _number(0, above=True),
+    "score_top_k": _whole(1),
+}
+_BY_TYPE: dict[object, Check] = {int: _whole(), float: _number(), bool: _FLAG, str: _TEXT}
+
+_BACKBONE_RULES = {"name": _TEXT, "source": _TEXT, "path": _optional(_TEXT), "file": _optional(_TEXT),
+                   "weights_sha256": _SHA256}
+_CALIBRATION_RULES = {
+    "image_threshold": _number(0, above=True),
+    "pixel_threshold": _number(0, above=True),
+    "good_scores": _list_of(_number()),
+    "good_map_maxima": _list_of(_number()),
+    "source": _TEXT,
+    "rule": _TEXT,
+    "defect_scores": _list_of(_number()),
+    "f1_threshold": _optional(_number()),
+}
+# What save_model writes as each detector's "state"; the required ones are those load_model reads.
+_STATE_RULES = {
+    "patchcore": ({"coverage_radius": _number(0), "training_patches": _whole(0), "bank_size": _whole(1),
+                   "bank_kind": _TEXT, "embedding_dim": _whole(1)}, {"coverage_radius", "training_patches"}),
+    "autoencoder": ({"channels": _whole(1), "latent_dim": _whole(1), "loss_history": _list_of(_REAL)},
+                    {"channels", "latent_dim"}),
+}
+_MISSING = object()
+
+
+def _check_from_annotation(annotation) -> Check | None:
+    if annotation in _BY_TYPE:
+        return _BY_TYPE[annotation]
+    arguments = typing.get_args(annotation)
+    if typing.get_origin(annotation) is tuple:
+        return _list_of(_BY_TYPE[arguments[0]]) if arguments and arguments[0] in _BY_TYPE else None
+    if type(None) in arguments and len(arguments) == 2:
+        inner = _check_from_annotation(next(a for a in arguments if a is not type(None)))
+        return _optional(inner) if inner else None
+    return None
+
+
+def _config_rules(detector_name: str) -> dict[str, Check]:
+    cls = config_class(detector_name)
+    hints = typing.get_type_hints(cls)
+    rules = {}
+    for field in fields(cls):
+        check = _CONFIG_LIMITS.get(field.name) or _check_from_annotation(hints[field.name])
+        if check is not None:
+            rules[field.name] = check
+    return rules
+
+
+def _shown(value) -> str:
+    if value is _MISSING:
+        return "nothing"
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_field(folder: Path, name: str, value, check: Check) -> None:
+    valid, text = check
+    if value is _MISSING or not valid(value):
+        raise ModelFileError(f"model {folder} is damaged: manifest field {name} must be {text} (found {_shown(value)})")
+
+
+def _check_section(folder: Path, manifest: dict, section: str, rules: dict[str, Check], required=()) -> None:
+    values = manifest.get(section, _MISSING)
+    _check_field(folder, section, values, _OBJECT)
+    for key, check in rules.items():
+        if key in values or key in required:
+            _check_field(folder, f"{section}.{key}", values.get(key, _MISSING), check)
+
+
+def _check_fields(folder: Path, manifest: dict, data_files: tuple[str, ...]) -> None:
+    detector = manifest["detector"]
+    for key, check in (("created", _TEXT), ("app_version", _TEXT), ("parent", _TEXT), ("change", _TEXT),
+                       ("preprocessing", _OBJECT), ("training_set", _OBJECT)):
+        if key in manifest or key in ("created", "training_set"):
+            _check_field(folder, key, manifest.get(key, _MISSING), check)
+    _check_section(folder, manifest, "config", _config_rules(detector))
+    _check_section(folder, manifest, "backbone", _BACKBONE_RULES, ("name", "weights_sha256"))
+    _check_section(folder, manifest, "calibration", _CALIBRATION_RULES,
+                   ("image_threshold", "pixel_threshold", "good_scores", "good_map_maxima", "source", "rule"))
+    _check_section(folder, manifest, "state", *_STATE_RULES[detector])
+    listed = manifest.get("files", _MISSING)
+    _check_field(folder, "files", listed, (lambda v: isinstance(v, dict), f"an object giving the sha256 of {', '.join(data_files)}"))
+    for name in listed:
+        if name not in data_files:
+            raise ModelFileError(f"model {folder} is damaged: manifest field files names {name!r}, which is not a "
+                                 f"file of a {detector} model (its files: {', '.join(data_files)})")
+    for name in data_files:
+        _check_field(folder, f"files.{name}", listed.get(name, _MISSING), _SHA256)
+
+
+# ------------------------------------------------------------------------------------------ files
+def _unreadable(path: Path, exc: OSError) -> ModelFileError:
+    return ModelFileError(f"cannot read model file {path}: {(exc.strerror or str(exc)).lower()}")
 
 
 def _fsync(path: Path) -> None:
@@ -61,6 +278,33 @@ def _tensors_of(detector) -> dict[str, torch.Tensor]:
     return {}
 
 
+def _write_data_file(detector, name: str, path: Path) -> None:
+    if name == TENSORS:
+        # Serialised here and written by Python, so the file gets the umask's mode like its neighbours
+        # (safetensors' own save_file creates it 0600).
+        data = serialise_tensors(_tensors_of(detector))
+        with open(path, "wb") as handle:
+            handle.write(data)
+    elif name == INDEX:
+        detector.bank.save(path)
+    else:
+        raise ValueError(f"no writer for a {detector.name} model's {name}")
+
+
+def _write_failure(exc: BaseException) -> str:
+    """The reason a data file could not be written; faiss and safetensors wrap the OS error in their own text."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    text = str(exc)
+    code = re.search(r"os error (\d+)", text)  # safetensors: "I/O error: No space left on device (os error 28)"
+    if code:
+        return os.strerror(int(code.group(1)))
+    tail = re.search(r"\(([^()]+)\)\s*$", text)  # faiss: "... write error in FILE: 65491 != 512000 (No space ...)"
+    if tail:
+        return tail.group(1)
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
 def _state_of(detector) -> dict:
     if isinstance(detector, PatchCoreDetector):
         return {
@@ -74,6 +318,50 @@ def _state_of(detector) -> dict:
     return {"channels": detector.channels, "latent_dim": encoder_last.out_features, "loss_history": detector.loss_history}
 
 
+# ------------------------------------------------------------------------------------------ recovery
+def _leftovers(target: Path, kind: str) -> list[Path]:
+    try:
+        return [p for p in target.parent.glob(f".{glob.escape(target.name)}.{kind}-*") if p.is_dir()]
+    except OSError:
+        return []
+
+
+def _saved_at(folder: Path) -> float:
+    try:
+        return (folder / MANIFEST).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def recover_interrupted_save(path: str | os.PathLike) -> None:
+    """Repair what a killed save left beside the model folder ``path``.
+
+    A save moves the old folder aside (``.NAME.replaced-*``) before renaming the new one in (from
+    ``.NAME.saving-*``). Killed between the two, the name is empty: the newest aside folder that passes every
+    check goes back under it. Then the leftovers of that name are removed. A folder that cannot be changed
+    (read-only) is left as it is; the load that follows reports what it finds.
+    """
+    target = Path(path)
+    replaced, staged = _leftovers(target, "replaced"), _leftovers(target, "saving")
+    if not replaced and not staged:
+        return
+    try:
+        if not target.exists():
+            for candidate in sorted(replaced, key=_saved_at, reverse=True):
+                try:
+                    read_manifest(candidate)
+                except ModelFileError:
+                    continue
+                os.replace(candidate, target)
+                replaced.remove(candidate)
+                break
+        for leftover in replaced + staged:
+            shutil.rmtree(leftover, ignore_errors=True)
+    except OSError:
+        pass
+
+
+# ------------------------------------------------------------------------------------------ save and load
 def save_model(detector, path: str | os.PathLike, *, backbone: dict, training_set: dict, extra: dict | None = None) -> Path:
     """Write ``detector`` to the folder ``path`` atomically; returns the path."""
     if detector.calibration is None:
@@ -84,23 +372,24 @@ def save_model(detector, path: str | os.PathLike, *, backbone: dict, training_se
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ModelFileError(f"cannot create folder {parent}: {exc.strerror or exc}") from None
+    recover_interrupted_save(target)
+    data_files = type(detector).data_files
     staging = parent / f".{target.name}.saving-{uuid.uuid4().hex[:8]}"
     try:
         staging.mkdir()
         files = {}
-        tensors = _tensors_of(detector)
-        if tensors:
-            save_file(tensors, str(staging / TENSORS))
-            files[TENSORS] = _sha256(staging / TENSORS)
-        if isinstance(detector, PatchCoreDetector):
-            detector.bank.save(staging / INDEX)
-            files[INDEX] = _sha256(staging / INDEX)
+        for name in data_files:
+            try:
+                _write_data_file(detector, name, staging / name)
+            except (OSError, RuntimeError, SafetensorError) as exc:  # faiss raises RuntimeError on a full disk
+                raise ModelFileError(f"cannot save model to {target}: writing {name} failed: {_write_failure(exc)}") from None
+            files[name] = file_sha256(staging / name)
         config = detector.config
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "app_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "detector": detector.name,
             "config": config.to_dict(),
             "backbone": backbone,
@@ -121,6 +410,8 @@ def save_model(detector, path: str | os.PathLike, *, backbone: dict, training_se
             "files": files,
             **(extra or {}),
         }
+        manifest = json.loads(json.dumps(manifest))  # the digest is taken over what a load will read back
+        manifest[INTEGRITY] = {"algorithm": "sha256", "digest": integrity_digest(manifest, data_files)}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         for name in [*files, MANIFEST]:
             _fsync(staging / name)
@@ -141,7 +432,8 @@ def save_model(detector, path: str | os.PathLike, *, backbone: dict, training_se
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
-    """Read and check a model folder's manifest; every problem is a ``ModelFileError`` naming the file."""
+    """Read and check a model folder's manifest and data files; every problem is a ``ModelFileError`` naming the file
+    or the manifest field."""
     folder = Path(path)
     if not folder.exists():
         raise ModelFileError(f"model {folder} does not exist")
@@ -151,26 +443,36 @@ def read_manifest(path: str | os.PathLike) -> dict:
     if not manifest_path.is_file():
         raise ModelFileError(f"{folder} is not an anomalyapp model: {MANIFEST} is missing")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        manifest = json.loads(manifest_path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise _unreadable(manifest_path, exc) from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(f"model manifest {manifest_path} is damaged: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ModelFileError(f"{folder} is not an anomalyapp model (its manifest has another format)")
     version = manifest.get("format_version")
-    if not isinstance(version, int):
+    if not _is_whole(version) or version < 1:
         raise ModelFileError(f"model manifest {manifest_path} is damaged: no format version")
     if version > FORMAT_VERSION:
         raise ModelFileError(
             f"model {folder} was saved by a newer anomalyapp (format {version}, app "
             f"{manifest.get('app_version', '?')}); this version {__version__} reads up to format {FORMAT_VERSION}"
         )
-    if manifest.get("detector") not in DETECTORS:
-        raise ModelFileError(f"model {folder} uses an unknown detector {manifest.get('detector')!r}")
-    for name, expected in (manifest.get("files") or {}).items():
+    detector = manifest.get("detector")
+    if not isinstance(detector, str) or detector not in DETECTORS:
+        raise ModelFileError(f"model {folder} uses an unknown detector {_shown(detector)}")
+    data_files = DETECTORS[detector][0].data_files
+    _check_integrity(folder, manifest, data_files)
+    _check_fields(folder, manifest, data_files)
+    for name in data_files:  # fixed plain names: nothing outside the folder is ever opened
         file_path = folder / name
         if not file_path.is_file():
             raise ModelFileError(f"model {folder} is incomplete: {name} is missing")
-        if _sha256(file_path) != expected:
+        try:
+            actual = file_sha256(file_path)
+        except OSError as exc:
+            raise _unreadable(file_path, exc) from None
+        if actual != manifest["files"][name]:
             raise ModelFileError(f"model {folder} is damaged: {name} is truncated or has been changed")
     return manifest
 
@@ -178,6 +480,7 @@ def read_manifest(path: str | os.PathLike) -> dict:
 def load_model(path: str | os.PathLike, *, weights: str | None = None, device: str = "cpu"):
     """Load a saved model into a ready detector. ``weights`` overrides where the backbone comes from."""
     folder = Path(path)
+    recover_interrupted_save(folder)
     manifest = read_manifest(folder)
     try:
         name = manifest["detector"]
@@ -206,6 +509,8 @@ def load_model(path: str | os.PathLike, *, weights: str | None = None, device: s
                 raise ModelFileError(f"model {folder} is damaged: {INDEX} cannot be read ({exc})") from None
             if detector.bank.dim != detector.model.dim:
                 raise ModelFileError(f"model {folder} is damaged: {INDEX} has the wrong vector width")
+            if detector.bank.size != state.get("bank_size", detector.bank.size):
+                raise ModelFileError(f"model {folder} is damaged: {INDEX} does not hold the bank its manifest describes")
             detector.coverage_radius = state["coverage_radius"]
             detector.training_patches = state["training_patches"]
         else:
@@ -224,7 +529,10 @@ def load_model(path: str | os.PathLike, *, weights: str | None = None, device: s
             detector.feature_mean = tensors["feature_mean"]
             detector.feature_std = tensors["feature_std"]
             detector.loss_history = list(state.get("loss_history", []))
-        detector.calibration = Calibration.from_dict(manifest["calibration"])
+        try:
+            detector.calibration = Calibration.from_dict(manifest["calibration"])
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"model {folder} is damaged: manifest field calibration cannot be used ({exc})") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"model {folder} is damaged: its manifest lacks or garbles {exc}") from None
     return detector, manifest

@@ -1,22 +1,42 @@
 """Threshold and score normalisation, learned from good images only.
 
-Rule: over the raw scores of held-out good images, the threshold is ``mean + sigmas * std`` (sample std),
-and never below the highest held-out score, so no held-out good image is judged NG. The same rule over
-the held-out images' anomaly-map maxima gives the pixel threshold that the viewer outlines.
+The threshold meets a stated false-reject rate on new good parts (``target_false_reject_rate``, default 1 %).
+The evidence is the scores of good images that the model judging them did not see: leave-one-image-out
+scores of the fitted images (PatchCore: against the bank with the image's own patches masked; the
+autoencoder: fold models) and the scores of the images held out last in capture order, which stand in for
+the next batch. A rate below 1/n cannot be read off n scores, so the upper tail is modelled: the ``k``
+highest scores exceed the level ``u`` by amounts that are taken as exponential (peaks over threshold; the
+generalised Pareto with shape 0, the light tail of distances and reconstruction errors), giving
+``rate(t) = k/n * exp(-(t - u) / scale)`` above ``u`` and the empirical rate below it. A bootstrap of the
+evidence (refitting ``u``, ``k`` and ``scale`` each time) gives the interval of the expected rate at any
+threshold, and the spread of the thresholds that would have met the target gives the uncertain band.
 
 Normalisation is linear and anchored at zero: ``normalised = 0.5 * raw / threshold``. The threshold maps to
 0.5 for every model, and one colour in an anomaly map means the same evidence on every image of a model.
-When labelled defective images are at hand, the F1-optimal threshold is offered beside it.
+
+Models calibrated before the target existed (``rule`` "max(mean + 3 std, max) ...") keep their threshold:
+it is stored, never recomputed on loading.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
+from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
+
+DEFAULT_TARGET_FALSE_REJECT_RATE = 0.01
+# Below this many good scores there is no tail to fit; the conservative legacy rule is used instead.
+MIN_TAIL_EVIDENCE = 8
+BOOTSTRAP_SAMPLES = 1000
+# Two-sided interval of the expected rate: 90 %, so each bound is a 95 % one-sided bound.
+INTERVAL = (0.05, 0.95)
+
 
 def threshold_from_good(scores, sigmas: float) -> float:
+    """The legacy rule: ``max(mean + sigmas * std, highest score)``; kept for tiny evidence and old models."""
     values = np.asarray(scores, dtype=np.float64)
     if values.size == 0:
         raise ValueError("calibration needs at least one held-out good image")
@@ -24,6 +44,97 @@ def threshold_from_good(scores, sigmas: float) -> float:
     threshold = max(values.mean() + sigmas * spread, values.max())
     # A model so perfect that every good score is 0 still needs a positive scale.
     return float(threshold) if threshold > 0 else 1e-6
+
+
+def tail_size(n: int) -> int:
+    """How many top scores form the tail: about 2 sqrt(n), at least 5, leaving one score below the level."""
+    return int(min(n - 1, max(5, math.ceil(2 * math.sqrt(n)))))
+
+
+@dataclass(frozen=True)
+class TailFit:
+    """Exponential peaks-over-threshold fit of the highest good scores."""
+
+    level: float  # u: the (k+1)-th highest score
+    scale: float  # mean excess of the k highest scores over u
+    exceedances: int  # k
+    count: int  # n
+
+    def rate(self, threshold, sorted_scores: np.ndarray) -> np.ndarray:
+        """Expected share of good scores at or above ``threshold`` (array-friendly)."""
+        t = np.asarray(threshold, dtype=np.float64)
+        tail = self.exceedances / self.count * np.exp(-(t - self.level) / self.scale)
+        below = (self.count - np.searchsorted(sorted_scores, t, side="left")) / self.count
+        return np.where(t >= self.level, tail, np.minimum(below, 1.0))
+
+    def threshold_for(self, rate: float, sorted_scores: np.ndarray) -> float:
+        share = self.exceedances / self.count
+        if rate < share:
+            return float(self.level + self.scale * math.log(share / rate))
+        return float(np.quantile(sorted_scores, 1.0 - rate))
+
+
+def fit_tail(scores) -> TailFit:
+    values = np.sort(np.asarray(scores, dtype=np.float64))
+    n = values.size
+    if n < 2:
+        raise ValueError("a tail needs at least two scores")
+    k = tail_size(n)
+    level = float(values[n - k - 1])
+    excess = values[n - k :] - level
+    # A degenerate tail (ties) still needs a positive scale: a tiny share of the level, or an absolute floor.
+    scale = max(float(excess.mean()), 1e-6 * max(abs(level), 1.0))
+    return TailFit(level, scale, k, n)
+
+
+class FalseRejectModel:
+    """The fitted tail plus bootstrap refits: expected false-reject rate, with its interval, at any threshold."""
+
+    def __init__(self, scores, *, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0):
+        self.scores = np.sort(np.asarray(scores, dtype=np.float64))
+        self.fit = fit_tail(self.scores)
+        n = self.scores.size
+        rng = np.random.default_rng(seed)
+        self.resamples = np.sort(self.scores[rng.integers(0, n, size=(samples, n))], axis=1)
+        k = self.fit.exceedances
+        self.levels = self.resamples[:, n - k - 1]
+        self.scales = np.maximum((self.resamples[:, n - k :] - self.levels[:, None]).mean(1), self.fit.scale * 1e-3)
+
+    def _replicate_rates(self, threshold: float) -> np.ndarray:
+        n, k = self.scores.size, self.fit.exceedances
+        tail = k / n * np.exp(-(threshold - self.levels) / self.scales)
+        below = (self.resamples >= threshold).mean(1)
+        return np.where(threshold >= self.levels, tail, below)
+
+    def expected_rate(self, threshold: float) -> tuple[float, float, float]:
+        """(estimate, low, high) of the share of new good parts scoring at or above ``threshold``."""
+        estimate = float(self.fit.rate(threshold, self.scores))
+        low, high = np.quantile(self._replicate_rates(float(threshold)), INTERVAL)
+        return estimate, float(min(low, estimate)), float(max(high, estimate))
+
+    def threshold_for(self, rate: float) -> float:
+        return self.fit.threshold_for(rate, self.scores)
+
+    def threshold_spread(self, rate: float) -> tuple[float, float]:
+        """The range of thresholds the bootstrap refits would have chosen for ``rate``."""
+        n, k = self.scores.size, self.fit.exceedances
+        share = k / n
+        if rate < share:
+            chosen = self.levels + self.scales * math.log(share / rate)
+        else:
+            chosen = np.quantile(self.resamples, 1.0 - rate, axis=1)
+        low, high = np.quantile(chosen, INTERVAL)
+        return float(low), float(high)
+
+
+def describe_rate(estimate: float, low: float, high: float) -> str:
+    """'expected false rejects 1.2 % (0.4-3.0 %) on new good parts'."""
+
+    def pct(value: float) -> str:
+        value *= 100
+        return f"{value:.2f}" if value < 0.1 else f"{value:.1f}"
+
+    return f"expected false rejects {pct(estimate)} % ({pct(low)}-{pct(high)} %) on new good parts"
 
 
 @dataclass
@@ -36,12 +147,42 @@ class Calibration:
     rule: str
     defect_scores: list[float] = field(default_factory=list)
     f1_threshold: float | None = None
+    # Added with the stated target; absent from older manifests (their threshold is kept as stored).
+    target_false_reject_rate: float | None = None
+    expected_false_reject_rate: float | None = None
+    expected_false_reject_interval: list[float] | None = None  # [low, high], 90 % bootstrap interval
+    uncertain_low: float | None = None  # raw score where the default Review band starts
+    evidence: dict | None = None  # counts of each kind of good score behind the threshold
 
     def normalise_score(self, raw: float) -> float:
-        return 0.5 * float(raw) / self.image_threshold
+        return NORMALISED_THRESHOLD * float(raw) / self.image_threshold
 
     def normalise_map(self, raw_map: np.ndarray) -> np.ndarray:
-        return raw_map * np.float32(0.5 / self.pixel_threshold)
+        return raw_map * np.float32(NORMALISED_THRESHOLD / self.pixel_threshold)
+
+    def false_reject_model(self) -> FalseRejectModel | None:
+        """The tail model over this calibration's good scores; None when there are too few of them."""
+        cached = self.__dict__.get("_false_reject_model")
+        if cached is None and len(self.good_scores) >= MIN_TAIL_EVIDENCE:
+            cached = FalseRejectModel(self.good_scores)
+            self.__dict__["_false_reject_model"] = cached
+        return cached
+
+    def expected_false_rejects(self, normalised_threshold: float) -> tuple[float, float, float] | None:
+        """(estimate, low, high) expected false-reject rate at a threshold on the normalised scale."""
+        model = self.false_reject_model()
+        if model is None:
+            return None
+        return model.expected_rate(float(normalised_threshold) * self.image_threshold / NORMALISED_THRESHOLD)
+
+    def describe_expected_false_rejects(self, normalised_threshold: float) -> str | None:
+        """'expected false rejects 1.2 % (0.4-3.0 %) on new good parts' at a normalised threshold, or None."""
+        expected = self.expected_false_rejects(normalised_threshold)
+        return None if expected is None else describe_rate(*expected)
+
+    @property
+    def uncertain_low_normalised(self) -> float | None:
+        return None if self.uncertain_low is None else self.normalise_score(self.uncertain_low)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,22 +192,59 @@ class Calibration:
         return cls(**data)
 
 
-def calibrate(good_scores, good_map_maxima, *, sigmas: float, source: str, defect_scores=None) -> Calibration:
-    image_threshold = threshold_from_good(good_scores, sigmas)
-    pixel_threshold = threshold_from_good(good_map_maxima, sigmas)
+def calibrate(
+    good_scores,
+    good_map_maxima,
+    *,
+    source: str,
+    target_false_reject_rate: float | None = DEFAULT_TARGET_FALSE_REJECT_RATE,
+    sigmas: float = 3.0,
+    defect_scores=None,
+    evidence: dict | None = None,
+) -> Calibration:
+    """Threshold meeting ``target_false_reject_rate`` on new good parts, from good scores the model did not see.
+
+    With fewer than ``MIN_TAIL_EVIDENCE`` scores (or no target) the legacy rule ``max(mean + sigmas std, max)``
+    is used, and said so in ``rule``.
+    """
+    scores = [float(s) for s in good_scores]
+    maxima = [float(s) for s in good_map_maxima]
+    if not scores:
+        raise ValueError("calibration needs at least one good image the model did not see")
     calibration = Calibration(
-        image_threshold=image_threshold,
-        pixel_threshold=pixel_threshold,
-        good_scores=[float(s) for s in good_scores],
-        good_map_maxima=[float(s) for s in good_map_maxima],
-        source=source,
-        rule=f"max(mean + {sigmas:g} std, max) of held-out good scores",
+        image_threshold=0.0, pixel_threshold=0.0, good_scores=scores, good_map_maxima=maxima, source=source,
+        rule="", evidence=evidence,
     )
+    if target_false_reject_rate is None or len(scores) < MIN_TAIL_EVIDENCE:
+        calibration.image_threshold = threshold_from_good(scores, sigmas)
+        calibration.pixel_threshold = threshold_from_good(maxima, sigmas)
+        calibration.rule = f"max(mean + {sigmas:g} std, max) of held-out good scores"
+    else:
+        if not 0 < target_false_reject_rate < 1:
+            raise ValueError(f"target false-reject rate {target_false_reject_rate} must be between 0 and 1")
+        model = calibration.false_reject_model()
+        calibration.image_threshold = max(model.threshold_for(target_false_reject_rate), 1e-6)
+        pixel_model = FalseRejectModel(maxima)
+        calibration.pixel_threshold = max(pixel_model.threshold_for(target_false_reject_rate), 1e-6)
+        estimate, low, high = model.expected_rate(calibration.image_threshold)
+        calibration.target_false_reject_rate = float(target_false_reject_rate)
+        calibration.expected_false_reject_rate = estimate
+        calibration.expected_false_reject_interval = [low, high]
+        band_low, _ = model.threshold_spread(target_false_reject_rate)
+        calibration.uncertain_low = float(min(band_low, calibration.image_threshold))
+        calibration.rule = (
+            f"false-reject rate {target_false_reject_rate:g} on new good parts: exponential tail over the "
+            f"{model.fit.exceedances} highest of {len(scores)} unseen good scores"
+        )
     if defect_scores:
         from anomalyapp.engine.metrics import f1_max
 
-        labels = [0] * len(good_scores) + [1] * len(defect_scores)
-        _, best = f1_max(np.asarray(labels), np.asarray(list(good_scores) + list(defect_scores), dtype=np.float64))
+        labels = [0] * len(scores) + [1] * len(defect_scores)
+        _, best = f1_max(np.asarray(labels), np.asarray(scores + list(defect_scores), dtype=np.float64))
         calibration.defect_scores = [float(s) for s in defect_scores]
         calibration.f1_threshold = float(best)
     return calibration
+
+
+def calibration_fields() -> list[str]:
+    return [f.name for f in fields(Calibration)]

@@ -204,7 +204,7 @@ class _ResNetTrunk(nn.Module):
         last = max(LAYER_NAMES.index(name) for name in wanted)
         x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
         out = {}
-        for index, name in enumerate(LAYER_NAMES[: last + 1]):
+        for name in LAYER_NAMES[: last + 1]:
             x = getattr(net, name)(x)
             if name in wanted:
                 out[name] = x

@@ -25,6 +25,7 @@ from anomalyapp.engine.features import FeatureExtractor, batched, input_shape, i
 from anomalyapp.engine.memory_bank import MemoryBank
 from anomalyapp.engine.sampling import greedy_coreset
 
+
 class PatchCoreModel(nn.Module):
     """Images -> a grid of patch vectors (B, H, W, D) at the finer stage's resolution."""
 
@@ -51,6 +52,8 @@ class PatchCoreModel(nn.Module):
 
 class PatchCoreDetector:
     name = "patchcore"
+    # The files a saved model of this kind holds beside manifest.json; the model format fixes this list.
+    data_files = ("index.faiss",)
 
     def __init__(self, config: PatchCoreConfig, extractor: FeatureExtractor):
         self.config = config
@@ -59,6 +62,7 @@ class PatchCoreDetector:
         self.coverage_radius: float | None = None
         self.calibration: Calibration | None = None
         self.training_patches = 0
+        self._bank_owners: torch.Tensor | None = None  # fitted image of each bank vector, this session only
 
     @property
     def extractor(self) -> FeatureExtractor:
@@ -77,14 +81,17 @@ class PatchCoreDetector:
     def _embed_all(
         self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None
     ) -> Generator[Progress, None, torch.Tensor]:
-        chunks, done = [], 0
+        chunks, owners, done = [], [], 0
         for batch in batched(images, key=input_shape_key(self.config.image_size, self.config.keep_aspect)):
             check(cancel)
-            chunks.append(self.embed(batch).reshape(-1, self.model.dim))
+            grid = self.embed(batch)
+            chunks.append(grid.reshape(-1, self.model.dim))
+            owners.append(torch.arange(done, done + len(batch)).repeat_interleave(grid.shape[1] * grid.shape[2]))
             done += len(batch)
             yield Progress("features", done, total, f"features {done}/{total}")
         if not chunks:
             raise ValueError("no training images")
+        self._patch_owners = torch.cat(owners)  # which image each patch came from (leave-one-out scoring)
         return torch.cat(chunks)
 
     def bank_size_for(self, patch_count: int) -> int:
@@ -105,8 +112,10 @@ class PatchCoreDetector:
                 patches, count, seed=self.config.seed, projection_dim=self.config.coreset_projection_dim, cancel=cancel
             )
             selected = patches[result.indices]
+            self._bank_owners = self._patch_owners[result.indices]
         else:
             selected = patches
+            self._bank_owners = self._patch_owners
         check(cancel)
         bank = MemoryBank.build(selected.numpy(), self.config.index, self.config.seed)
         distances = bank.nearest_distances(patches)
@@ -114,6 +123,40 @@ class PatchCoreDetector:
         self.coverage_radius = float(distances.max())
         self.bank = bank
         yield Progress("bank", 1, 1, f"memory bank: {bank.size} of {patches.shape[0]} patches ({bank.kind})")
+
+    def unseen_scores(
+        self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None = None
+    ) -> Generator[Progress, None, tuple[list[float], list[float]]]:
+        """Leave-one-image-out raw scores and map maxima of the fitted images, right after ``fit``.
+
+        ``images`` are the fitted images again, in the same order. Each is scored against the bank with the
+        vectors its own patches contributed masked out: the score a new good part like it would get, since
+        the bank cannot simply remember it. Re-weighting uses the bank as it is.
+        """
+        bank = self._require_bank()
+        owners = self._bank_owners
+        if owners is None or owners.shape[0] != bank.size:
+            raise ModelNotFitted("leave-one-out scores need the bank of a fit in this session")
+        vectors = torch.from_numpy(bank.vectors())
+        vectors_t = vectors.T.contiguous()
+        sq_norms = (vectors * vectors).sum(1)
+        scores, maxima = [], []
+        config = self.config
+        for index, image in enumerate(images):
+            check(cancel)
+            grid = self.embed([image])[0]
+            h, w, d = grid.shape
+            flat = grid.reshape(-1, d)
+            squared = torch.addmm(sq_norms, flat, vectors_t, alpha=-2.0) + (flat * flat).sum(1, keepdim=True)
+            squared[:, owners == index] = float("inf")
+            best, nearest = squared.min(dim=1)
+            distances = best.clamp_min_(0).sqrt_()
+            top = int(torch.argmax(distances))
+            scores.append(float(distances[top]) * self._reweight(flat[top], int(nearest[top])))
+            shape = input_shape(image.shape[0], image.shape[1], config.image_size, config.keep_aspect)
+            maxima.append(float(anomaly_map.gaussian_smooth(distances.reshape(h, w).numpy(), shape, config.sigma).max()))
+            yield Progress("calibrate", index + 1, total, f"leave-one-out {index + 1}/{total}")
+        return scores, maxima
 
     # ------------------------------------------------------------------------------------------ scoring
     def _require_bank(self) -> MemoryBank:
@@ -196,6 +239,7 @@ class PatchCoreDetector:
             distances = torch.minimum(distances, to_new)
         if chosen:
             bank.add(patches[torch.tensor(chosen)].numpy())
+            self._bank_owners = None  # the added vectors belong to no fitted image
         self.training_patches += patches.shape[0]
         yield Progress("add_normal", 1, 1, f"added {len(chosen)} patches; bank size {bank.size}")
         return len(chosen)

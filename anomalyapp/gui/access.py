@@ -14,6 +14,7 @@ class AccessController(QObject):
     login_needed = Signal()
     first_user_needed = Signal()
     error = Signal(str)
+    records_warning = Signal(str)  # the records were changed outside the app (found when the project opened)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -24,6 +25,9 @@ class AccessController(QObject):
         if self.records is not None:
             self.records.close()
         self.records = RecordsService(project.root)
+        warning = self.records.check_at_open()
+        if warning:
+            self.records_warning.emit(warning)
         self._set_user(None)
         if self.records.auth.needs_first_user():
             self.first_user_needed.emit()

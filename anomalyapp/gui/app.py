@@ -37,7 +37,8 @@ def create_application(argv: list[str] | None = None):
     # needs the GIL many times, and at 5 ms per hand-over a busy worker stretched repaints past 100 ms.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sys.setswitchinterval(0.001)
-    from PySide6.QtCore import QCoreApplication
+    # PySide6 before pyqtgraph: pyqtgraph binds to the Qt already imported rather than searching for one.
+    from PySide6.QtCore import QCoreApplication  # noqa: I001
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
@@ -90,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     _ensure_streams()
     args = _parse(list(argv or []))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from anomalyapp import __version__
+    from anomalyapp.core.logs import setup_logging
+
+    setup_logging()  # stderr is null in a windowed build: the file keeps worker tracebacks
+    log.info("anomalyapp %s window started", __version__)
     import cv2
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -129,6 +135,7 @@ def self_test(app, timeout_s: float = 180.0) -> int:
     """
     from PySide6.QtCore import QEventLoop, QSettings, QTimer
 
+    from anomalyapp.core.verdicts import verdict_for
     from anomalyapp.gui.main_window import MainWindow
     from anomalyapp.services import project as projects
     from anomalyapp.services.demo import self_test_data
@@ -177,6 +184,6 @@ def self_test(app, timeout_s: float = 180.0) -> int:
         QTimer.singleShot(500, loop.quit)
         loop.exec()
         shown = window.viewer.has_image() if hasattr(window.viewer, "has_image") else True
-        say(f"synthetic scratch scored {row.score:.3f} ({'NG' if row.score >= 0.5 else 'OK'}); shown: {shown}")
+        say(f"synthetic scratch scored {row.score:.3f} ({verdict_for(row.score)}); shown: {shown}")
         window.close()
         return 0 if shown else 1

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from anomalyapp.core.verdicts import Verdicts
 from anomalyapp.gui.workers import Job, start_job
-from anomalyapp.gui.widgets.results_table import Verdicts
 
 
 class CameraController(QObject):

@@ -17,11 +17,13 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from anomalyapp.core.errors import AppError
+from anomalyapp.gui.widgets.results_table import THUMBNAIL_SIZE, ResultRow
 from anomalyapp.gui.workers import Job, start_job
-from anomalyapp.gui.widgets.results_table import ResultRow
 
-THUMBNAIL_SIZE = 64
-CACHE_SIZE = 24  # full-size images and maps kept for instant re-display
+CACHE_SIZE = 24  # full-size images and maps kept for instant re-display...
+# ...as long as together they hold no more than this: one 400-megapixel image and its map are 2.8 GB, more than
+# the whole budget, and then only the image on screen is kept.
+CACHE_BUDGET_BYTES = 1 << 30
 
 
 def to_qimage(rgb: np.ndarray) -> QImage:
@@ -72,7 +74,8 @@ class TrainingController(QObject):
             out=project.new_model_path(),
         )
 
-    def start(self, project, values: dict) -> None:
+    def start(self, project, values: dict, actor=None) -> None:
+        """Train into the project as ``actor`` (the logged-in user): the service checks and records it."""
         from anomalyapp.services.training import train
 
         if self.running:
@@ -95,7 +98,7 @@ class TrainingController(QObject):
 
         self.job = start_job(
             "training",
-            lambda token: train(request, token),
+            lambda token: train(request, token, actor=actor),
             self,
             progress=self.progress.emit,
             succeeded=succeeded,
@@ -250,8 +253,11 @@ class InspectionController(QObject):
     def _remember(self, key: str, pixels, normalised_map) -> None:
         self._cache[key] = (pixels, normalised_map)
         self._cache.move_to_end(key)
-        while len(self._cache) > CACHE_SIZE:
+        while len(self._cache) > 1 and (len(self._cache) > CACHE_SIZE or self.cache_bytes() > CACHE_BUDGET_BYTES):
             self._cache.popitem(last=False)
+
+    def cache_bytes(self) -> int:
+        return sum(pixels.nbytes + normalised_map.nbytes for pixels, normalised_map in self._cache.values())
 
     def show(self, path: Path) -> None:
         """Display an inspected image with its map; re-scores it in the background if not cached."""
@@ -280,7 +286,7 @@ class InspectionController(QObject):
         start_job("showing an image", rescore, self, succeeded=shown, failed=self.error.emit)
 
     # --------------------------------------------------------------------------------- correction
-    def learn_good(self, path: Path, models_dir: Path, listed: list[tuple[int, Path]]) -> None:
+    def learn_good(self, path: Path, models_dir: Path, listed: list[tuple[int, Path]], actor=None) -> None:
         """Teach the model that ``path`` is good, save a new version, re-score the listed results.
 
         Rows are re-scored in the order given (the caller puts the flagged ones first) and reported in
@@ -295,7 +301,7 @@ class InspectionController(QObject):
 
         def run(token):
             with self.session_lock:
-                result = yield from learn_good_images(self.session, [path], models_dir, cancel=token)
+                result = yield from learn_good_images(self.session, [path], models_dir, cancel=token, actor=actor)
                 result["learned_after"] = time.perf_counter() - started
                 batch = {}
                 for number, (row_index, row_path) in enumerate(listed, 1):

@@ -10,15 +10,15 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
-    QHBoxLayout,
-    QLineEdit,
-    QPushButton,
     QDockWidget,
     QFileDialog,
+    QHBoxLayout,
     QLabel,
+    QLineEdit,
     QMainWindow,
     QMenu,
     QMessageBox,
+    QPushButton,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -26,17 +26,18 @@ from PySide6.QtWidgets import (
 
 from anomalyapp import __version__
 from anomalyapp.core.errors import AppError
+from anomalyapp.core.verdicts import NORMALISED_THRESHOLD, Verdicts
 from anomalyapp.gui.access import AccessController
 from anomalyapp.gui.camera_controller import CameraController
 from anomalyapp.gui.controllers import EvaluationController, InspectionController, TrainingController
 from anomalyapp.gui.widgets.camera_panel import CameraPanel
 from anomalyapp.gui.widgets.evaluation_plots import EvaluationPlots
 from anomalyapp.gui.widgets.image_viewer import ImageViewer
-from anomalyapp.gui.widgets.results_table import ResultsPanel, Verdicts
+from anomalyapp.gui.widgets.results_table import ResultsPanel
 from anomalyapp.gui.widgets.threshold_panel import ThresholdPanel
 from anomalyapp.gui.widgets.training_panel import TrainingPanel
 from anomalyapp.services import project as projects
-from anomalyapp.services.settings import load_settings, save_settings
+from anomalyapp.services.settings import apply_pixel_limit, load_settings, save_settings
 
 SETTINGS_VERSION = 1
 _GEOMETRY_KEY = f"window/v{SETTINGS_VERSION}/geometry"
@@ -52,6 +53,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or QSettings()
         self.project: projects.Project | None = None
         self.app_config = load_settings()
+        apply_pixel_limit(self.app_config.max_megapixels)
 
         self.viewer = ImageViewer()
         self.setCentralWidget(self.viewer)
@@ -231,6 +233,7 @@ class MainWindow(QMainWindow):
         self.access.login_needed.connect(self._ask_login)
         self.access.first_user_needed.connect(self._ask_first_user)
         self.access.error.connect(lambda message: self.show_error("Permission", message))
+        self.access.records_warning.connect(lambda message: self.show_error("Records changed outside anomalyapp", message))
 
         self.camera.attach(self.camera_panel, self.viewer)
         # Probing cameras takes a moment: done in the background when the Camera tab is first opened.
@@ -324,9 +327,8 @@ class MainWindow(QMainWindow):
 
     def _version_restored(self, version) -> None:
         self.project.current_model = version.folder
-        self.project.threshold = version.threshold
         self._save_project()
-        self.threshold_panel.set_threshold(version.threshold)
+        self._show_decision_rule()
         self.inspection.load_model(self.project.models_dir / version.folder)
         self.statusBar().showMessage(f"rolled back to version {version.id} ({version.change})", 8000)
 
@@ -336,40 +338,37 @@ class MainWindow(QMainWindow):
         records, user = self.access.records, self.access.user
         if records is None or user is None:
             return None
-        verdicts = self.results_panel.model().verdicts()
         try:
-            version = records.current_version()
-            saved = records.record_results([result], version.id if version else None, verdicts.threshold,
-                                           verdicts.uncertain_low, user)
+            saved = records.record_results([result], user)  # judged with the rule and model version in use
         except AppError as error:
             self.inspection.error.emit(f"could not record {result.path.name}: {error}")
             return None
         return saved[0].id if saved else None
 
-    def _audit_threshold(self) -> None:
-        records, user = self.access.records, self.access.user
-        if records is not None and user is not None and self.access.can("change_threshold"):
-            verdicts = self.results_panel.model().verdicts()
-            value = f"{verdicts.threshold:.3f}" + (f" (review from {verdicts.uncertain_low:.3f})"
-                                                   if verdicts.uncertain_low is not None else "")
-            try:
-                records.set_setting("threshold", value, user)
-            except AppError as error:
-                self.show_error("Records", str(error))
-
-    def _record_version(self, folder: str, change: str, correction: bool = False) -> None:
-        records, user = self.access.records, self.access.user
-        if records is None or user is None:
+    def _commit_threshold(self) -> None:
+        """The threshold panel at rest: make its rule the one in use (the service checks and audits it); a
+        refusal puts the panel back on the rule in use."""
+        records = self.access.records
+        if records is None:
             return
+        verdicts = self.results_panel.model().verdicts()
         try:
-            parent = records.current_version()
-            if correction:
-                records.add_correction(folder, parent.id if parent else None, change, user,
-                                       threshold=self.project.threshold)
-            else:
-                records.add_version(folder, parent.id if parent else None, change, user, threshold=0.5)
+            if (verdicts.threshold, verdicts.uncertain_low) != records.decision_rule():
+                records.set_threshold(self.access.user, verdicts.threshold, verdicts.uncertain_low,
+                                      reason="threshold panel", project=self.project)
         except AppError as error:
-            self.show_error("Records", str(error))
+            self.show_error("Threshold", str(error))
+            self._show_decision_rule()
+
+    def _show_decision_rule(self) -> None:
+        """Show the rule in use (the project's records hold it; the project file only a copy)."""
+        records = self.access.records
+        if records is None:
+            threshold, uncertain_low = self.project.threshold, self.project.uncertain_low
+        else:
+            threshold, uncertain_low = records.decision_rule()
+        self.threshold_panel.set_threshold(threshold)
+        self.threshold_panel.set_uncertain(uncertain_low)
 
     def _toggle_paint(self) -> None:
         on = self.paint_action.isChecked()
@@ -396,12 +395,14 @@ class MainWindow(QMainWindow):
         self.camera.captures_dir = project.captures_dir
         try:
             self.access.open_project(project)
+            if (project.threshold, project.uncertain_low) != (NORMALISED_THRESHOLD, None):
+                # a rule set before the records kept it: it stays the rule in use
+                self.access.records.adopt_decision_rule(project.threshold, project.uncertain_low)
         except AppError as error:
             self.show_error("Records", str(error))
         self.results_panel.model().clear()
         self.viewer.clear()
-        self.threshold_panel.set_threshold(project.threshold)
-        self.threshold_panel.set_uncertain(project.uncertain_low)
+        self._show_decision_rule()
         if project.model_path is not None:
             self.inspection.load_model(project.model_path)
         else:
@@ -417,12 +418,13 @@ class MainWindow(QMainWindow):
             return
         good = QFileDialog.getExistingDirectory(self, "Folder of good images", folder)
         try:
-            project = projects.create_project(folder, good_folder=good or None)
             # Nothing else is asked before the first verdict: the station starts as a single-user one, and
-            # a supervisor adds accounts and switches logins on later (Project → Users).
+            # a supervisor adds accounts and switches logins on later (Project → Users). Whoever is logged in
+            # must be allowed to create projects: the creator becomes the new project's supervisor.
             import getpass
 
-            projects.set_up_single_user(project, getpass.getuser())
+            project = projects.create_project(folder, good_folder=good or None, single_user=getpass.getuser(),
+                                              actor=self.access.user)
             self.set_project(project)
         except AppError as error:
             self.show_error("New project", str(error))
@@ -467,12 +469,12 @@ class MainWindow(QMainWindow):
         for key, value in values.items():
             setattr(self.project.training, key, value)
         self._save_project()
-        self.trainer.start(self.project, values)
+        self.trainer.start(self.project, values, self.access.user)
 
     def _model_trained(self, path) -> None:
-        # A new model brings its own calibration: its threshold is 0.5 again.
-        self.threshold_panel.set_threshold(0.5)
-        self._record_version(Path(path).name, "trained")
+        # A new model brings its own calibration: the training recorded it as the version in use, with the
+        # normalised threshold again.
+        self._show_decision_rule()
         self.inspection.load_model(path)
 
     def _estimate(self) -> None:
@@ -486,22 +488,22 @@ class MainWindow(QMainWindow):
 
     def _model_loaded(self, manifest: dict) -> None:
         calibration = manifest["calibration"]
-        scale = 0.5 / calibration["image_threshold"]
+        scale = NORMALISED_THRESHOLD / calibration["image_threshold"]
         self.threshold_panel.set_reference_scores(
             [s * scale for s in calibration["good_scores"]], [s * scale for s in calibration.get("defect_scores", [])]
         )
+        # The expected false-reject rate on new good parts follows the threshold (the model's tail fit).
+        loaded = self.inspection.calibration
+        self.threshold_panel.set_expected_rate(loaded.describe_expected_false_rejects if loaded is not None else None)
         backbone = manifest["backbone"]["name"]
         self.model_label.setText(f"model: {manifest['detector']} / {backbone} ({manifest['created'][:16]})")
         self._show_device()
         self.statusBar().showMessage("model loaded; inspect a folder (Ctrl+I), drop images here, or start the camera", 8000)
 
     def _show_device(self) -> None:
-        import torch
+        from anomalyapp.services.device import describe_device
 
-        if torch.cuda.is_available():
-            self.device_label.setText(f"device: CUDA ({torch.cuda.get_device_name(0)})")
-        else:
-            self.device_label.setText(f"device: CPU ({torch.get_num_threads()} threads)")
+        self.device_label.setText(f"device: {describe_device()}")
 
     # -------------------------------------------------------------------------------- inspection
     def inspect_folder_dialog(self) -> None:
@@ -562,17 +564,13 @@ class MainWindow(QMainWindow):
         threshold has come to rest, so dragging the line stays smooth."""
         self.results_panel.model().set_verdicts(verdicts)
         self.camera.verdicts = verdicts
-        if self.project is not None:
-            self.project.threshold = verdicts.threshold
-            self.project.uncertain_low = verdicts.uncertain_low
         self._threshold_settled.start()
 
     def _threshold_came_to_rest(self) -> None:
         verdicts = self.results_panel.model().verdicts()
         self.viewer.set_threshold_level(verdicts.threshold)
         if self.project is not None:
-            self._save_project()
-            self._audit_threshold()
+            self._commit_threshold()
 
     def label_current(self, label: str) -> None:
         """One key per decision: record the label (with note and painted region), then open the next image.
@@ -636,7 +634,7 @@ class MainWindow(QMainWindow):
         self._correction_started = time.perf_counter()
         self._correction_first_update = None
         self.statusBar().showMessage(f"learning {row.path.name} as good…")
-        self.inspection.learn_good(row.path, self.project.models_dir, listed)
+        self.inspection.learn_good(row.path, self.project.models_dir, listed, self.access.user)
 
     def _rescored(self, item) -> None:
         _, scores, _seconds = item
@@ -649,9 +647,8 @@ class MainWindow(QMainWindow):
 
     def _correction_done(self, result: dict) -> None:
         seconds = time.perf_counter() - self._correction_started
-        self.project.current_model = Path(result["folder"]).name
+        self.project.current_model = Path(result["folder"]).name  # the correction recorded it as the version in use
         self._save_project()
-        self._record_version(self.project.current_model, result["change"], correction=True)
         self.last_correction = result | {"first_update_s": self._correction_first_update, "gui_seconds": seconds}
         self.model_label.setText(f"model: {Path(result['folder']).name} (corrected)")
         self.statusBar().showMessage(
@@ -706,11 +703,10 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, "About anomalyapp", f"anomalyapp {__version__}\nOffline visual inspection trained on good images only.")
 
     def edit_preferences(self) -> None:
-        import torch
-
         from anomalyapp.gui.widgets.settings_dialog import SettingsDialog
+        from anomalyapp.services.device import cuda_available
 
-        dialog = SettingsDialog(self.app_config, torch.cuda.is_available(), self)
+        dialog = SettingsDialog(self.app_config, cuda_available(), self)
         if dialog.exec() == QDialog.DialogCode.Accepted:
             self.app_config = dialog.config()
             try:

@@ -34,6 +34,7 @@ from PySide6.QtGui import (
     QTextDocument,
 )
 
+from anomalyapp.core.colours import VERDICT_COLOURS
 from anomalyapp.core.errors import AppError
 from anomalyapp.core.files import write_atomically
 from anomalyapp.services.reports import ReportData, Thumbnail
@@ -53,7 +54,7 @@ ACCENT = "#1f4e79"
 RULE = "#c8d1db"
 HEAD_BG = "#e9eef4"
 ZEBRA = "#f6f8fa"
-COLOURS = {"OK": "#2e7d32", "Review": "#b26a00", "NG": "#c62828"}
+COLOURS = {verdict: colour.ink for verdict, colour in VERDICT_COLOURS.items()}  # verdicts as text on paper
 FONT_PREFERENCE = ("Segoe UI", "Helvetica Neue", "Arial", "Liberation Sans", "DejaVu Sans", "Noto Sans")
 
 _APP = None  # a QGuiApplication this module created, kept alive

@@ -177,17 +177,72 @@ def run_benchmark(request: BenchRequest) -> Generator[Progress, None, dict]:
         "backbones": {},
         "scaled_10x": {},
     }
-    context = multiprocessing.get_context("spawn")
     runs = [(name, 1) for name in backbones] + ([(name, 10) for name in backbones] if request.scale else [])
     for index, (name, factor) in enumerate(runs):
         yield Progress("bench", index, len(runs), f"{name}{' x10 patches' if factor > 1 else ''}")
         options = {"factor": factor, "repeats": request.repeats, "image_size": request.image_size,
                    "coreset_ratio": request.coreset_ratio}
-        with context.Pool(1) as pool:
-            figures = pool.apply(_measure, (name, _weights_for(name), train_paths, probe, options))
+        figures = run_in_child(_measure, (name, _weights_for(name), train_paths, probe, options))
         (result["backbones"] if factor == 1 else result["scaled_10x"])[name] = figures
     yield Progress("bench", len(runs), len(runs), "done")
     return result
+
+
+def run_in_child(function, args: tuple, started=None):
+    """``function(*args)`` in a fresh (spawned) process; its return value, or its error as a RuntimeError.
+
+    The child never outlives us: it exits as soon as this process is gone, however it went (SIGKILL
+    included), and it is terminated when we leave early (Ctrl+C, SIGTERM turned into SystemExit, an error).
+    ``started(pid)`` is called once the child runs.
+    """
+    from multiprocessing.connection import wait
+
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_child_main, args=(sender, function, args), daemon=True)
+    child.start()
+    sender.close()
+    try:
+        if started is not None:
+            started(child.pid)
+        wait([receiver, child.sentinel])
+        try:
+            status, value = receiver.recv()
+        except EOFError:
+            child.join()
+            raise RuntimeError(f"the benchmark process ended without a result (exit code {child.exitcode})") from None
+        if status == "error":
+            raise RuntimeError(f"the benchmark process failed: {value}")
+        child.join()
+        return value
+    finally:
+        if child.is_alive():
+            child.terminate()
+            child.join(5)
+            if child.is_alive():
+                child.kill()
+                child.join()
+        receiver.close()
+
+
+def _child_main(sender, function, args: tuple) -> None:
+    import os
+    import threading
+    import traceback
+
+    parent = multiprocessing.parent_process()
+
+    def exit_when_parent_is_gone():
+        parent.join()  # returns when the parent's end of the sentinel pipe closes: the parent has exited
+        os._exit(1)
+
+    threading.Thread(target=exit_when_parent_is_gone, daemon=True).start()
+    try:
+        sender.send(("ok", function(*args)))
+    except BaseException:
+        sender.send(("error", traceback.format_exc(limit=-3)))
+    finally:
+        sender.close()
 
 
 def write_markdown(result: dict, path: Path, command: str) -> None:

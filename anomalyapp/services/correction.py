@@ -3,6 +3,9 @@
 PatchCore appends the image's uncovered patches to its memory bank (``add_normal``); the autoencoder gets a
 short fine-tune on the image. Either way the result is saved as a new model version beside the old one
 (the old folder is never touched, so a roll-back is just pointing at it again).
+
+Teaching changes what the station decides: in a project, the acting user needs the ``train`` permission
+(checked before anything is learnt) and the new folder becomes the version in use, audited.
 """
 
 from __future__ import annotations
@@ -31,12 +34,33 @@ def learn_good_images(
     *,
     change: str | None = None,
     cancel: CancelToken | None = None,
+    actor=None,
 ) -> Generator[Progress, None, dict]:
     """Teach the session's model that these images are good; save and return the new version.
 
     The session's detector is updated in place (the caller serialises access to it). Returns a dict with
-    the new folder, its parent folder, what changed and the seconds spent learning and saving.
+    the new folder, its parent folder, what changed and the seconds spent learning and saving. When
+    ``models_dir`` is a project's, ``actor`` (the acting ``User``) must be allowed to train there.
     """
+    from anomalyapp.services import auth
+    from anomalyapp.services.project import open_model_change, use_model_version
+
+    target = Path(models_dir) / version_folder_name(session.detector.name)
+    records = open_model_change(target, actor, auth.TRAIN)
+    try:
+        result = yield from _learn(session, image_paths, target, change, cancel)
+        started = result.pop("started")
+        if records is not None:
+            use_model_version(records, target, result["change"], actor, correction=True)
+            result["total_seconds"] = time.perf_counter() - started
+        return result
+    finally:
+        if records is not None:
+            records.close()
+
+
+def _learn(session: InferenceSession, image_paths: list[Path], target: Path, change: str | None,
+           cancel: CancelToken | None) -> Generator[Progress, None, dict]:
     started = time.perf_counter()
     images = []
     for path in image_paths:
@@ -58,7 +82,6 @@ def learn_good_images(
     change = change or f"marked good: {names} ({what})"
     manifest = session.manifest
     parent = session.model_path.name
-    target = Path(models_dir) / version_folder_name(detector.name)
     save_model(
         detector,
         target,
@@ -75,4 +98,5 @@ def learn_good_images(
         "change": change,
         "learn_seconds": learned - started,
         "total_seconds": time.perf_counter() - started,
+        "started": started,
     }

@@ -26,9 +26,14 @@ def run_demo(root: Path, detector: str = "patchcore", weights: str | None = None
     yield from train(TrainRequest(data=data, detector=detector, out=model_path, weights=weights, epochs=15))
     session = InferenceSession(model_path, device="auto", weights=weights)
     metrics = yield from evaluate(session, data)
-    out = root / "predictions"
     folders = sorted({str(item.path.parent) for item in discover_dataset(data).test})
-    for item in predict_to_folder(session, folders, out):
+    job = predict_to_folder(session, folders, root / "predictions")
+    while True:
+        try:
+            item = next(job)
+        except StopIteration as stop:
+            out = Path(stop.value["out"])  # this run's own folder inside predictions/
+            break
         if isinstance(item, Progress):
             yield item
     return {"model": model_path, "metrics": metrics, "predictions": out, "data": data}

@@ -12,19 +12,65 @@ import numpy as np
 from anomalyapp.core.cancel import CancelToken, check
 from anomalyapp.core.errors import DataError
 from anomalyapp.core.types import Progress
+from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
 from anomalyapp.data.datasets import discover_dataset, pixel_truth
 from anomalyapp.engine import metrics
 from anomalyapp.services.inference import InferenceSession
 
+# False-reject rates at which the recall the scores allow is reported.
+REPORTED_FALSE_REJECT_RATES = (0.01, 0.05)
+
+
+def recall_at_false_reject_rate(labels, scores, rate: float) -> float | None:
+    """Share of defective images judged NG at the lowest threshold that judges at most ``rate`` of the good NG.
+
+    The threshold sits just above the (m+1)-th highest good score, m = floor(rate * good images); ties with
+    it stay OK. None without both classes.
+    """
+    labels = np.asarray(labels, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    good, defective = np.sort(scores[~labels])[::-1], scores[labels]
+    if good.size == 0 or defective.size == 0:
+        return None
+    allowed = int(np.floor(rate * good.size + 1e-9))
+    if allowed >= good.size:
+        return 1.0
+    return float(np.mean(defective > good[allowed]))
+
+
+def false_reject_metrics(labels, scores, threshold: float) -> dict:
+    """The threshold's false-reject rate and recall, and the recall the same scores allow at set rates."""
+    labels = np.asarray(labels, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    judged_ng = scores >= threshold
+    reached = float(judged_ng[~labels].mean()) if (~labels).any() else None
+    return {
+        "false_reject_rate": reached,
+        "recall": float(judged_ng[labels].mean()) if labels.any() else None,
+        "recall_at_false_reject_rate": {
+            f"{rate:g}": recall_at_false_reject_rate(labels, scores, rate) for rate in REPORTED_FALSE_REJECT_RATES
+        },
+        "recall_at_reached_false_reject_rate": (
+            recall_at_false_reject_rate(labels, scores, reached) if reached is not None else None
+        ),
+    }
+
 
 def evaluate(
-    session: InferenceSession, data: str | os.PathLike, cancel: CancelToken | None = None
+    session: InferenceSession,
+    data: str | os.PathLike,
+    cancel: CancelToken | None = None,
+    threshold: float = NORMALISED_THRESHOLD,
 ) -> Generator[Progress, None, dict]:
-    """Score the test split of ``data``; returns image and pixel metrics and those at the model's threshold.
+    """Score the test split of ``data``; returns image and pixel metrics and those at ``threshold``.
 
-    Scores are the normalised ones (threshold 0.5). Pixel metrics use the images that have pixel truth:
-    every good image, and defective images with a mask.
+    Scores are the normalised ones (the model's calibrated threshold is 0.5; pass the working threshold when
+    a station uses another). Pixel metrics use the images that have pixel truth:
+    every good image, and defective images with a mask. ``roc`` holds the image-level ROC curve
+    (``fpr``, ``tpr`` lists; None with one class only).
     """
+    if not np.isfinite(threshold) or threshold <= 0:
+        raise DataError(f"threshold {threshold} must be a positive number (normalised; the calibrated one is 0.5)")
     dataset = discover_dataset(data)
     if not dataset.test:
         raise DataError(f"{data} has no test images (expected test/good and test/<defect> folders)")
@@ -48,7 +94,6 @@ def evaluate(
         yield Progress("evaluate", index + 1, len(dataset.test), f"{item.path.name}: {prediction.verdict}")
     seconds = time.perf_counter() - started
     labels_array, scores_array = np.asarray(labels), np.asarray(scores, dtype=np.float64)
-    threshold = 0.5
     result = {
         "model": str(session.model_path),
         "data": str(Path(data)),
@@ -56,11 +101,20 @@ def evaluate(
         "anomalous": int(labels_array.sum()),
         "skipped": skipped,
         "threshold": threshold,
-        "threshold_raw": session.calibration.image_threshold,
+        "threshold_raw": threshold / NORMALISED_THRESHOLD * session.calibration.image_threshold,
+        "calibrated_threshold_raw": session.calibration.image_threshold,
+        "target_false_reject_rate": session.calibration.target_false_reject_rate,
+        "expected_false_reject_rate": session.calibration.expected_false_rejects(threshold),
         "seconds_per_image": seconds / max(1, len(labels)),
     }
     both_classes = 0 < labels_array.sum() < len(labels_array)
     result["image_auroc"] = metrics.auroc(labels_array, scores_array) if both_classes else None
+    # The curve for plotting, from the engine's one ROC (front ends draw it, they never recompute it).
+    if both_classes:
+        fpr, tpr, _ = metrics.roc_curve(labels_array, scores_array)
+        result["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+    else:
+        result["roc"] = None
     if both_classes:
         best_f1, best_threshold = metrics.f1_max(labels_array, scores_array)
         result["f1_max"], result["f1_max_threshold"] = best_f1, best_threshold
@@ -71,5 +125,6 @@ def evaluate(
     result["pixel_auroc"] = metrics.pixel_auroc(masks, maps) if has_defect_pixels else None
     result["aupro"] = metrics.aupro(masks, maps, fpr_limit=0.3) if has_defect_pixels else None
     result |= metrics.threshold_metrics(labels_array, scores_array, threshold)
+    result |= false_reject_metrics(labels_array, scores_array, threshold)
     result["per_image"] = rows
     return result

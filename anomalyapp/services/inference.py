@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import time
 from collections.abc import Generator, Iterable
@@ -11,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anomalyapp.core.cancel import CancelToken, check
+from anomalyapp.core.csv_cells import csv_text
 from anomalyapp.core.errors import DataError, ImageReadError
 from anomalyapp.core.files import write_text_atomically
 from anomalyapp.core.types import Prediction, Progress
@@ -104,24 +103,45 @@ def _overlay_name(path: Path, used: set[str]) -> str:
     return name
 
 
+def run_folder(parent: str | os.PathLike) -> Path:
+    """A new, empty folder ``parent/run-YYYYmmdd-HHMMSS-<pid>[-n]`` for one predict run.
+
+    Created with an exclusive mkdir, so two runs (two processes, or two calls in one) never write into the
+    same folder, and one run's table never describes another run's overlays.
+    """
+    parent = Path(parent)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create output folder {parent}: {exc.strerror or exc}") from None
+    stem = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    for attempt in range(1000):
+        folder = parent / (stem if attempt == 0 else f"{stem}-{attempt + 1}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise DataError(f"cannot create output folder {folder}: {exc.strerror or exc}") from None
+    raise DataError(f"cannot create a new run folder in {parent}: {stem} and its numbered variants all exist")
+
+
 def predict_to_folder(
     session: InferenceSession,
     inputs: Iterable[str | os.PathLike],
     out_dir: str | os.PathLike | None,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress | ImageResult, None, dict]:
-    """Score every input; with ``out_dir``, write ``results.csv`` and one overlay PNG per image.
+    """Score every input; with ``out_dir``, write ``results.csv`` and one overlay PNG per image into a new
+    folder of this run's own inside it (``run_folder``).
 
-    Yields each ``ImageResult`` as it comes and a ``Progress`` after it; returns a summary. The CSV is
-    written once at the end, atomically, so an interrupted run never leaves a partial table.
+    Yields each ``ImageResult`` as it comes and a ``Progress`` after it; returns a summary whose ``out`` is
+    the run's folder. The CSV is written once at the end, atomically: a run folder without ``results.csv``
+    is one that was interrupted, and runs at the same time never share a folder.
     """
     paths = expand_inputs(inputs)
-    out = Path(out_dir) if out_dir else None
-    if out is not None:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DataError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    out = run_folder(out_dir) if out_dir else None
     rows, used, counts = [], set(), {"OK": 0, "NG": 0, "error": 0}
     for index, result in enumerate(session.predict_paths(paths, cancel, keep_pixels=out is not None)):
         if result.ok:
@@ -138,9 +158,5 @@ def predict_to_folder(
         yield result
         yield Progress("predict", index + 1, len(paths), f"{result.path.name}: {verdict}")
     if out is not None:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["path", "score", "verdict", "raw_score", "error"])
-        writer.writerows(rows)
-        write_text_atomically(out / "results.csv", buffer.getvalue())
+        write_text_atomically(out / "results.csv", csv_text(["path", "score", "verdict", "raw_score", "error"], rows))
     return {"images": len(paths), **counts, "out": str(out) if out else None}

@@ -3,6 +3,12 @@
 A project is a folder holding ``project.json``; models live in ``models/`` (each training writes a new
 folder, so a cancelled or failed training never touches the model in use), camera captures in
 ``captures/``. The list of recent projects is kept in the app's config folder.
+
+The decision rule in use (threshold, uncertain band) belongs to the project's records
+(``RecordsService.decision_rule``), where only a supervisor changes it, with an audit entry; ``Project`` keeps
+a read-only copy for display. A project is created with its records and, for a single-user station, its one
+supervisor in one transaction, before ``project.json`` makes the folder a project: a crash at any point
+leaves either no project (create it again) or one that opens logged in.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 from anomalyapp.core import paths
 from anomalyapp.core.errors import DataError
 from anomalyapp.core.files import write_text_atomically
+from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
 
 PROJECT_FILE = "project.json"
 PROJECT_VERSION = 1
@@ -32,16 +39,44 @@ class TrainingSettings:
     device: str = "auto"
 
 
+TEST_PAUSE_ENV = "ANOMALYAPP_TEST_PAUSE_AT"  # tests only: "<point>:<marker file>" pauses there (kill -9 tests)
+
+
+def _test_pause(point: str) -> None:
+    """Tests only: stop at ``point`` (after writing the marker file) so a test can kill the process there."""
+    wanted = os.environ.get(TEST_PAUSE_ENV, "")
+    if wanted.partition(":")[0] == point:
+        import time
+
+        Path(wanted.partition(":")[2]).write_text(point)
+        time.sleep(3600)
+
+
 @dataclass
 class Project:
     root: Path
     name: str
     good_folder: str | None = None
     current_model: str | None = None  # folder name under models/
-    threshold: float = 0.5  # normalised; 0.5 is the calibrated threshold
-    uncertain_low: float | None = None
     training: TrainingSettings = field(default_factory=TrainingSettings)
     created: str = ""
+    # A copy of the decision rule in use (normalised; the calibrated threshold is NORMALISED_THRESHOLD), kept
+    # for display and for projects older than the records' rule. Read-only: RecordsService.set_threshold.
+    _threshold: float = field(default=NORMALISED_THRESHOLD, repr=False)
+    _uncertain_low: float | None = field(default=None, repr=False)
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    @property
+    def uncertain_low(self) -> float | None:
+        return self._uncertain_low
+
+    def keep_decision_rule(self, threshold: float, uncertain_low: float | None) -> None:
+        """Keep the copy in step with the rule the records hold (called by the records service)."""
+        self._threshold, self._uncertain_low = float(threshold), uncertain_low
+        self.save()
 
     @property
     def models_dir(self) -> Path:
@@ -69,6 +104,7 @@ class Project:
 
     def to_dict(self) -> dict:
         data = asdict(self)
+        data["threshold"], data["uncertain_low"] = data.pop("_threshold"), data.pop("_uncertain_low")
         data["root"] = None  # the folder is where the file is, not what it says
         data["version"] = PROJECT_VERSION
         return data
@@ -78,7 +114,19 @@ class Project:
         remember_recent(self.root)
 
 
-def create_project(root: str | os.PathLike, name: str | None = None, good_folder: str | os.PathLike | None = None) -> Project:
+def create_project(root: str | os.PathLike, name: str | None = None, good_folder: str | os.PathLike | None = None,
+                   *, single_user: str | None = None, actor=None, hasher=None) -> Project:
+    """A new project in ``root``.
+
+    ``single_user``: also give it one supervisor of that name with a random password nobody is shown, in
+    single-user mode (the station opens logged in as them); without it, the project asks for its first
+    supervisor when opened. ``actor``: the person logged in at the station, when there is one; creating a
+    project makes someone its supervisor, so an operator may not (``PermissionDenied``).
+    """
+    from anomalyapp.services import auth
+
+    if actor is not None:
+        auth.require(actor, auth.CREATE_PROJECT)
     root = Path(root)
     if (root / PROJECT_FILE).exists():
         raise DataError(f"{root} already holds a project; open it instead")
@@ -88,8 +136,62 @@ def create_project(root: str | os.PathLike, name: str | None = None, good_folder
         good_folder=str(good_folder) if good_folder else None,
         created=_dt.datetime.now().isoformat(timespec="seconds"),
     )
-    project.save()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"cannot create project folder {root}: {error.strerror or error}") from None
+    if single_user is not None:
+        set_up_single_user(project, single_user, hasher=hasher)
+    _test_pause("before_project_file")
+    project.save()  # last: until this file exists the folder is not a project
     return project
+
+
+def project_root_of(path: str | os.PathLike) -> Path | None:
+    """The project folder that holds ``path`` (itself or a parent with ``project.json``), or None."""
+    path = Path(path).resolve()
+    for folder in (path, *path.parents):
+        if (folder / PROJECT_FILE).is_file():
+            return folder
+    return None
+
+
+def open_model_change(model_folder: str | os.PathLike, actor, permission: str):
+    """Before writing a model folder: when it lies in a project, the project's open records after checking
+    that ``actor`` may ``permission`` there (``PermissionDenied`` otherwise); None outside any project.
+
+    A project's models go directly in its ``models/`` folder, where its model versions point.
+    """
+    from anomalyapp.services.records import RecordsService
+
+    root = project_root_of(Path(model_folder).parent)
+    if root is None:
+        return None
+    if Path(model_folder).resolve().parent != (root / "models").resolve():
+        raise DataError(f"a model of project {root} goes in its models folder ({root / 'models'}), "
+                        f"not {model_folder}")
+    records = RecordsService(root)
+    try:
+        records.auth.require(actor, permission)
+    except BaseException:
+        records.close()
+        raise
+    return records
+
+
+def use_model_version(records, folder: Path, change: str, actor, correction: bool = False):
+    """Record a new model folder of the project as a version in use (audited) and point project.json at it."""
+    parent = records.current_version()
+    parent_id = parent.id if parent else None
+    if correction:
+        version = records.add_correction(folder.name, parent_id, change, actor)
+    else:
+        version = records.add_version(folder.name, parent_id, change, actor, threshold=NORMALISED_THRESHOLD)
+    project = open_project(records.root)
+    project.current_model = folder.name
+    threshold, uncertain_low = records.decision_rule()
+    project.keep_decision_rule(threshold, uncertain_low)  # saves
+    return version
 
 
 def open_project(root: str | os.PathLike) -> Project:
@@ -104,6 +206,8 @@ def open_project(root: str | os.PathLike) -> Project:
         training = TrainingSettings(**data.pop("training", {}))
         data.pop("version", None)
         data.pop("root", None)
+        data["_threshold"] = data.pop("threshold", NORMALISED_THRESHOLD)
+        data["_uncertain_low"] = data.pop("uncertain_low", None)
         project = Project(root=root, training=training, **data)
     except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
         raise DataError(f"project file {file} is damaged: {exc}") from None
@@ -131,19 +235,21 @@ def remember_recent(root: Path) -> None:
         pass  # a read-only config folder must not stop the user's work
 
 
-def set_up_single_user(project: Project, name: str = "station") -> None:
+def set_up_single_user(project: Project, name: str = "station", hasher=None) -> None:
     """Give a project without accounts one supervisor in single-user mode (demo, self-test, scripts).
 
-    The password is random and not shown: such a station starts logged in; a person who wants logins
-    creates their own supervisor account (Users…) and switches single-user mode off.
+    The password is random and not shown: such a station starts logged in. To have logins, that supervisor
+    sets their own password (Users…) and then switches single-user mode off, which asks for it. The account
+    and the mode are one transaction: never an account nobody can log in as, without the mode.
     """
     import secrets
 
     from anomalyapp.services.records import RecordsService
 
-    with RecordsService(project.root) as records:
+    with RecordsService(project.root, hasher=hasher) as records, records.store.transaction():
         if records.auth.needs_first_user():
             user = records.auth.create_first_supervisor(name, f"Aa1-{secrets.token_urlsafe(16)}")
+            _test_pause("between_supervisor_and_single_user")
             records.auth.set_single_user_mode(user, True)
 
 
@@ -156,6 +262,6 @@ def demo_project(root: str | os.PathLike | None = None) -> Project:
     if (root / PROJECT_FILE).exists():
         project = open_project(root)
     else:
-        project = create_project(root, "Demo line (washers)", data / "train" / "good")
-    set_up_single_user(project, "demo")
+        project = create_project(root, "Demo line (washers)", data / "train" / "good", single_user="demo")
+    set_up_single_user(project, "demo")  # an older demo folder without accounts
     return project

@@ -1,8 +1,14 @@
 """Use cases over a project's records: record results, label them, search, summarise, tune the threshold
 from confirmed labels, and keep the history of model versions (apply a threshold, roll back).
 
-Every use case that changes something takes the acting ``User`` and checks its permission first
-(``services.auth``); the store writes the change and its audit entry in one transaction.
+Every use case that changes something takes the acting ``User`` and checks its permission first, against
+the account as stored now (``AuthService.require``); the store writes the change and its audit entry in one
+transaction.
+
+The decision rule in use (threshold and uncertain band) lives here, in the project's settings, and changes
+only through ``set_threshold`` (or with a model version: training, applying a threshold, rolling back), each
+checked and audited in the transaction that makes the change. ``record_results`` judges with that rule and
+records the version in use; a caller cannot pass its own.
 
 Scores are the detectors' normalised scores (the calibrated threshold sits at 0.5), so a threshold learnt
 from labels applies to every version that shares the same model folder; ``threshold_from_labels`` therefore
@@ -11,7 +17,6 @@ looks, by default, at the labelled inspections of the current version's folder o
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Iterable
@@ -19,6 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from anomalyapp.core.errors import AppError, DataError
+from anomalyapp.core.files import file_sha256
+from anomalyapp.core.verdicts import NORMALISED_THRESHOLD, verdict_for  # verdict_for re-exported for the front ends
 from anomalyapp.services import auth
 from anomalyapp.store.records import (  # the record types, re-exported for the front ends (they may not import store)
     LABELS,
@@ -27,36 +34,24 @@ from anomalyapp.store.records import (  # the record types, re-exported for the 
     InspectionQuery,
     InspectionRecord,
     LabelRecord,
+    LedgerReport,
     ModelVersion,
     RecordStore,
     User,
 )
 
 __all__ = [
-    "AuditEntry", "InspectionQuery", "InspectionRecord", "LabelRecord", "ModelVersion", "RecordsService", "Summary",
-    "ThresholdProposal", "User", "content_sha256", "verdict_for",
+    "AuditEntry", "InspectionQuery", "InspectionRecord", "LabelRecord", "LedgerReport", "ModelVersion", "RecordsService",
+    "Summary", "ThresholdProposal", "User", "content_sha256", "verdict_for",
 ]
 
 
 def content_sha256(path: str | os.PathLike) -> str | None:
     """sha256 of the file's bytes (hex), or None when it cannot be read (e.g. a camera frame never saved)."""
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as file:
-            for chunk in iter(lambda: file.read(1 << 20), b""):
-                digest.update(chunk)
+        return file_sha256(path)
     except OSError:
         return None
-    return digest.hexdigest()
-
-
-def verdict_for(score: float, threshold: float, uncertain_low: float | None = None) -> str:
-    """The judging rule: NG at or above the threshold, Review in [uncertain_low, threshold), else OK."""
-    if score >= threshold:
-        return "NG"
-    if uncertain_low is not None and score >= uncertain_low:
-        return "Review"
-    return "OK"
 
 
 @dataclass(frozen=True)
@@ -135,15 +130,35 @@ class ThresholdProposal:
     message: str = ""
 
 
+# At open the whole hash chain is checked up to this many ledger entries (about half a second here); beyond,
+# the quick check (triggers, numbering, newest entries) and `anomalyapp records verify` for the rest.
+OPEN_FULL_CHECK_ENTRIES = 20_000
+
+THRESHOLD_IN_USE = "threshold_in_use"  # settings keys of the decision rule in use
+UNCERTAIN_LOW_IN_USE = "uncertain_low_in_use"
+
+
+def check_decision_rule(threshold: float, uncertain_low: float | None) -> tuple[float, float | None]:
+    threshold = float(threshold)
+    if not math.isfinite(threshold) or threshold <= 0:
+        raise AppError(f"a threshold must be a positive number, not {threshold}")
+    if uncertain_low is not None:
+        uncertain_low = float(uncertain_low)
+        if not math.isfinite(uncertain_low) or not 0 <= uncertain_low < threshold:
+            raise AppError(f"the uncertain band's lower end must lie between 0 and the threshold {threshold:.3f}, "
+                           f"not {uncertain_low}")
+    return threshold, uncertain_low
+
+
 class RecordsService:
     """The records of the project in ``project_root`` (its ``records.sqlite3``), with accounts in ``auth``."""
 
-    def __init__(self, project_root: str | os.PathLike, *, hasher=None):
+    def __init__(self, project_root: str | os.PathLike, *, hasher=None, clock=None):
         self.root = Path(project_root)
         if not self.root.is_dir():
             raise DataError(f"project folder {self.root} does not exist")
         self.store = RecordStore.for_project(self.root)
-        self.auth = auth.AuthService(self.store, hasher)
+        self.auth = auth.AuthService(self.store, hasher, **({"clock": clock} if clock else {}))
 
     def close(self) -> None:
         self.store.close()
@@ -156,21 +171,17 @@ class RecordsService:
 
     # -- recording and labelling ------------------------------------------------------------------
 
-    def record_results(
-        self,
-        results: Iterable,
-        model_version_id: int | None,
-        threshold: float,
-        uncertain_low: float | None,
-        user: User,
-        source: str = "folder",
-    ) -> list[InspectionRecord]:
+    def record_results(self, results: Iterable, user: User, source: str = "folder") -> list[InspectionRecord]:
         """Record scored images (``ImageResult``-like: ``.path`` and ``.prediction``) in one transaction.
 
-        Unreadable images (no prediction) are skipped. The verdict is judged here with ``threshold`` and
-        ``uncertain_low``, the same rule the GUI shows; the content hash is the sha256 of the file's bytes.
+        Unreadable images (no prediction) are skipped. The verdict is judged here with the decision rule in
+        use (``decision_rule``) and the records name the model version in use; the content hash is the
+        sha256 of the file's bytes.
         """
-        auth.require(user, auth.INSPECT)
+        user = self.auth.require(user, auth.INSPECT)
+        version = self.store.current_model_version()
+        model_version_id = version.id if version else None
+        threshold, uncertain_low = self.decision_rule()
         records = []
         for result in results:
             prediction = getattr(result, "prediction", None)
@@ -194,7 +205,7 @@ class RecordsService:
     def label(self, inspection_id: int, label: str, note: str = "", region_png: bytes | None = None,
               user: User | None = None) -> LabelRecord:
         """Confirm or correct an inspection ('OK' or 'NG'), with an optional note and painted region (PNG)."""
-        auth.require(user, auth.LABEL)
+        user = self.auth.require(user, auth.LABEL)
         if label not in LABELS:
             raise AppError(f"a label is OK or NG, not {label!r}")
         return self.store.add_label(inspection_id, label, note=note, region_png=region_png, user_id=user.id)
@@ -227,7 +238,7 @@ class RecordsService:
 
         current = self.store.current_model_version()
         if current_threshold is None:
-            current_threshold = current.threshold if current else 0.5
+            current_threshold = current.threshold if current else NORMALISED_THRESHOLD
         if query is None:
             query = InspectionQuery()
             if current is not None:
@@ -262,16 +273,73 @@ class RecordsService:
 
         Supervisors only. The caller sets the project's threshold from the returned version.
         """
-        auth.require(user, auth.APPLY_THRESHOLD)
-        value = float(value)
-        if not math.isfinite(value) or value <= 0:
-            raise AppError(f"a threshold must be a positive number, not {value}")
+        user = self.auth.require(user, auth.APPLY_THRESHOLD)
+        value, _ = check_decision_rule(value, None)
         current = self.store.current_model_version()
         if current is None:
             raise AppError("no model version is recorded yet: train a model first")
-        return self.store.add_model_version(
-            current.folder, f"threshold {value:.3f}", value, parent_id=current.id, user_id=user.id, make_current=True
-        )
+        with self.store.transaction():
+            version = self.store.add_model_version(
+                current.folder, f"threshold {value:.3f}", value, parent_id=current.id, user_id=user.id,
+                make_current=True)
+            self._set_rule(value, self._band_below(value), user, f"applied as version {version.id}")
+        return version
+
+    # -- the decision rule in use -----------------------------------------------------------------
+
+    def decision_rule(self) -> tuple[float, float | None]:
+        """(threshold, lower end of the uncertain band or None) in use: what inspections are judged with."""
+        value = self.store.get_setting(THRESHOLD_IN_USE)
+        if value is None:  # never set: the model version's threshold, no band
+            current = self.store.current_model_version()
+            return (current.threshold if current else NORMALISED_THRESHOLD), None
+        low = self.store.get_setting(UNCERTAIN_LOW_IN_USE)
+        return float(value), (float(low) if low is not None else None)
+
+    def set_threshold(self, actor: User, threshold: float, uncertain_low: float | None = None, reason: str = "",
+                      project=None) -> bool:
+        """Make ``threshold`` (and the uncertain band from ``uncertain_low``, None for none) the rule in use.
+
+        Supervisors only; the change and its audit entries (old and new value, who, why) are one transaction.
+        ``project`` (a ``services.project.Project``), when given, keeps its copy of the rule in step. False when
+        nothing changed.
+        """
+        actor = self.auth.require(actor, auth.CHANGE_THRESHOLD)
+        threshold, uncertain_low = check_decision_rule(threshold, uncertain_low)
+        with self.store.transaction():
+            changed = self._set_rule(threshold, uncertain_low, actor, reason)
+        if project is not None:
+            project.keep_decision_rule(threshold, uncertain_low)
+        return changed
+
+    def adopt_decision_rule(self, threshold: float, uncertain_low: float | None) -> bool:
+        """A project older than the records' rule: take the rule it already used (its ``project.json``) as the
+        rule in use, audited as adopted. Does nothing once a rule is recorded; changes no decision."""
+        if self.store.get_setting(THRESHOLD_IN_USE) is not None:
+            return False
+        threshold, uncertain_low = check_decision_rule(threshold, uncertain_low)
+        with self.store.transaction():
+            if self.store.get_setting(THRESHOLD_IN_USE) is not None:
+                return False
+            return self._set_rule(threshold, uncertain_low, None, "adopted from project.json")
+
+    def _band_below(self, threshold: float) -> float | None:
+        """The uncertain band's lower end in use, if it still lies below ``threshold``."""
+        _, low = self.decision_rule()
+        return low if low is not None and low < threshold else None
+
+    def _set_rule(self, threshold: float, uncertain_low: float | None, actor: User | None, reason: str) -> bool:
+        old = self.decision_rule()
+        if old == (threshold, uncertain_low) and self.store.get_setting(THRESHOLD_IN_USE) is not None:
+            return False
+        user_id = actor.id if actor else None
+        self.store.set_setting(THRESHOLD_IN_USE, repr(threshold), user_id=user_id)
+        self.store.set_setting(UNCERTAIN_LOW_IN_USE, None if uncertain_low is None else repr(uncertain_low),
+                               user_id=user_id)
+        self.store.add_audit_entry("threshold_changed", "threshold", _rule_text(*old),
+                                   _rule_text(threshold, uncertain_low) + (f": {reason}" if reason else ""),
+                                   user_id=user_id)
+        return True
 
     # -- model versions ---------------------------------------------------------------------------
 
@@ -282,34 +350,42 @@ class RecordsService:
         return self.store.current_model_version()
 
     def add_version(self, folder: str, parent_id: int | None, change: str, user: User,
-                    threshold: float = 0.5) -> ModelVersion:
+                    threshold: float = NORMALISED_THRESHOLD) -> ModelVersion:
         """Record a new model (e.g. after training, change 'trained') and make it current. Supervisors only."""
-        auth.require(user, auth.TRAIN)
+        user = self.auth.require(user, auth.TRAIN)
         self._require_folder(folder)
-        return self.store.add_model_version(folder, change, threshold, parent_id=parent_id, user_id=user.id,
-                                            make_current=True)
+        threshold, _ = check_decision_rule(threshold, None)
+        with self.store.transaction():
+            version = self.store.add_model_version(folder, change, threshold, parent_id=parent_id, user_id=user.id,
+                                                   make_current=True)
+            self._set_rule(threshold, self._band_below(threshold), user, f"version {version.id} ({change})")
+        return version
 
     def add_correction(self, folder: str, parent_id: int | None, change: str, user: User,
                        threshold: float | None = None) -> ModelVersion:
         """Record a model corrected in place (e.g. a false positive learnt as good, change 'marked good: x.png')
         and make it current. It changes the model, so it needs the ``train`` permission like a training; the
         threshold carries over from the parent version unless given."""
-        auth.require(user, auth.TRAIN)
+        user = self.auth.require(user, auth.TRAIN)
         self._require_folder(folder)
         if threshold is None:
             parent = self.store.model_version(parent_id) if parent_id is not None else None
-            threshold = parent.threshold if parent else 0.5
+            threshold = parent.threshold if parent else NORMALISED_THRESHOLD
         return self.store.add_model_version(folder, change, threshold, parent_id=parent_id, user_id=user.id,
                                             make_current=True)
 
     def rollback(self, version_id: int, user: User) -> ModelVersion:
         """Go back to an earlier version (its folder and threshold). Supervisors only; audited."""
-        auth.require(user, auth.ROLLBACK)
+        user = self.auth.require(user, auth.ROLLBACK)
         version = self.store.model_version(version_id)
         if version is None:
             raise AppError(f"there is no model version {version_id}")
         self._require_folder(version.folder)
-        return self.store.set_current_model_version(version_id, user_id=user.id, action="rollback")
+        with self.store.transaction():
+            restored = self.store.set_current_model_version(version_id, user_id=user.id, action="rollback")
+            self._set_rule(restored.threshold, self._band_below(restored.threshold), user,
+                           f"rolled back to version {version_id}")
+        return restored
 
     def _require_folder(self, folder: str) -> None:
         path = self.root / "models" / folder
@@ -320,8 +396,30 @@ class RecordsService:
 
     def set_setting(self, key: str, value: str | None, user: User) -> bool:
         """A project setting that only a supervisor may change (audited with old and new value)."""
-        auth.require(user, auth.CHANGE_SETTINGS)
+        user = self.auth.require(user, auth.CHANGE_SETTINGS)
         return self.store.set_setting(key, value, user_id=user.id)
 
     def audit_log(self, subject: str | None = None, limit: int | None = 200):
         return self.store.audit_log(subject=subject, limit=limit)
+
+    # -- tamper evidence --------------------------------------------------------------------------
+
+    def verify(self, full: bool = True) -> LedgerReport:
+        """Check every chained row against the records' hash chain (see ``store.schema``); nothing is changed.
+        ``full=False`` checks the triggers, the ledger's numbering and its newest entries only."""
+        return self.store.verify_ledger(full=full)
+
+    def check_at_open(self) -> str | None:
+        """The warning to show when a project is opened, or None when nothing is wrong. The full check runs
+        when the ledger is small enough to be quick (``OPEN_FULL_CHECK_ENTRIES``), the quick one otherwise."""
+        report = self.verify(full=False)
+        if report.entries <= OPEN_FULL_CHECK_ENTRIES:  # small enough to name every changed row now
+            report = self.verify(full=True)
+        if report.intact:
+            return None
+        return (f"the records of this project were changed outside anomalyapp: {'; '.join(report.problems())}. "
+                f"Details: anomalyapp records verify {self.root}")
+
+
+def _rule_text(threshold: float, uncertain_low: float | None) -> str:
+    return f"{threshold:.3f}" + (f" (review from {uncertain_low:.3f})" if uncertain_low is not None else "")

@@ -18,8 +18,6 @@ atomically: a reader never sees half a file, and a failed write leaves the old o
 from __future__ import annotations
 
 import calendar
-import csv
-import io
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -30,12 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from anomalyapp import __version__
-from anomalyapp.core.errors import AppError, DataError
+from anomalyapp.core.csv_cells import csv_text
+from anomalyapp.core.errors import AppError
 from anomalyapp.core.files import write_atomically
 from anomalyapp.services.records import RecordsService, Summary
 from anomalyapp.store.records import InspectionQuery, InspectionRecord, LabelRecord, ModelVersion
 
-THUMBNAIL_SIZE = 240  # longest side, pixels
+REPORT_THUMBNAIL_SIZE = 240  # longest side of a thumbnail in a PDF report, pixels
 MAX_ROWS = 300
 MAX_THUMBNAILS = 20  # one page of the PDF
 REGION_COLOUR = (255, 0, 200)  # outline of a painted defect region
@@ -254,7 +253,7 @@ def _thumbnail(record: InspectionRecord, label, render_overlay: RenderOverlay | 
     if pixels is None:
         pixels = _plain_image(record.image_path)
     if pixels is not None:
-        pixels = _fit(pixels, THUMBNAIL_SIZE)
+        pixels = _fit(pixels, REPORT_THUMBNAIL_SIZE)
         if label is not None and label.region_png:
             pixels = _outline_region(pixels, label.region_png)
     return Thumbnail(record.id, record.file_name, pixels, record.verdict, record.score, record.label, overlay)
@@ -318,20 +317,16 @@ def export_csv(records: Iterable[InspectionRecord], path: str | os.PathLike, *,
                versions: dict[int, ModelVersion] | None = None, users: dict[int, str] | None = None) -> int:
     """Write inspections as CSV (one row each, ``INSPECTION_COLUMNS``); returns the number of rows."""
     versions, users = versions or {}, users or {}
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(INSPECTION_COLUMNS)
-    count = 0
+    rows = []
     for r in records:
         version = versions.get(r.model_version_id)
-        writer.writerow([
+        rows.append([
             r.id, _time(r.inspected_at), r.image_path, r.file_name, r.content_sha256 or "", _num(r.score),
             _num(r.raw_score), r.verdict, _num(r.threshold), _num(r.uncertain_low), r.label or "",
-            r.model_version_id or "", version.folder if version else "", r.source, _cell(users.get(r.user_id, "")),
+            r.model_version_id or "", version.folder if version else "", r.source, users.get(r.user_id, ""),
         ])
-        count += 1
-    write_atomically(path, buffer.getvalue().encode("utf-8-sig"))
-    return count
+    write_atomically(path, csv_text(INSPECTION_COLUMNS, rows, line_end="\r\n").encode("utf-8-sig"))
+    return len(rows)
 
 
 def export_inspections(records: RecordsService, query: InspectionQuery | None, path: str | os.PathLike) -> int:
@@ -356,25 +351,20 @@ def labels_export(records: RecordsService, query: InspectionQuery | None, path: 
     store = records.store
     versions = {v.id: v for v in store.model_versions()}
     users = {u.id: u.name for u in store.users()}
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(LABEL_COLUMNS)
-    count, batch = 0, []
+    rows, batch = [], []
 
     def flush():
-        nonlocal count
         current = store.current_labels([r.id for r in batch])
         for r in batch:
             label = current.get(r.id)
             if label is None:
                 continue
             version = versions.get(r.model_version_id)
-            writer.writerow([
-                r.image_path, r.content_sha256 or "", label.label, _cell(label.note), _cell(users.get(label.user_id, "")),
+            rows.append([
+                r.image_path, r.content_sha256 or "", label.label, label.note, users.get(label.user_id, ""),
                 _time(label.created_at), _num(r.score), r.verdict, r.model_version_id or "",
                 version.folder if version else "", r.id, _time(r.inspected_at), "yes" if label.region_png else "no",
             ])
-            count += 1
         batch.clear()
 
     for record in store.iter_inspections(query):
@@ -382,8 +372,8 @@ def labels_export(records: RecordsService, query: InspectionQuery | None, path: 
         if len(batch) >= 500:
             flush()
     flush()
-    write_atomically(path, buffer.getvalue().encode("utf-8-sig"))
-    return count
+    write_atomically(path, csv_text(LABEL_COLUMNS, rows, line_end="\r\n").encode("utf-8-sig"))
+    return len(rows)
 
 
 def _time(moment: datetime | None) -> str:
@@ -393,9 +383,5 @@ def _time(moment: datetime | None) -> str:
 def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.6g}"
 
-
-def _cell(text: str) -> str:
-    """Free text that a spreadsheet would run as a formula is quoted with a leading apostrophe."""
-    return "'" + text if text and text[0] in "=+-@\t\r" else text
 
 

@@ -23,7 +23,18 @@ def load_settings() -> AppConfig:
         return AppConfig()
     if config.device not in ("auto", "cpu", "cuda"):
         config = replace(config, device="auto")
+    limit = config.max_megapixels
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0):
+        config = replace(config, max_megapixels=None)
     return config
+
+
+def apply_pixel_limit(megapixels: float | None) -> None:
+    """The largest image this process decodes, in megapixels (``--max-pixels``, or ``max_megapixels`` of the
+    settings file); None: the ANOMALYAPP_MAX_PIXELS variable, else the default of 100."""
+    from anomalyapp.data.images import set_pixel_limit
+
+    set_pixel_limit(megapixels)
 
 
 def save_settings(config: AppConfig) -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from anomalyapp.core.cancel import CancelToken, check
-from anomalyapp.core.config import AutoencoderConfig, CalibrationConfig, PatchCoreConfig
+from anomalyapp.core.config import IMAGE_SIZE_RANGE, AutoencoderConfig, CalibrationConfig, PatchCoreConfig
 from anomalyapp.core.errors import DataError, ImageReadError
 from anomalyapp.core.types import Progress
 from anomalyapp.data.datasets import discover_dataset
-from anomalyapp.data.images import list_images, load_image
+from anomalyapp.data.images import list_images, load_training_image
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -74,8 +74,9 @@ def build_config(request: TrainRequest) -> PatchCoreConfig | AutoencoderConfig:
         raise DataError(f"unknown detector {request.detector!r}; choose patchcore or autoencoder")
     overrides |= {"backbone": request.backbone, "image_size": request.image_size, "keep_aspect": request.keep_aspect}
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    if config.image_size < 32 or config.image_size > 2048:
-        raise DataError(f"image size {config.image_size} is out of range (32 to 2048)")
+    smallest, largest = IMAGE_SIZE_RANGE
+    if not smallest <= config.image_size <= largest:
+        raise DataError(f"image size {config.image_size} is out of range ({smallest} to {largest})")
     if request.detector == "patchcore" and not 0 < config.coreset_ratio <= 1:
         raise DataError(f"coreset ratio {config.coreset_ratio} must be in (0, 1]")
     if request.detector == "autoencoder" and config.epochs < 1:
@@ -100,7 +101,7 @@ def choose_keep_aspect(paths: list[Path]) -> bool:
     aspects = []
     for path in paths[::step][:ASPECT_SAMPLE]:
         try:
-            height, width = load_image(path).pixels.shape[:2]
+            height, width = load_training_image(path).pixels.shape[:2]
         except ImageReadError:
             continue
         aspects.append(height / width)
@@ -109,8 +110,20 @@ def choose_keep_aspect(paths: list[Path]) -> bool:
     return max(aspects) / min(aspects) <= SAME_ASPECT_SPREAD
 
 
-def split_holdout(paths: list[Path], config: CalibrationConfig, seed: int) -> tuple[list[Path], list[Path]]:
-    """Seeded split of good images into (fit, held out for calibration)."""
+def capture_order_key(path: Path) -> tuple:
+    """Natural name order (``img9`` before ``img10``): cameras and line software number files as they capture."""
+    import re
+
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+                 for part in re.split(r"(\d+)", path.name) if part)
+
+
+def split_holdout(paths: list[Path], config: CalibrationConfig, seed: int = 0) -> tuple[list[Path], list[Path]]:
+    """Split good images into (fit, held out for calibration): the held-out ones are the last in capture order.
+
+    New batches drift; the latest images stand in for them better than a random draw of the same batch.
+    ``seed`` is unused (the split is no longer random) and kept for callers.
+    """
     if len(paths) < config.min_holdout + 1:
         raise DataError(
             f"at least {config.min_holdout + 1} good images are needed ({config.min_holdout} are held out to set "
@@ -118,10 +131,8 @@ def split_holdout(paths: list[Path], config: CalibrationConfig, seed: int) -> tu
         )
     count = max(config.min_holdout, int(round(len(paths) * config.holdout_fraction)))
     count = min(count, len(paths) - 1)
-    order = np.random.default_rng(seed).permutation(len(paths))
-    held = sorted(paths[i] for i in order[:count])
-    fit = sorted(paths[i] for i in order[count:])
-    return fit, held
+    ordered = sorted(paths, key=capture_order_key)
+    return ordered[: len(paths) - count], ordered[len(paths) - count :]
 
 
 def fingerprint(paths: list[Path]) -> str:
@@ -137,12 +148,22 @@ def fingerprint(paths: list[Path]) -> str:
 
 
 def iter_pixels(paths: list[Path], skipped: list[ImageReadError]) -> Iterator[np.ndarray]:
-    """RGB arrays of the readable images; unreadable ones are recorded in ``skipped`` and passed over."""
+    """RGB arrays of the readable images; unreadable or too small ones are recorded in ``skipped`` and passed over."""
     for path in paths:
         try:
-            yield load_image(path).to_rgb()
+            yield load_training_image(path).to_rgb()
         except ImageReadError as error:
             skipped.append(error)
+
+
+def _at_least_one(images: Iterator[np.ndarray], message: str) -> Iterator[np.ndarray]:
+    """Pass the images on; a ``DataError(message)`` when there were none, before the detector meets an empty set."""
+    count = 0
+    for image in images:
+        count += 1
+        yield image
+    if count == 0:
+        raise DataError(message)
 
 
 def score_images(detector, paths: list[Path], skipped: list[ImageReadError], cancel) -> tuple[list[float], list[float]]:
@@ -156,12 +177,43 @@ def score_images(detector, paths: list[Path], skipped: list[ImageReadError], can
     return scores, maxima
 
 
+def expected_rate_text(calibration) -> str | None:
+    """'expected false rejects 1.0 % (0.3-2.4 %) on new good parts at the threshold' or None (old rule)."""
+    from anomalyapp.engine.calibration import describe_rate
+
+    if calibration.expected_false_reject_rate is None:
+        return None
+    low, high = calibration.expected_false_reject_interval
+    return describe_rate(calibration.expected_false_reject_rate, low, high)
+
+
 def default_model_path(data: Path, detector: str) -> Path:
     return Path("models") / f"{data.resolve().name}-{detector}"
 
 
-def train(request: TrainRequest, cancel: CancelToken | None = None) -> Generator[Progress, None, TrainResult]:
-    """Fit, calibrate and save a model; yields progress and warnings, returns a ``TrainResult``."""
+def train(request: TrainRequest, cancel: CancelToken | None = None, *, actor=None
+          ) -> Generator[Progress, None, TrainResult]:
+    """Fit, calibrate and save a model; yields progress and warnings, returns a ``TrainResult``.
+
+    A model written into a project (``request.out`` in its ``models/``) changes what the station decides:
+    ``actor`` (the acting ``User``) must be allowed to train there, checked before any work, and the model
+    becomes the project's version in use, audited. Outside a project no account is involved.
+    """
+    from anomalyapp.services import auth
+    from anomalyapp.services.project import open_model_change, use_model_version
+
+    records = open_model_change(request.out or default_model_path(request.data, request.detector), actor, auth.TRAIN)
+    try:
+        result = yield from _train(request, cancel)
+        if records is not None:
+            use_model_version(records, result.model_path, "trained", actor)
+        return result
+    finally:
+        if records is not None:
+            records.close()
+
+
+def _train(request: TrainRequest, cancel: CancelToken | None) -> Generator[Progress, None, TrainResult]:
     from anomalyapp.engine.bundle import save_model
     from anomalyapp.engine.calibration import calibrate
     from anomalyapp.engine.detector import build_detector
@@ -198,14 +250,27 @@ def train(request: TrainRequest, cancel: CancelToken | None = None) -> Generator
     skipped: list[ImageReadError] = []
     reported = 0
     fit_started = time.perf_counter()
-    for progress in detector.fit(iter_pixels(fit_paths, skipped), len(fit_paths), cancel):
-        while reported < len(skipped):
-            yield Progress("warning", reported, None, f"skipped {skipped[reported]}")
-            reported += 1
-        yield progress
+    try:
+        unusable = (f"no image to fit in {request.data} could be used ({len(fit_paths)} tried, {len(calibration_paths)} "
+                    "held out; each reason is above)")
+        for progress in detector.fit(_at_least_one(iter_pixels(fit_paths, skipped), unusable), len(fit_paths), cancel):
+            while reported < len(skipped):
+                yield Progress("warning", reported, None, f"skipped {skipped[reported]}")
+                reported += 1
+            yield progress
+    except DataError:
+        for _ in iter_pixels(calibration_paths, skipped):  # the held-out ones' reasons too, when they have any
+            pass
+        for error in skipped[reported:]:  # every file's reason, then the one-line error
+            yield Progress("warning", 0, None, f"skipped {error}")
+        raise
     fit_seconds = time.perf_counter() - fit_started
     fitted_count = len(fit_paths) - len(skipped)
 
+    yield Progress("calibrate", 0, fitted_count, "scoring each fitted image without itself")
+    unseen_scores, unseen_maxima = yield from detector.unseen_scores(
+        iter_pixels(fit_paths, []), fitted_count, cancel  # unreadable ones were reported by the fit
+    )
     yield Progress("calibrate", 0, len(calibration_paths), "scoring held-out good images")
     before = len(skipped)
     good_scores, good_maxima = score_images(detector, calibration_paths, skipped, cancel)
@@ -214,9 +279,15 @@ def train(request: TrainRequest, cancel: CancelToken | None = None) -> Generator
         yield Progress("warning", 0, None, f"skipped {error}")
     if not good_scores:
         raise DataError("none of the held-out good images could be read; the threshold cannot be set")
+    evidence = {"held_out": len(good_scores), "fitted_unseen": len(unseen_scores)}
     detector.calibration = calibrate(
-        good_scores, good_maxima, sigmas=request.calibration.sigmas, source=source, defect_scores=defect_scores
+        good_scores + unseen_scores, good_maxima + unseen_maxima, source=source + " + each fitted image scored unseen",
+        target_false_reject_rate=request.calibration.target_false_reject_rate, sigmas=request.calibration.sigmas,
+        defect_scores=defect_scores, evidence=evidence,
     )
+    expected = expected_rate_text(detector.calibration)
+    if expected:
+        yield Progress("calibrate", 0, None, expected)
     check(cancel)
 
     out = request.out or default_model_path(request.data, request.detector)
@@ -236,7 +307,8 @@ def train(request: TrainRequest, cancel: CancelToken | None = None) -> Generator
         "fingerprint": fingerprint(fit_paths + calibration_paths),
     }
     path = save_model(detector, out, backbone=backbone, training_set=training_set, extra={"device_trained": device})
-    summary = {"threshold_raw": detector.calibration.image_threshold, "calibration": source}
+    summary = {"threshold_raw": detector.calibration.image_threshold, "calibration": detector.calibration.source,
+               "expected_false_rejects": expected}
     if hasattr(detector, "bank"):
         summary |= {"bank_size": detector.bank.size, "training_patches": detector.training_patches}
     if getattr(detector, "loss_history", None):

@@ -22,10 +22,11 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from anomalyapp.core.errors import StoreError
+from anomalyapp.core.verdicts import Verdict
 from anomalyapp.store import schema
 
 FILE_NAME = "records.sqlite3"
@@ -33,7 +34,7 @@ BUSY_TIMEOUT_MS = 10_000
 VERIFY_LIMIT_MB = 64  # files up to this size are checked whole at open (about a quarter of a second)
 CURRENT_MODEL_VERSION = "current_model_version"  # settings key: id of the model version in use
 
-VERDICTS = ("OK", "NG", "Review")
+VERDICTS = (Verdict.OK, Verdict.NG, Verdict.REVIEW)  # what a recorded inspection can be (Error is never recorded)
 LABELS = ("OK", "NG")
 ROLES = ("operator", "supervisor")
 LABEL_FILTERS = ("OK", "NG", "unlabelled", "labelled")
@@ -45,7 +46,7 @@ ORDERS = {
     "name": "file_name ASC, id ASC",
 }
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -126,6 +127,61 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
+class LedgerReport:
+    """What ``RecordStore.verify_ledger`` found. Rows are (table, key) pairs, keys as text.
+
+    ``full`` False is the quick check (the triggers and the newest ledger entries only): it cannot see an
+    edited row whose trigger was put back, so ``intact`` then means "nothing found so far".
+    """
+
+    entries: int  # ledger entries
+    head_sha256: str | None  # the newest entry's hash (hex): kept elsewhere, it vouches for the whole chain
+    rows_checked: int = 0
+    full: bool = True
+    edited: tuple[tuple[str, str], ...] = ()  # content differs from what the app last wrote
+    deleted: tuple[tuple[str, str], ...] = ()  # in the ledger, gone from its table
+    unrecorded: tuple[tuple[str, str], ...] = ()  # no ledger entry: inserted outside the app
+    chain_breaks: tuple[int, ...] = ()  # entries whose hash does not follow from the entry before
+    missing_entries: tuple[tuple[int, int], ...] = ()  # (first, last) ranges of ledger entries removed
+    triggers_dropped: tuple[str, ...] = ()
+    triggers_changed: tuple[str, ...] = ()
+    triggers_added: tuple[str, ...] = ()
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems()
+
+    def problems(self) -> list[str]:
+        """One line per kind of tampering found, naming the rows, entries or triggers (the first 20 of each)."""
+        lines = []
+        for rows, what in ((self.edited, "edited outside the app"), (self.deleted, "deleted outside the app"),
+                           (self.unrecorded, "inserted outside the app (no ledger entry)")):
+            if rows:
+                lines.append(f"{len(rows)} row(s) {what}: {_listed([f'{table} {key}' for table, key in rows])}")
+        if self.chain_breaks:
+            lines.append(f"ledger chain broken at entry {_listed([str(n) for n in self.chain_breaks])}")
+        if self.missing_entries:
+            ranges = [str(a) if a == b else f"{a}-{b}" for a, b in self.missing_entries]
+            lines.append(f"ledger entries removed: {_listed(ranges)}")
+        for names, what in ((self.triggers_dropped, "dropped"), (self.triggers_changed, "changed"),
+                            (self.triggers_added, "added outside the app")):
+            if names:
+                lines.append(f"trigger(s) {what}: {_listed(list(names))}")
+        return lines
+
+
+def _listed(items: list[str], most: int = 20) -> str:
+    more = f" and {len(items) - most} more" if len(items) > most else ""
+    return ", ".join(items[:most]) + more
+
+
+def _key_order(row: tuple[str, str]):
+    table, key = row
+    return (list(schema.LEDGER_TABLES).index(table) if table in schema.LEDGER_TABLES else 99, not key.isdigit(),
+            int(key) if key.isdigit() else 0, key)
+
+
+@dataclass(frozen=True)
 class InspectionQuery:
     """A search over inspections; every field is optional and they combine with AND.
 
@@ -165,7 +221,7 @@ class InspectionQuery:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _now_ms_precision() -> datetime:
@@ -206,6 +262,7 @@ _LABEL_COLUMNS = "id, inspection_id, label, note, region_png, user_id, created_a
 _USER_COLUMNS = "id, name, role, active, created_at"
 _VERSION_COLUMNS = "id, parent_id, folder, change, threshold, user_id, created_at"
 _AUDIT_COLUMNS = "id, at, user_id, action, subject, old_value, new_value"
+_LEDGER_INSPECTION_COLUMNS = ", ".join(schema.LEDGER_TABLES["inspections"])
 
 
 def _inspection(row) -> InspectionRecord:
@@ -412,10 +469,10 @@ class RecordStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read records database {self.path}: {exc}") from None
 
-    def _audit(self, conn, user_id, action, subject, old_value=None, new_value=None) -> None:
+    def _audit(self, conn, user_id, action, subject, old_value=None, new_value=None, at: datetime | None = None) -> None:
         conn.execute(
             "INSERT INTO audit_log (at, user_id, action, subject, old_value, new_value) VALUES (?, ?, ?, ?, ?, ?)",
-            (to_ms(now_utc()), user_id, action, subject, _text(old_value), _text(new_value)),
+            (to_ms(at or now_utc()), user_id, action, subject, _text(old_value), _text(new_value)),
         )
 
     # -- inspections ------------------------------------------------------------------------------
@@ -443,6 +500,10 @@ class RecordStore:
                      record.source, record.user_id),
                 )
                 out.append(replace(record, id=cursor.lastrowid, inspected_at=at, label=None))
+            if out:  # chained here rather than by a trigger (see schema.LEDGERED_BY_THE_STORE), as stored
+                schema.append_to_ledger(conn, "inspections", conn.execute(
+                    f"SELECT {_LEDGER_INSPECTION_COLUMNS} FROM inspections WHERE id BETWEEN ? AND ? ORDER BY id",
+                    (out[0].id, out[-1].id)))
         return out
 
     def inspection(self, inspection_id: int) -> InspectionRecord | None:
@@ -693,6 +754,28 @@ class RecordStore:
 
     # -- audit log --------------------------------------------------------------------------------
 
+    def add_audit_entry(self, action: str, subject: str, old_value=None, new_value=None, *,
+                        user_id: int | None, at: datetime | None = None) -> None:
+        """An audit entry of its own (e.g. a login attempt); joins the caller's transaction when there is one.
+        ``at``: the time to record, when the caller keeps its own clock (login throttling); default now."""
+        with self._transaction() as conn:
+            self._audit(conn, user_id, action, subject, old_value, new_value, at=at)
+
+    def audit_entries(self, *, actions: Sequence[str], limit: int, subject: str | None = None,
+                      subject_prefix: str | None = None) -> list[AuditEntry]:
+        """Entries with one of ``actions``, for one ``subject`` or every subject under ``subject_prefix``
+        (e.g. all 'login:...'), newest first. Both subject filters use the subject index."""
+        if subject is not None:
+            low, high = subject, subject + "\0"
+        else:
+            low = subject_prefix
+            high = subject_prefix[:-1] + chr(ord(subject_prefix[-1]) + 1)  # the first string past the prefix
+        marks = ", ".join("?" * len(actions))
+        rows = self._read(lambda c: c.execute(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE subject >= ? AND subject < ? AND action IN ({marks}) "
+            "ORDER BY id DESC LIMIT ?", (low, high, *actions, limit)).fetchall())
+        return [_audit(row) for row in rows]
+
     def audit_log(self, *, subject: str | None = None, limit: int | None = None, offset: int = 0) -> list[AuditEntry]:
         """Audit entries, newest first; ``subject`` like 'inspection:42', 'user:3' or 'setting:single_user'."""
         where, params = ("WHERE subject = ?", [subject]) if subject else ("", [])
@@ -700,6 +783,93 @@ class RecordStore:
             f"SELECT {_AUDIT_COLUMNS} FROM audit_log {where} ORDER BY id DESC LIMIT ? OFFSET ?",
             params + [-1 if limit is None else limit, offset]).fetchall())
         return [_audit(row) for row in rows]
+
+    # -- ledger -----------------------------------------------------------------------------------
+
+    def verify_ledger(self, *, full: bool = True, tail: int = 1000) -> LedgerReport:
+        """Check the records against their hash chain (schema version 4), in one consistent read.
+
+        Full: every ledger entry's hash is recomputed from the entry before it, and every row of every
+        chained table is hashed and compared with its newest ledger entry (edited, deleted, inserted outside
+        the app). Quick (``full=False``): the triggers, the ledger's numbering and its last ``tail`` entries.
+        """
+        conn = self._connection()
+        own = not conn.in_transaction
+        try:
+            if own:
+                conn.execute("BEGIN")  # a snapshot: the app may be writing meanwhile
+            try:
+                return self._verify_ledger(conn, full, tail)
+            finally:
+                if own:
+                    conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot check records database {self.path}: {exc}") from None
+
+    def _verify_ledger(self, conn, full: bool, tail: int) -> LedgerReport:
+        expected = schema.expected_triggers()
+        present = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall())
+        dropped = tuple(sorted(set(expected) - set(present)))
+        changed = tuple(sorted(name for name in expected if name in present and present[name] != expected[name]))
+        added = tuple(sorted(set(present) - set(expected)))
+
+        newest = conn.execute("SELECT max(id) FROM ledger").fetchone()[0] or 0
+        sequence = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'ledger'").fetchone()
+        start = 1 if full else max(1, newest - tail + 1)
+        row = conn.execute("SELECT entry_sha256 FROM ledger WHERE id < ? ORDER BY id DESC LIMIT 1", (start,)).fetchone()
+        previous = row[0] if row else None
+        next_id, breaks, missing, entries, latest = start, [], [], 0, {}
+        if not full:  # the numbering before the tail: count against the ids
+            count = conn.execute("SELECT count(*) FROM ledger WHERE id < ?", (start,)).fetchone()[0]
+            if count != start - 1:
+                missing.append((1, start - 1))  # somewhere in there; the full check says where
+            entries = count
+        chain = schema.chain_sha256
+        for id_, table, key, row_hash, entry in conn.execute(
+                "SELECT id, table_name, row_key, row_sha256, entry_sha256 FROM ledger WHERE id >= ? ORDER BY id",
+                (start,)):
+            entries += 1
+            if id_ != next_id:
+                missing.append((next_id, id_ - 1))
+            if chain(previous, table, key, row_hash) != entry:
+                breaks.append(id_)
+            previous, next_id = entry, id_ + 1
+            latest[(table, key)] = row_hash
+        last_issued = sequence[0] if sequence else 0
+        if last_issued >= next_id:  # the newest entries were removed
+            missing.append((next_id, last_issued))
+
+        edited, deleted, unrecorded, rows_checked = [], [], [], 0
+        if not full:  # the newest row of each table must have an entry (a row added by another tool has none)
+            newest_chained = dict(conn.execute(
+                "SELECT table_name, max(CAST(row_key AS INTEGER)) FROM ledger WHERE table_name <> 'settings' "
+                "GROUP BY table_name").fetchall())
+            for table in schema.LEDGER_TABLES:
+                if table != "settings":
+                    newest_row = conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0]
+                    if newest_row is not None and newest_row > (newest_chained.get(table) or 0):
+                        unrecorded.append((table, str(newest_row)))
+        else:
+            row_hash_of = schema.row_sha256
+            for table, columns in schema.LEDGER_TABLES.items():
+                for values in conn.execute(f"SELECT {', '.join(columns)} FROM {table}"):
+                    rows_checked += 1
+                    key = str(values[0])
+                    recorded = latest.pop((table, key), _NOT_RECORDED)
+                    if recorded is _NOT_RECORDED or recorded is None:  # None: deleted by the app, yet here
+                        unrecorded.append((table, key))
+                    elif recorded != row_hash_of(table, *values):
+                        edited.append((table, key))
+            deleted = [row for row, recorded in latest.items() if recorded is not None]
+        return LedgerReport(
+            entries=entries, head_sha256=previous.hex() if previous else None, rows_checked=rows_checked, full=full,
+            edited=tuple(sorted(edited, key=_key_order)), deleted=tuple(sorted(deleted, key=_key_order)),
+            unrecorded=tuple(sorted(unrecorded, key=_key_order)), chain_breaks=tuple(breaks),
+            missing_entries=tuple(missing), triggers_dropped=dropped, triggers_changed=changed, triggers_added=added,
+        )
+
+
+_NOT_RECORDED = object()
 
 
 def _text(value) -> str | None:

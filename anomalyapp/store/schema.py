@@ -7,12 +7,19 @@ whose version is newer than ``SCHEMA_VERSION`` was written by a newer anomalyapp
 
 Conventions: times are INTEGER milliseconds since the Unix epoch, UTC; ids are INTEGER PRIMARY KEYs; rows
 of ``labels`` and ``audit_log`` are never changed or deleted (triggers refuse it): a correction is a new row.
+Since version 4 every row that matters is also chained in the ``ledger`` (see ``_v4_ledger``).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import json.encoder
 import os
 import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
 
 from anomalyapp.core.errors import StoreError
 
@@ -115,7 +122,139 @@ _V3 = """
 CREATE INDEX IF NOT EXISTS inspections_at_verdict_label ON inspections(inspected_at, verdict, label);
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3]
+
+# Version 4: the ledger, a hash chain over every row that matters, so an edit made outside the app is evident.
+#
+# Every insert and update of inspections, labels, users, model_versions, settings and audit_log (and every
+# deletion of a setting) appends a ledger entry in the same transaction: the table, the row's key, the
+# sha256 of the row's canonical content (``row_sha256``) and the entry's own hash, which covers the previous
+# entry's hash (``chain_sha256``). Triggers write the entries (inserts of inspections: the store, see
+# ``LEDGERED_BY_THE_STORE``); ``RecordStore.verify_ledger`` recomputes both hashes. The triggers call
+# functions that only the app registers, so a plain SQLite tool cannot change or delete these rows without
+# first dropping a trigger, which the check names too. Rows and ledger entries are never deleted (triggers).
+# Rows written before this migration are chained once, here: they are vouched for from this moment on only.
+# Anyone who knows these rules can rebuild the whole chain: the newest entry's hash, noted elsewhere (the
+# verify command prints it), is what vouches for everything before it.
+LEDGER_TABLES: dict[str, tuple[str, ...]] = {  # table -> its columns, the key first; the order is the hash's
+    "users": ("id", "name", "role", "password_hash", "created_at", "active"),
+    "model_versions": ("id", "parent_id", "folder", "change", "threshold", "user_id", "created_at"),
+    "settings": ("key", "value"),
+    "inspections": ("id", "image_path", "content_sha256", "inspected_at", "model_version_id", "score", "raw_score",
+                    "verdict", "threshold", "uncertain_low", "source", "user_id", "file_name", "label"),
+    "labels": ("id", "inspection_id", "label", "note", "region_png", "user_id", "created_at"),
+    "audit_log": ("id", "at", "user_id", "action", "subject", "old_value", "new_value"),
+}
+_NEVER_DELETED = ("users", "model_versions", "inspections")  # labels and audit_log have had their triggers since v1
+_NEVER_CHANGED = ("labels", "audit_log")  # their v1 triggers refuse any update: no ledger trigger needed
+# Inserts into inspections are chained by the store itself (``RecordStore.record_inspections``), not by a
+# trigger: an INSERT trigger on that table, with its six indexes, made every insert about three times slower
+# (measured: any AFTER or BEFORE INSERT trigger, even one that does nothing; UPDATE and DELETE triggers cost
+# nothing on insert). A row inserted there by another tool simply has no ledger entry, which the check names.
+LEDGERED_BY_THE_STORE = ("inspections",)
+
+
+def _blob(value):
+    if isinstance(value, (bytes, memoryview)):
+        return {"blob": bytes(value).hex()}
+    raise TypeError(f"a records value cannot be {type(value).__name__}")
+
+
+# One compact, ASCII-only JSON encoder, built once (json.dumps with options builds a new one per call, which
+# doubled the time of a full check); the plain encoder where the C one is missing gives the same text.
+if json.encoder.c_make_encoder is not None:
+    _encode_chunks = json.encoder.c_make_encoder(None, _blob, json.encoder.encode_basestring_ascii, None, ":", ",",
+                                                 False, False, True)
+
+    def _canonical(values: tuple) -> str:
+        return "".join(_encode_chunks(values, 0))
+else:  # pragma: no cover - CPython always has the C encoder
+    _canonical = json.JSONEncoder(separators=(",", ":"), default=_blob).encode
+
+_NO_ENTRY = bytes(32)
+
+
+def row_sha256(table: str, *values) -> bytes:
+    """The hash of a row's canonical content: sha256 of the compact, ASCII-only JSON array [table, value, ...]
+    in ``LEDGER_TABLES`` order; a BLOB as {"blob": hex}, a float as Python writes it (which round-trips)."""
+    return hashlib.sha256(_canonical((table, *values)).encode()).digest()
+
+
+def chain_sha256(previous: bytes | None, table: str, key, row_hash: bytes | None) -> bytes:
+    """A ledger entry's hash: sha256 of the previous entry's hash (32 zero bytes before the first entry),
+    then 0x01 and the row's hash, or 0x00 for a deleted row, then the table name, a zero byte and the row's
+    key as text (UTF-8). Every part before the key has a fixed length or ends in the zero byte."""
+    flagged_row = b"\x00" if row_hash is None else b"\x01" + bytes(row_hash)
+    return hashlib.sha256(b"".join((bytes(previous or _NO_ENTRY), flagged_row, table.encode(), b"\x00",
+                                    str(key).encode()))).digest()
+
+
+_LAST_ENTRY = "(SELECT entry_sha256 FROM ledger ORDER BY id DESC LIMIT 1)"
+
+
+def append_to_ledger(conn: sqlite3.Connection, table: str, rows: Iterable[Sequence]) -> int:
+    """Chain these rows of ``table`` (each its values in ``LEDGER_TABLES`` order, as stored) onto the ledger,
+    in the caller's transaction; return how many entries were added."""
+    row = conn.execute(_LAST_ENTRY[1:-1]).fetchone()
+    previous = row[0] if row else None
+    entries = []
+    for values in rows:
+        row_hash = row_sha256(table, *values)
+        previous = chain_sha256(previous, table, values[0], row_hash)
+        entries.append((table, str(values[0]), row_hash, previous))
+    conn.executemany("INSERT INTO ledger (table_name, row_key, row_sha256, entry_sha256) VALUES (?, ?, ?, ?)", entries)
+    return len(entries)
+
+
+def _ledger_trigger(table: str, event: str) -> str:
+    row = "OLD" if event == "DELETE" else "NEW"
+    key = f"{row}.{LEDGER_TABLES[table][0]}"
+    if event == "DELETE":
+        row_hash = "NULL"
+    else:
+        row_hash = f"anomalyapp_row_sha256('{table}', {', '.join(f'NEW.{c}' for c in LEDGER_TABLES[table])})"
+    return (
+        f"CREATE TRIGGER {table}_ledger_{event.lower()} AFTER {event} ON {table}\n"
+        f"BEGIN INSERT INTO ledger (table_name, row_key, row_sha256, entry_sha256)\n"
+        f"    SELECT '{table}', {key}, h, anomalyapp_chain_sha256({_LAST_ENTRY}, '{table}', {key}, h)\n"
+        f"    FROM (SELECT {row_hash} AS h); END"
+    )
+
+
+def _v4_ledger(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE ledger (\n"
+        "    id           INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "    table_name   TEXT NOT NULL,\n"
+        "    row_key      TEXT NOT NULL,\n"
+        "    row_sha256   BLOB,\n"  # NULL: the row was deleted (only settings are, by the app)
+        "    entry_sha256 BLOB NOT NULL\n"
+        ")"
+    )
+    # Chain what is already there, table by table in key order.
+    counts = {table: append_to_ledger(conn, table, conn.execute(
+        f"SELECT {', '.join(columns)} FROM {table} ORDER BY {columns[0]}").fetchall())
+        for table, columns in LEDGER_TABLES.items()}
+    for statement in (
+        "CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger\n"
+        "BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: entries cannot be changed'); END",
+        "CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger\n"
+        "BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: entries cannot be deleted'); END",
+        *(f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}\n"
+          f"BEGIN SELECT RAISE(ABORT, '{table} are records: they cannot be deleted'); END" for table in _NEVER_DELETED),
+        *(_ledger_trigger(table, "INSERT") for table in LEDGER_TABLES if table not in LEDGERED_BY_THE_STORE),
+        *(_ledger_trigger(table, "UPDATE") for table in LEDGER_TABLES if table not in _NEVER_CHANGED),
+        _ledger_trigger("settings", "DELETE"),
+    ):
+        conn.execute(statement)
+    if any(counts.values()):  # say, in the log itself, from when the older rows are vouched for
+        conn.execute(
+            "INSERT INTO audit_log (at, user_id, action, subject, old_value, new_value) VALUES (?, NULL, ?, ?, NULL, ?)",
+            (time.time_ns() // 1_000_000, "ledger_started", "ledger",
+             "rows before this entry chained at migration: " + ", ".join(f"{n} {t}" for t, n in counts.items() if n)),
+        )
+
+
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [_V1, _V2, _V3, _v4_ledger]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -127,6 +266,8 @@ def file_name_key(image_path: str) -> str:
 def register_functions(conn: sqlite3.Connection) -> None:
     """SQL functions the migrations use; registered on every connection."""
     conn.create_function("anomalyapp_file_name", 1, file_name_key, deterministic=True)
+    conn.create_function("anomalyapp_row_sha256", -1, row_sha256, deterministic=True)
+    conn.create_function("anomalyapp_chain_sha256", 4, chain_sha256, deterministic=True)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -155,8 +296,12 @@ def migrate(conn: sqlite3.Connection, path: str | os.PathLike, target: int | Non
             if current >= target:
                 conn.execute("COMMIT")
                 break
-            for statement in statements(MIGRATIONS[current]):
-                conn.execute(statement)
+            step = MIGRATIONS[current]
+            if callable(step):  # a migration that computes (version 4 chains the existing rows)
+                step(conn)
+            else:
+                for statement in statements(step):
+                    conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {current + 1}")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -181,3 +326,14 @@ def statements(script: str) -> list[str]:
     if buffer.strip():
         raise ValueError(f"incomplete SQL statement in migration: {buffer.strip()[:60]}")
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def expected_triggers() -> dict[str, str]:
+    """{name: SQL} of every trigger the migrations create, read from a fresh in-memory database."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        migrate(conn, ":memory:")
+        return dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall())
+    finally:
+        conn.close()

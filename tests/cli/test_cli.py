@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,19 +12,18 @@ from anomalyapp.cli.main import main
 from cli_helpers import assert_clean_error, run_cli
 
 
-
-
 def test_predict_writes_results_and_overlays(patchcore_model, demo_line, tmp_path):
     out = tmp_path / "out"
     code = main(["predict", str(patchcore_model), str(demo_line / "test" / "good"), str(demo_line / "test" / "scratch"),
                  "--out", str(out)])
     assert code == 0
-    rows = list(csv.DictReader((out / "results.csv").open()))
+    [run] = out.glob("run-*")  # each run writes into a folder of its own
+    rows = list(csv.DictReader((run / "results.csv").open()))
     assert len(rows) == 8
     assert {row["verdict"] for row in rows} <= {"OK", "NG"}
     scratches = [row for row in rows if "scratch" in row["path"]]
     assert all(row["verdict"] == "NG" for row in scratches)
-    assert len(list(out.glob("*_overlay.png"))) == 8
+    assert len(list(run.glob("*_overlay.png"))) == 8
 
 
 def test_evaluate_writes_all_metric_keys(patchcore_model, demo_line, tmp_path):
@@ -38,6 +35,12 @@ def test_evaluate_writes_all_metric_keys(patchcore_model, demo_line, tmp_path):
         assert key in metrics
     assert metrics["image_auroc"] >= 0.9
     assert sum(map(sum, metrics["confusion_matrix"])) == 12
+    # the ROC curve comes with the result, from the engine's one implementation
+    from anomalyapp.engine.metrics import roc_curve
+
+    rows = metrics["per_image"]
+    fpr, tpr, _ = roc_curve([r["defect_type"] != "good" for r in rows], [r["score"] for r in rows])
+    assert metrics["roc"] == {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
 
 
 def test_train_skips_an_unreadable_image_and_names_it(demo_line, tmp_path, capsys):
@@ -82,7 +85,8 @@ def test_predict_on_corrupt_image_reports_it_and_goes_on(patchcore_model, demo_l
     result = run_cli("predict", patchcore_model, folder, "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     assert "zero.jpg" in result.stderr and "empty file" in result.stderr
-    rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    [results] = (tmp_path / "out").glob("run-*/results.csv")
+    rows = list(csv.DictReader(results.open()))
     assert [row["verdict"] for row in rows] == ["OK", "error"]
 
 
@@ -94,3 +98,30 @@ def test_usage_error_exit_code():
 def test_version():
     result = run_cli("--version")
     assert result.returncode == 0 and "anomalyapp" in result.stdout
+
+
+def test_evaluate_at_a_working_threshold_reports_false_rejects_and_recall(patchcore_model, demo_line, tmp_path):
+    default, lower = tmp_path / "default.json", tmp_path / "lower.json"
+    scores_csv = tmp_path / "scores.csv"
+    assert main(["evaluate", str(patchcore_model), str(demo_line), "--json", str(default)]) == 0
+    assert main(["evaluate", str(patchcore_model), str(demo_line), "--json", str(lower), "--threshold", "0.05",
+                 "--csv", str(scores_csv)]) == 0
+    at_default, at_lower = json.loads(default.read_text()), json.loads(lower.read_text())
+    assert at_default["threshold"] == 0.5 and at_lower["threshold"] == 0.05
+    assert at_lower["threshold_raw"] == pytest.approx(at_default["threshold_raw"] * 0.1)
+    for key in ("false_reject_rate", "recall", "recall_at_false_reject_rate", "expected_false_reject_rate"):
+        assert key in at_lower
+    assert set(at_lower["recall_at_false_reject_rate"]) == {"0.01", "0.05"}
+    # A threshold far below the calibrated one rejects every good part; the rate follows the scores.
+    good = [r["score"] for r in at_lower["per_image"] if r["defect_type"] == "good"]
+    assert at_lower["false_reject_rate"] == pytest.approx(sum(s >= 0.05 for s in good) / len(good))
+    assert at_lower["false_reject_rate"] > at_default["false_reject_rate"]
+    assert at_lower["expected_false_reject_rate"][0] > at_default["expected_false_reject_rate"][0]
+    rows = list(csv.DictReader(scores_csv.open()))
+    assert len(rows) == at_lower["images"]
+    assert all(row["verdict"] == ("NG" if float(row["score"]) >= 0.05 else "OK") for row in rows)
+
+
+def test_evaluate_refuses_a_threshold_that_is_not_positive(patchcore_model, demo_line, capsys):
+    assert main(["evaluate", str(patchcore_model), str(demo_line), "--threshold", "-1"]) == 2
+    assert "threshold -1" in capsys.readouterr().err

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import re
-import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 

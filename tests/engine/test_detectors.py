@@ -5,16 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anomalyapp.core.cancel import CancelToken, Cancelled
+from anomalyapp.core.cancel import Cancelled, CancelToken
 from anomalyapp.core.config import AutoencoderConfig, PatchCoreConfig
+from anomalyapp.core.types import drain
 from anomalyapp.data.datasets import discover_dataset
 from anomalyapp.data.images import load_image
 from anomalyapp.engine.detector import build_detector
 from anomalyapp.engine.features import resolve_weights
 from anomalyapp.engine.metrics import auroc
-from anomalyapp.core.types import drain
-
-
 
 
 def _fitted(kind, config, data):

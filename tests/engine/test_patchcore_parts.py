@@ -7,13 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from anomalyapp.core.cancel import CancelToken, Cancelled
+from anomalyapp.core.cancel import Cancelled, CancelToken
+from anomalyapp.core.types import drain
 from anomalyapp.engine.calibration import calibrate, threshold_from_good
 from anomalyapp.engine.memory_bank import MemoryBank
 from anomalyapp.engine.sampling import greedy_coreset
-from anomalyapp.core.types import drain
-
-
 
 
 def test_greedy_coreset_covers_clusters_and_reports_radius():

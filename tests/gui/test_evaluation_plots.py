@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from anomalyapp.engine import metrics
-from anomalyapp.gui.widgets.evaluation_plots import METRIC_ROWS, EvaluationPlots, roc_auc, roc_points
+from anomalyapp.gui.widgets.evaluation_plots import METRIC_ROWS, EvaluationPlots
 
 pytestmark = pytest.mark.gui
 
@@ -22,6 +22,8 @@ def _result(**overrides) -> dict:
         "recall": 0.88, "accuracy": 0.91, "f1": 0.89, "confusion_matrix": [[28, 2], [3, 17]], "threshold": 0.5,
         "per_image": per_image,
     }
+    fpr, tpr, _ = metrics.roc_curve([0] * len(good) + [1] * len(bad), np.r_[good, bad])  # as the service does
+    result["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
     result.update(overrides)
     return result
 
@@ -39,23 +41,10 @@ def _table(widget: EvaluationPlots) -> dict[str, str]:
     return {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
 
 
-def test_roc_points_match_the_engine():
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, 200)
-    scores = np.round(rng.normal(labels * 0.8, 0.5), 1)  # with ties
-    fpr, tpr, thr = roc_points(labels, scores)
-    e_fpr, e_tpr, e_thr = metrics.roc_curve(labels, scores)
-    np.testing.assert_allclose(fpr, e_fpr)
-    np.testing.assert_allclose(tpr, e_tpr)
-    np.testing.assert_allclose(thr, e_thr)
-    assert roc_auc(fpr, tpr) == pytest.approx(metrics.auroc(labels, scores))
+def test_the_widget_draws_the_services_roc_and_never_recomputes_it():
+    import anomalyapp.gui.widgets.evaluation_plots as module
 
-
-def test_roc_points_rejects_one_class():
-    with pytest.raises(ValueError):
-        roc_points([0, 0, 0], [0.1, 0.2, 0.3])
-    with pytest.raises(ValueError):
-        roc_points([0, 1], [0.1])
+    assert not hasattr(module, "roc_points") and not hasattr(module, "roc_auc")  # one ROC: the engine's
 
 
 def test_metrics_table_with_na(plots):
@@ -84,26 +73,19 @@ def test_roc_title_curve_and_histogram(plots):
     assert "AUROC 0.973" in plots.roc.getPlotItem().titleLabel.text
     fpr, tpr = plots._roc_item.getData()
     assert fpr[0] == 0 and tpr[-1] == 1 and fpr[-1] == 1
+    np.testing.assert_allclose(fpr, _result()["roc"]["fpr"])
     x, y = plots._operating_point.getData()
-    assert len(x) == 1 and 0 <= x[0] <= 1 and 0 <= y[0] <= 1
+    assert (x[0], y[0]) == pytest.approx((2 / 30, 17 / 20))  # from the confusion matrix at the threshold
     _, good = plots._good_item.getData()
     _, bad = plots._defect_item.getData()
     assert good.sum() == pytest.approx(100.0) and bad.sum() == pytest.approx(100.0)  # None score skipped
     assert plots._threshold_line.value() == pytest.approx(0.5)
 
 
-def test_auroc_computed_when_missing(plots):
-    result = _result(image_auroc=None)
-    plots.show_evaluation(result)
-    rows = [r for r in result["per_image"] if r["score"] is not None]
-    expected = metrics.auroc([r["defect_type"] != "good" for r in rows], [r["score"] for r in rows])
-    assert f"AUROC {expected:.3f}" in plots.roc.getPlotItem().titleLabel.text
-    assert _table(plots)["Image AUROC"] == "n/a"
-
-
 def test_single_class_does_not_fail(plots):
     result = _result(image_auroc=None)
     result["per_image"] = [r for r in result["per_image"] if r["defect_type"] == "good"]
+    result["roc"] = None
     plots.show_evaluation(result)
     assert "AUROC n/a" in plots.roc.getPlotItem().titleLabel.text
     assert plots._roc_item.getData()[0] is None or len(plots._roc_item.getData()[0]) == 0

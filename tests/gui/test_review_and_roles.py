@@ -170,3 +170,47 @@ def test_lock_screen_requires_login_again(qtbot, window, project):
     dialog.password.setText(OPERATOR[1])
     dialog._try()
     assert window.access.user.name == OPERATOR[0] and window.centralWidget().isEnabled()
+
+
+def test_single_user_goes_off_only_with_the_supervisors_password_so_the_lock_never_locks_everyone_out(
+        qtbot, window, tmp_path, demo_line):
+    project = projects.create_project(tmp_path / "solo", "solo", demo_line / "train" / "good", single_user="root")
+    window.set_project(project)
+    assert window.access.user.name == "root"
+    window.show_users()
+    users = window.users_dialog
+    users.new_name.setText(OPERATOR[0])
+    users.new_password.setText(OPERATOR[1])
+    users._add()
+    typed = []
+    users.ask_password = lambda title, label: typed.pop(0) if typed else None
+    users.single_user.setChecked(False)  # the password prompt cancelled: single-user stays on
+    assert users.single_user.isChecked() and window.access.records.auth.single_user_mode()
+    assert "type the password of root" in users.message.text()
+    typed[:] = ["Rootpass1"]
+    users.table.clearSelection()
+    users._set_password()  # nobody selected: your own (the random one was never shown)
+    typed[:] = ["Rootpass1"]
+    users.single_user.setChecked(False)
+    assert not users.single_user.isChecked() and not window.access.records.auth.single_user_mode()
+    users.close()
+    window.lock_action.trigger()
+    assert window.access.user is None
+    dialog = window.login_dialog
+    dialog.name.setText("root")
+    dialog.password.setText("Rootpass1")
+    dialog._try()
+    assert window.access.user.name == "root" and window.access.user.is_supervisor
+
+
+def test_an_operator_may_not_create_a_project(qtbot, window, project, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    _open_and_log_in(qtbot, window, project, OPERATOR)
+    folders = iter([str(tmp_path / "mine"), ""])
+    # the folder choosers are the one part a headless test cannot click: they answer with these folders
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: next(folders))
+    window.new_project()
+    assert "operator Olga may not create projects" in window.last_error
+    assert not (tmp_path / "mine" / "project.json").exists() and window.project.root == project.root
+

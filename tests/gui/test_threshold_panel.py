@@ -195,3 +195,21 @@ def test_line_labels_follow_programmatic_values(panel):
     assert panel._low_line.label.toPlainText() == "review 0.42"
     panel.set_threshold(0.8)
     assert panel._line.label.toPlainText() == "threshold 0.80"
+
+
+def test_expected_false_reject_readout_follows_the_threshold(qtbot, panel):
+    from anomalyapp.engine.calibration import calibrate
+
+    good = np.random.default_rng(0).gamma(4.0, 1.0, 80)
+    calibration = calibrate(good, good, source="synthetic", target_false_reject_rate=0.01)
+    panel.set_expected_rate(calibration.describe_expected_false_rejects)
+    at_calibrated = panel.expected_rate_text()
+    assert at_calibrated.startswith("expected false rejects 1.0 %")
+    assert "Expected false rejects 1.0 %" in panel.stats_label.text()
+    panel.set_threshold(0.3)
+    lower = panel.expected_rate_text()
+    assert lower != at_calibrated
+    assert lower in panel.stats_label.text().lower() or lower[1:] in panel.stats_label.text()
+    assert float(lower.split()[3]) > 1.0  # a lower threshold expects more false rejects
+    panel.set_expected_rate(None)
+    assert "xpected" not in panel.stats_label.text()

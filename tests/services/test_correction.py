@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import shutil
 
+from anomalyapp.core.types import drain
 from anomalyapp.data.datasets import discover_dataset
 from anomalyapp.services.correction import learn_good_images
 from anomalyapp.services.inference import InferenceSession
-from anomalyapp.core.types import drain
-
-
 
 
 def test_false_positive_becomes_ok_and_a_new_version_is_saved(patchcore_model, demo_line, tmp_path):

@@ -154,7 +154,7 @@ def test_operator_cannot_change_threshold_model_or_users(records, people, tmp_pa
     assert records.current_version() == v1
     assert records.store.user(anna.id).role == "operator"
     # what an operator may do
-    (record,) = records.record_results(_results(tmp_path, [0.7]), v1.id, 0.5, None, anna)
+    (record,) = records.record_results(_results(tmp_path, [0.7]), anna)
     assert records.label(record.id, "NG", "scratch", None, anna).user_id == anna.id
 
 
@@ -178,7 +178,7 @@ def test_single_user_mode_logs_in_the_supervisor_who_switched_it_on(records, peo
     second = records.auth.add_user(people.boss, "Chris", "Supervisor2", "supervisor")
     records.auth.set_role(second, people.boss.id, "operator")
     assert records.auth.auto_login() is None
-    records.auth.set_single_user_mode(second, False)
+    records.auth.set_single_user_mode(second, False, password="Supervisor2")
     assert not records.auth.single_user_mode()
     assert records.store.get_setting(auth.SINGLE_USER_ID) is None
 
@@ -190,7 +190,8 @@ def test_single_user_mode_logs_in_the_supervisor_who_switched_it_on(records, peo
 def test_record_results_judges_hashes_and_skips_unreadable(records, people, tmp_path):
     results = _results(tmp_path, [0.2, 0.45, 0.7])
     results.append(SimpleNamespace(path=tmp_path / "broken.png", prediction=None))
-    saved = records.record_results(results, None, 0.5, 0.4, people.anna, source="camera")
+    records.set_threshold(people.boss, 0.5, 0.4)
+    saved = records.record_results(results, people.anna, source="camera")
     assert [r.verdict for r in saved] == ["OK", "Review", "NG"]
     assert saved[0].content_sha256 == hashlib.sha256(b"image 0").hexdigest()
     assert all(r.source == "camera" and r.user_id == people.anna.id for r in saved)
@@ -199,7 +200,8 @@ def test_record_results_judges_hashes_and_skips_unreadable(records, people, tmp_
 
 
 def test_summary_counts_and_confusion_matrix(records, people, tmp_path):
-    saved = records.record_results(_results(tmp_path, [0.1, 0.2, 0.45, 0.6, 0.7, 0.8]), None, 0.5, 0.4, people.anna)
+    records.set_threshold(people.boss, 0.5, 0.4)
+    saved = records.record_results(_results(tmp_path, [0.1, 0.2, 0.45, 0.6, 0.7, 0.8]), people.anna)
     for record, label in zip(saved, ["OK", "NG", "OK", "OK", "NG", None]):
         if label:
             records.label(record.id, label, user=people.anna)
@@ -217,14 +219,14 @@ def test_summary_counts_and_confusion_matrix(records, people, tmp_path):
 def test_labels_propose_the_f1_optimal_threshold(records, people, tmp_path):
     version = records.add_version("m1", None, "trained", people.boss)
     ok_scores, ng_scores = [0.2, 0.3, 0.35, 0.45, 0.52], [0.6, 0.7, 0.9]
-    saved = records.record_results(_results(tmp_path, ok_scores + ng_scores), version.id, 0.5, None, people.anna)
+    saved = records.record_results(_results(tmp_path, ok_scores + ng_scores), people.anna)
     for record in saved:
         records.label(record.id, "NG" if record.score >= 0.6 else "OK", user=people.anna)
     # an unlabelled inspection and one of another model do not count
     (tmp_path / "more").mkdir()
-    records.record_results(_results(tmp_path / "more", [0.99]), version.id, 0.5, None, people.anna)
-    other = records.add_version("m2", None, "trained", people.boss)
-    (foreign,) = records.record_results(_results(tmp_path / "more", [0.1]), other.id, 0.5, None, people.anna)
+    records.record_results(_results(tmp_path / "more", [0.99]), people.anna)
+    records.add_version("m2", None, "trained", people.boss)
+    (foreign,) = records.record_results(_results(tmp_path / "more", [0.1]), people.anna)
     records.label(foreign.id, "NG", user=people.anna)
     records.rollback(version.id, people.boss)
 
@@ -239,7 +241,7 @@ def test_labels_propose_the_f1_optimal_threshold(records, people, tmp_path):
 
 
 def test_threshold_proposal_needs_both_labels(records, people, tmp_path):
-    (record,) = records.record_results(_results(tmp_path, [0.7]), None, 0.5, None, people.anna)
+    (record,) = records.record_results(_results(tmp_path, [0.7]), people.anna)
     records.label(record.id, "NG", user=people.anna)
     proposal = records.threshold_from_labels()
     assert proposal.proposed_threshold is None and "one labelled OK" in proposal.message
@@ -291,7 +293,7 @@ def test_a_correction_is_a_version_that_keeps_the_threshold(records, people):
 
 
 def test_label_history_keeps_every_correction(records, people, tmp_path):
-    (record,) = records.record_results(_results(tmp_path, [0.7]), None, 0.5, None, people.anna)
+    (record,) = records.record_results(_results(tmp_path, [0.7]), people.anna)
     png = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
     records.label(record.id, "NG", "scratch", png, people.anna)
     records.label(record.id, "OK", "reflection, not a scratch", None, people.boss)

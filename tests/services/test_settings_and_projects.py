@@ -9,6 +9,7 @@ import pytest
 from anomalyapp.core.config import AppConfig
 from anomalyapp.core.errors import DataError
 from anomalyapp.services import project as projects
+from anomalyapp.services.records import RecordsService
 from anomalyapp.services.settings import load_settings, save_settings, settings_file
 
 
@@ -25,9 +26,9 @@ def test_settings_round_trip_and_damaged_file(tmp_path, monkeypatch):
 
 def test_project_create_open_and_recent(tmp_path, monkeypatch):
     monkeypatch.setenv("ANOMALYAPP_CONFIG_DIR", str(tmp_path / "config"))
-    project = projects.create_project(tmp_path / "p", "Housing", tmp_path / "good")
-    project.threshold = 0.6
-    project.save()
+    project = projects.create_project(tmp_path / "p", "Housing", tmp_path / "good", single_user="boss")
+    with RecordsService(project.root) as records:
+        records.set_threshold(records.auth.auto_login(), 0.6, reason="test", project=project)
     reopened = projects.open_project(tmp_path / "p")
     assert reopened.name == "Housing" and reopened.threshold == 0.6 and reopened.model_path is None
     assert projects.recent_projects()[0] == (tmp_path / "p").resolve()

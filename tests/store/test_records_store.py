@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -278,7 +278,7 @@ def test_times_round_trip_in_utc(store):
     moment = datetime(2024, 5, 3, 23, 30, 15, 123000, tzinfo=timezone(timedelta(hours=2)))
     record = store.record_inspection(_inspection(at=moment))
     read = store.inspection(record.id)
-    assert read.inspected_at == moment and read.inspected_at.tzinfo == timezone.utc
+    assert read.inspected_at == moment and read.inspected_at.tzinfo == UTC
     assert read == record
 
 

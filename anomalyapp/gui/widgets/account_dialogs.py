@@ -12,9 +12,9 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFormLayout,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QLineEdit,
-    QMessageBox,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -144,6 +144,10 @@ class UsersDialog(QDialog):
         toggle_role.clicked.connect(self._switch_role)
         deactivate = QPushButton("Deactivate / reactivate")
         deactivate.clicked.connect(self._toggle_active)
+        set_password = QPushButton("Set password…")
+        set_password.setObjectName("set_password_button")
+        set_password.setToolTip("Set or reset the selected user's password (yours when nobody is selected)")
+        set_password.clicked.connect(self._set_password)
         self.single_user = QCheckBox(f"Single-user station: start logged in as {actor.name}, no login prompt")
         self.single_user.setObjectName("single_user_toggle")
         self.single_user.setChecked(self.auth.single_user_mode())
@@ -154,12 +158,18 @@ class UsersDialog(QDialog):
         actions = QHBoxLayout()
         actions.addWidget(toggle_role)
         actions.addWidget(deactivate)
+        actions.addWidget(set_password)
         actions.addStretch(1)
         layout = QVBoxLayout(self)
         layout.addWidget(self.table)
         layout.addLayout(actions)
         layout.addLayout(row)
         layout.addWidget(self.single_user)
+        self.message = QLabel("")
+        self.message.setObjectName("users_message")
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #d64541")
+        layout.addWidget(self.message)
         close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         close.rejected.connect(self.reject)
         layout.addWidget(close)
@@ -176,10 +186,12 @@ class UsersDialog(QDialog):
                 self.table.setItem(row, column, item)
 
     def _run(self, action) -> None:
+        """Do it; a refusal is shown as one line in the dialog."""
+        self.message.setText("")
         try:
             action()
         except AppError as error:
-            QMessageBox.warning(self, "Users", str(error))
+            self.message.setText(str(error))
         self._refresh()
 
     def _selected(self):
@@ -205,5 +217,23 @@ class UsersDialog(QDialog):
             method = self.auth.deactivate_user if user.active else self.auth.reactivate_user
             self._run(lambda: method(self.actor, user.id))
 
+    # Both ask with QInputDialog; tests replace these two to type the answers.
+    def ask_password(self, title: str, label: str) -> str | None:
+        text, ok = QInputDialog.getText(self, title, label, QLineEdit.EchoMode.Password)
+        return text if ok else None
+
+    def _set_password(self) -> None:
+        user = self._selected() or self.actor
+        password = self.ask_password("Set password", f"New password for {user.name}:")
+        if password is not None:
+            self._run(lambda: self.auth.set_password(self.actor, user.id, password))
+
     def _single_user(self, enabled: bool) -> None:
-        self._run(lambda: self.auth.set_single_user_mode(self.actor, enabled))
+        password = None
+        if not enabled:
+            # Logins come back: prove now that a supervisor (you) can log in afterwards.
+            password = self.ask_password("Switch single-user mode off", f"Your password ({self.actor.name}):")
+        self._run(lambda: self.auth.set_single_user_mode(self.actor, enabled, password))
+        self.single_user.blockSignals(True)
+        self.single_user.setChecked(self.auth.single_user_mode())  # unchanged when refused
+        self.single_user.blockSignals(False)

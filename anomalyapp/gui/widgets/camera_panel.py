@@ -16,6 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from anomalyapp.core.colours import VERDICT_COLOURS
+
 RESOLUTIONS = (None, (640, 480), (1280, 720), (1920, 1080), (2592, 1944))
 
 
@@ -150,6 +152,10 @@ class CameraPanel(QWidget):
         self.status_label.setText(text)
 
     def show_verdict(self, verdict: str, score: float) -> None:
-        colours = {"OK": "#2e9e4f", "NG": "#d64541", "Review": "#e0a100"}
         self.verdict_label.setText(f"{verdict}  {score:.2f}")
-        self.verdict_label.setStyleSheet(f"color: {colours.get(verdict, '#888')}")
+        colour = VERDICT_COLOURS.get(verdict)
+        # A badge in the table's verdict colours: its own text colour reads on light and dark palettes.
+        self.verdict_label.setStyleSheet(
+            f"background-color: {colour.fill}; color: {colour.on_fill}; border-radius: 4px; padding: 2px 8px"
+            if colour is not None else ""
+        )

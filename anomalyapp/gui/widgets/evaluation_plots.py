@@ -1,13 +1,10 @@
 """Evaluation results: score histogram by class, ROC curve and a metrics table.
 
-The widget only displays the dict returned by the evaluation service (``services.evaluation.evaluate``);
-the one computation it does, the ROC curve for plotting, is ``roc_points`` below (numpy only, since the
-GUI may import services and core but not the engine).
+The widget only displays the dict returned by the evaluation service (``services.evaluation.evaluate``),
+ROC curve included: the curve is the engine's, computed once by the service, never re-implemented here.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 import pyqtgraph as pg
@@ -23,15 +20,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
 from anomalyapp.gui.widgets.threshold_panel import (
     DEFECT_COLOUR,
     GOOD_COLOUR,
     THRESHOLD_COLOUR,
-    with_alpha,
     style_plot,
+    with_alpha,
 )
 
-__all__ = ["EvaluationPlots", "roc_points", "roc_auc", "METRIC_ROWS"]
+__all__ = ["EvaluationPlots", "METRIC_ROWS"]
 
 NOT_AVAILABLE = "n/a"
 
@@ -51,36 +49,6 @@ METRIC_ROWS = (
     ("FN (defect passed)", ("confusion_matrix", 1, 0), "count"),
     ("TP (defect rejected)", ("confusion_matrix", 1, 1), "count"),
 )
-
-
-def roc_points(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray):
-    """ROC curve for plotting: (fpr, tpr, thresholds), one point per distinct score plus (0, 0) at +inf.
-
-    ``labels`` are 1/True for anomalous; a sample is predicted anomalous when its score is >= threshold.
-    Raises ValueError when the inputs differ in length or only one class is present.
-    """
-    y = np.asarray(labels).astype(bool).ravel()
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    if y.size != s.size:
-        raise ValueError(f"got {y.size} labels but {s.size} scores")
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError("the ROC curve needs both normal and anomalous samples")
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # last index of each distinct score
-    tp = np.cumsum(y)[last_of_tie]
-    fp = (last_of_tie + 1) - tp
-    fpr = np.r_[0.0, fp / n_neg]
-    tpr = np.r_[0.0, tp / n_pos]
-    return fpr, tpr, np.r_[np.inf, s[last_of_tie]]
-
-
-def roc_auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
-    """Area under a ROC curve by the trapezoid rule."""
-    fpr, tpr = np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2.0)
 
 
 def _lookup(result: dict, key):
@@ -139,7 +107,7 @@ class EvaluationPlots(QWidget):
         self.histogram.addItem(self._defect_item)
         self._legend = legend
         self._threshold_line = pg.InfiniteLine(
-            pos=0.5, angle=90, movable=False, pen=pg.mkPen(THRESHOLD_COLOUR, width=2, style=Qt.PenStyle.DashLine),
+            pos=NORMALISED_THRESHOLD, angle=90, movable=False, pen=pg.mkPen(THRESHOLD_COLOUR, width=2, style=Qt.PenStyle.DashLine),
             label="threshold {value:.2f}",
             labelOpts={"position": 0.93, "color": "#ffffff", "fill": with_alpha(THRESHOLD_COLOUR, 230),
                        "anchors": [(0, 0.5), (0, 0.5)]},
@@ -215,7 +183,7 @@ class EvaluationPlots(QWidget):
         self._defect_item.setData([], [])
         self._roc_item.setData([], [])
         self._operating_point.setData([], [])
-        self._threshold_line.setValue(0.5)
+        self._threshold_line.setValue(NORMALISED_THRESHOLD)
         self.roc.setTitle("ROC")
 
     def show_evaluation(self, result: dict) -> None:
@@ -225,7 +193,7 @@ class EvaluationPlots(QWidget):
             self.metrics_table.item(row, 1).setText(_format(_lookup(result, key), kind))
 
         threshold = result.get("threshold")
-        threshold = 0.5 if threshold is None else float(threshold)
+        threshold = NORMALISED_THRESHOLD if threshold is None else float(threshold)
         labels, scores = [], []
         for item in result.get("per_image") or ():
             score = item.get("score")
@@ -236,7 +204,7 @@ class EvaluationPlots(QWidget):
         labels_arr = np.asarray(labels, dtype=bool)
         scores_arr = np.asarray(scores, dtype=np.float64)
         self._show_histogram(labels_arr, scores_arr, threshold)
-        self._show_roc(labels_arr, scores_arr, threshold, result.get("image_auroc"))
+        self._show_roc(result.get("roc"), result.get("confusion_matrix"), result.get("image_auroc"))
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -259,16 +227,15 @@ class EvaluationPlots(QWidget):
         self.histogram.setXRange(0.0, xmax, padding=0.03)
         self.histogram.setYRange(0.0, peak * 1.15 if peak else 100.0, padding=0)
 
-    def _show_roc(self, labels: np.ndarray, scores: np.ndarray, threshold: float, auroc) -> None:
-        try:
-            fpr, tpr, thresholds = roc_points(labels, scores)
-        except ValueError:
-            self.roc.setTitle(f"ROC (AUROC {_format(auroc, 'ratio')})")
-            return
-        if auroc is None:
-            auroc = roc_auc(fpr, tpr)
-        self._roc_item.setData(fpr, tpr)
-        # the operating point: the last curve point whose threshold is still >= the model's threshold
-        i = int(np.count_nonzero(thresholds >= threshold)) - 1
-        self._operating_point.setData([fpr[i]], [tpr[i]])
+    def _show_roc(self, roc: dict | None, confusion, auroc) -> None:
         self.roc.setTitle(f"ROC (AUROC {_format(auroc, 'ratio')})")
+        if not roc:
+            return
+        self._roc_item.setData(np.asarray(roc["fpr"], dtype=np.float64), np.asarray(roc["tpr"], dtype=np.float64))
+        # The operating point: the rates at the model's threshold, from the result's confusion matrix
+        # [[tn, fp], [fn, tp]] (the curve's point for the same threshold).
+        try:
+            (tn, fp), (fn, tp) = confusion
+            self._operating_point.setData([fp / (tn + fp)], [tp / (fn + tp)])
+        except (TypeError, ValueError, ZeroDivisionError):
+            pass

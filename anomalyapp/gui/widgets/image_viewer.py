@@ -46,9 +46,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
 from anomalyapp.services.rendering import regions_above
 
-DEFAULT_THRESHOLD_LEVEL = 0.5
+DEFAULT_THRESHOLD_LEVEL = NORMALISED_THRESHOLD
 FLOOR_FRACTION = 0.25  # heat-map values below FLOOR_FRACTION * threshold level are not drawn
 DEFAULT_OPACITY = 0.5
 BACKGROUND = "#1b1d21"

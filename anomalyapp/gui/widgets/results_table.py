@@ -9,8 +9,7 @@ moving the threshold re-judges thousands of rows in a few milliseconds without r
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +40,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from anomalyapp.core.colours import VERDICT_COLOURS
+from anomalyapp.core.verdicts import SEVERITY, Verdict, Verdicts
+
 __all__ = [
     "VERDICTS",
     "VERDICT_COLOURS",
@@ -56,16 +58,7 @@ __all__ = [
 ]
 
 #: The four verdicts, most severe first.
-VERDICTS = ("NG", "Review", "OK", "Error")
-
-#: (background, foreground) per verdict: mid-tone fills with explicit text colours, so the cells read the
-#: same on light and dark palettes.
-VERDICT_COLOURS = {
-    "OK": ("#2e7d32", "#ffffff"),
-    "NG": ("#c62828", "#ffffff"),
-    "Review": ("#f9a825", "#1a1a1a"),
-    "Error": ("#616161", "#ffffff"),
-}
+VERDICTS = tuple(Verdict)
 
 #: Sort key of each column (numbers for Score and Verdict), used by ResultsFilter.
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -74,8 +67,7 @@ ROW_ROLE = Qt.ItemDataRole.UserRole + 2
 #: The verdict string of a row, for any column.
 VERDICT_ROLE = Qt.ItemDataRole.UserRole + 3
 
-_SEVERITY = {"NG": 3, "Review": 2, "OK": 1, "Error": 0}
-THUMBNAIL_SIZE = 64
+THUMBNAIL_SIZE = 64  # longest side of a row's thumbnail, pixels
 
 
 @dataclass
@@ -91,38 +83,6 @@ class ResultRow:
     latency_ms: float = 0.0
     source: str = "folder"
     record_id: int | None = None  # the inspection's row in the project's records, once recorded
-
-
-@dataclass(frozen=True)
-class Verdicts:
-    """The judging rule over normalised scores; pure Python, no Qt.
-
-    ``score >= threshold`` is NG; with an uncertain band, ``uncertain_low <= score < threshold`` is Review;
-    anything lower is OK; a missing or NaN score is Error. A band whose low bound is at or above the
-    threshold is empty.
-    """
-
-    threshold: float = 0.5
-    uncertain_low: float | None = None
-
-    def verdict(self, score: float | None) -> str:
-        if score is None or math.isnan(score):
-            return "Error"
-        if score >= self.threshold:
-            return "NG"
-        if self.uncertain_low is not None and score >= self.uncertain_low:
-            return "Review"
-        return "OK"
-
-    def verdicts(self, scores: Sequence[float | None] | np.ndarray) -> list[str]:
-        """The verdict of every score at once (vectorised; None and NaN give Error)."""
-        values = np.array([np.nan if s is None else s for s in scores], dtype=np.float64)
-        out = np.full(values.shape, "OK", dtype=object)
-        if self.uncertain_low is not None:
-            out[values >= self.uncertain_low] = "Review"
-        out[values >= self.threshold] = "NG"
-        out[np.isnan(values)] = "Error"
-        return out.tolist()
 
 
 class ResultsModel(QAbstractTableModel):
@@ -146,7 +106,7 @@ class ResultsModel(QAbstractTableModel):
         self._bold = QFont()
         self._bold.setBold(True)
         self._brushes = {
-            v: (QBrush(QColor(bg)), QBrush(QColor(fg))) for v, (bg, fg) in VERDICT_COLOURS.items()
+            v: (QBrush(QColor(colour.fill)), QBrush(QColor(colour.on_fill))) for v, colour in VERDICT_COLOURS.items()
         }
 
     # -- Qt model interface ----------------------------------------------------------------------
@@ -182,7 +142,7 @@ class ResultsModel(QAbstractTableModel):
             if col == self.SCORE:
                 return -1.0 if row.score is None else float(row.score)
             if col == self.VERDICT:
-                return _SEVERITY[verdict]
+                return SEVERITY[verdict]
             if col == self.NAME:
                 return row.path.name.lower()
             if col == self.LABEL:
@@ -436,7 +396,7 @@ class VerdictDelegate(QStyledItemDelegate):
         style = opt.widget.style() if opt.widget is not None else None
         if style is not None:
             style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
-        bg, fg = VERDICT_COLOURS[verdict]
+        bg, fg = VERDICT_COLOURS[verdict].fill, VERDICT_COLOURS[verdict].on_fill
         font = QFont(option.font)
         font.setBold(True)
         painter.save()

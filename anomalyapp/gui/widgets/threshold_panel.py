@@ -39,7 +39,8 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import qthrottled
 
-from anomalyapp.gui.widgets.results_table import Verdicts
+from anomalyapp.core import colours
+from anomalyapp.core.verdicts import NORMALISED_THRESHOLD, Verdict, Verdicts
 
 __all__ = [
     "ThresholdPanel",
@@ -52,11 +53,12 @@ __all__ = [
     "REVIEW_COLOUR",
 ]
 
-CALIBRATED_THRESHOLD = 0.5
-GOOD_COLOUR = QColor("#43a047")
-DEFECT_COLOUR = QColor("#e53935")
-THRESHOLD_COLOUR = QColor("#1e88e5")
-REVIEW_COLOUR = QColor("#f9a825")
+CALIBRATED_THRESHOLD = NORMALISED_THRESHOLD
+# Good and defective scores in the verdicts' colours (core.colours), so a class reads the same everywhere.
+GOOD_COLOUR = QColor(colours.VERDICT_COLOURS[Verdict.OK].fill)
+DEFECT_COLOUR = QColor(colours.VERDICT_COLOURS[Verdict.NG].fill)
+THRESHOLD_COLOUR = QColor(colours.THRESHOLD_COLOUR)
+REVIEW_COLOUR = QColor(colours.VERDICT_COLOURS[Verdict.REVIEW].fill)
 
 
 def style_plot(plot: pg.PlotWidget) -> None:
@@ -113,6 +115,8 @@ class ThresholdPanel(QWidget):
         self._results = np.empty(0)
         self._editable = True
         self._updating = False
+        # threshold (normalised) -> "expected false rejects ..." text, from the model's calibration; or None
+        self._expected_rate_text = None
         self._last_emitted = Verdicts()
         self._throttled_emit = qthrottled(self._emit_if_changed, timeout=self.THROTTLE_MS, leading=True, parent=self)
 
@@ -133,7 +137,7 @@ class ThresholdPanel(QWidget):
         self.plot.setObjectName("threshold_plot")
         self.plot.setMinimumHeight(160)
         style_plot(self.plot)
-        self.plot.setLabel("bottom", "Score (normalised, calibrated threshold = 0.5)")
+        self.plot.setLabel("bottom", f"Score (normalised, calibrated threshold = {CALIBRATED_THRESHOLD:g})")
         self.plot.setLabel("left", "% of images")
         self._legend = self.plot.addLegend(offset=(-8, 8), labelTextColor=self.palette().color(QPalette.ColorRole.Text))
         self._legend.setBrush(pg.mkBrush(with_alpha(self.palette().color(QPalette.ColorRole.Base), 200)))
@@ -284,6 +288,15 @@ class ThresholdPanel(QWidget):
         self._good, self._defects = _finite(good), _finite(defects)
         self._rescale()
 
+    def set_expected_rate(self, describe) -> None:
+        """``describe(threshold) -> str | None``: the expected false-reject rate on new good parts at a
+        normalised threshold (the model's calibration says it); the readout follows the threshold. None clears."""
+        self._expected_rate_text = describe
+        self._update_stats()
+
+    def expected_rate_text(self) -> str | None:
+        return self._expected_rate_text(self._threshold) if self._expected_rate_text else None
+
     def set_result_scores(self, scores: Sequence[float]) -> None:
         """Scores of the currently listed results (neutral outline)."""
         self._results = _finite(scores)
@@ -399,8 +412,12 @@ class ThresholdPanel(QWidget):
         if self._defects.size:
             caught = int(np.count_nonzero(self._defects >= self._threshold))
             parts.append(f"{caught} of {self._defects.size} defects caught ({100 * caught / self._defects.size:.0f} %)")
-        self.stats_label.setText("At this threshold: " + ", ".join(parts) if parts else "")
-        self.stats_label.setVisible(bool(parts))
+        text = "At this threshold: " + ", ".join(parts) if parts else ""
+        expected = self._expected_rate_text(self._threshold) if self._expected_rate_text else None
+        if expected:
+            text = f"{text}\n{expected[0].upper()}{expected[1:]}" if text else f"{expected[0].upper()}{expected[1:]}"
+        self.stats_label.setText(text)
+        self.stats_label.setVisible(bool(text))
 
     # -- interaction handlers --------------------------------------------------------------------
 

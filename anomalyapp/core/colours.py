@@ -1,0 +1,34 @@
+"""The colours of the domain: one palette for the results table, the camera, the plots and the reports.
+
+Plain ``#rrggbb`` strings, so ``core`` stays free of Qt; the GUI and the PDF renderer turn them into colours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from anomalyapp.core.verdicts import Verdict
+
+__all__ = ["VerdictColour", "VERDICT_COLOURS", "THRESHOLD_COLOUR"]
+
+
+@dataclass(frozen=True)
+class VerdictColour:
+    """``fill`` is the verdict's badge or bar, ``on_fill`` the text on it (mid-tone fills with explicit text
+    colours read the same on light and dark palettes), ``ink`` the verdict as coloured text on white paper
+    (the Review amber is too light for that, so its ink is darker)."""
+
+    fill: str
+    on_fill: str
+    ink: str
+
+
+VERDICT_COLOURS = {
+    Verdict.OK: VerdictColour("#2e7d32", "#ffffff", "#2e7d32"),
+    Verdict.NG: VerdictColour("#c62828", "#ffffff", "#c62828"),
+    Verdict.REVIEW: VerdictColour("#f9a825", "#1a1a1a", "#b26a00"),
+    Verdict.ERROR: VerdictColour("#616161", "#ffffff", "#616161"),
+}
+
+#: The threshold line on every plot.
+THRESHOLD_COLOUR = "#1e88e5"

@@ -1,0 +1,130 @@
+"""The calibrated threshold: a stated false-reject rate on new good parts, from scores the model did not see."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from anomalyapp.core.config import CalibrationConfig, PatchCoreConfig
+from anomalyapp.core.types import drain
+from anomalyapp.data.datasets import discover_dataset
+from anomalyapp.data.images import load_image
+from anomalyapp.engine.calibration import Calibration, FalseRejectModel, calibrate, describe_rate
+from anomalyapp.engine.detector import build_detector
+from anomalyapp.engine.features import resolve_weights
+from anomalyapp.services.evaluation import recall_at_false_reject_rate
+from anomalyapp.services.training import split_holdout
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_threshold_meets_the_target_on_an_exponential_tail_whose_quantile_is_known(seed):
+    rng = np.random.default_rng(seed)
+    good = 3.0 + rng.exponential(0.5, 300)  # P(S >= t) = exp(-(t - 3) / 0.5)
+    calibration = calibrate(good, good, source="synthetic", target_false_reject_rate=0.01)
+    true_quantile = 3.0 + 0.5 * math.log(100)
+    assert calibration.image_threshold == pytest.approx(true_quantile, rel=0.12)
+    # New good parts from the same line: the share judged NG is near the target.
+    new_parts = 3.0 + rng.exponential(0.5, 200_000)
+    rejected = float(np.mean(new_parts >= calibration.image_threshold))
+    assert 0.004 <= rejected <= 0.025
+    estimate, low, high = calibration.expected_false_rejects(0.5)
+    assert estimate == pytest.approx(0.01, rel=1e-6)
+    assert low < 0.01 < high
+    # The interval contains the rate new parts really see at that threshold.
+    assert low <= rejected <= high
+
+
+def test_rate_below_one_over_n_is_extrapolated_from_the_tail():
+    rng = np.random.default_rng(5)
+    good = rng.gamma(4.0, 1.0, 60)  # 60 scores: the empirical rate cannot go below 1/60
+    model = FalseRejectModel(good)
+    threshold = model.threshold_for(0.002)
+    assert threshold > good.max()
+    estimate, low, high = model.expected_rate(threshold)
+    assert estimate == pytest.approx(0.002, rel=1e-6)
+    assert 0 < low < estimate < high < 0.05
+    # Monotone: a higher threshold never expects more false rejects.
+    rates = [model.expected_rate(t)[0] for t in np.linspace(good.min(), 2 * good.max(), 40)]
+    assert all(b <= a + 1e-12 for a, b in zip(rates, rates[1:]))
+
+
+def test_gamma_scores_threshold_is_close_to_the_true_quantile():
+    rng = np.random.default_rng(11)
+    good = rng.gamma(2.0, 1.0, 400)
+    threshold = calibrate(good, good, source="synthetic", target_false_reject_rate=0.01).image_threshold
+    true_rate = float(np.mean(rng.gamma(2.0, 1.0, 400_000) >= threshold))
+    assert 0.004 <= true_rate <= 0.025
+
+
+def test_the_default_uncertain_band_lies_below_the_threshold_and_is_normalised():
+    rng = np.random.default_rng(3)
+    good = rng.normal(10, 1, 120)
+    calibration = calibrate(good, good, source="synthetic")
+    assert calibration.target_false_reject_rate == CalibrationConfig().target_false_reject_rate
+    assert calibration.uncertain_low < calibration.image_threshold
+    assert 0 < calibration.uncertain_low_normalised < 0.5
+
+
+def test_too_few_scores_fall_back_to_the_old_rule_and_say_so():
+    calibration = calibrate([1.0, 1.2, 1.1], [2.0, 2.1, 2.2], source="tiny")
+    assert calibration.rule.startswith("max(mean + 3 std")
+    assert calibration.image_threshold >= 1.2
+    assert calibration.expected_false_reject_rate is None
+
+
+def test_a_calibration_written_before_the_target_loads_and_keeps_its_threshold():
+    old = {  # the calibration block of a format-2 manifest, as the previous version wrote it
+        "image_threshold": 1.7, "pixel_threshold": 2.3, "good_scores": [1.0, 1.1, 1.2],
+        "good_map_maxima": [2.0, 2.1, 2.2], "source": "2 of 12 good images held out",
+        "rule": "max(mean + 3 std, max) of held-out good scores", "defect_scores": [], "f1_threshold": None,
+    }
+    calibration = Calibration.from_dict(json.loads(json.dumps(old)))
+    assert calibration.image_threshold == 1.7
+    assert calibration.normalise_score(1.7) == 0.5
+    assert calibration.target_false_reject_rate is None and calibration.uncertain_low is None
+    assert calibration.expected_false_rejects(0.5) is None  # three scores: no tail to speak of
+    again = Calibration.from_dict(json.loads(json.dumps(calibration.to_dict())))
+    assert again.image_threshold == 1.7
+
+
+def test_describe_rate_reads_as_the_station_sees_it():
+    assert describe_rate(0.012, 0.004, 0.03) == "expected false rejects 1.2 % (0.4-3.0 %) on new good parts"
+
+
+def test_holdout_is_the_last_images_in_capture_order(tmp_path):
+    paths = [tmp_path / f"img{i}.png" for i in (1, 2, 3, 9, 10, 11, 12, 20, 100, 4)]
+    fit, held = split_holdout(paths, CalibrationConfig(holdout_fraction=0.2), seed=0)
+    assert [p.name for p in held] == ["img20.png", "img100.png"]  # natural order: 100 after 20, not after 1
+    assert len(fit) == 8
+
+
+def test_recall_at_false_reject_rate_on_known_scores():
+    labels = [0] * 20 + [1] * 4
+    good = list(np.linspace(0.0, 1.9, 20))  # highest good 1.9, next 1.8
+    scores = good + [1.85, 1.95, 3.0, 0.5]
+    assert recall_at_false_reject_rate(labels, scores, 0.0) == 0.5  # above 1.9: 1.95 and 3.0
+    assert recall_at_false_reject_rate(labels, scores, 0.05) == 0.75  # one good allowed: above 1.8
+
+
+@pytest.fixture(scope="module")
+def fitted_patchcore(demo_line):
+    config = PatchCoreConfig(image_size=128)
+    detector, _ = build_detector("patchcore", config, resolve_weights(config.backbone), "cpu")
+    images = [load_image(p).to_rgb() for p in discover_dataset(demo_line).train_good]
+    drain(detector.fit(iter(images), len(images)))
+    return detector, images
+
+
+def test_patchcore_leave_one_out_scores_an_image_without_its_own_patches(fitted_patchcore, demo_line):
+    detector, images = fitted_patchcore
+    seen, _ = detector.raw_predict(images[:4])
+    unseen, maxima = drain(detector.unseen_scores(iter(images), len(images)))
+    assert len(unseen) == len(images) == len(maxima)
+    # Against the full bank a fitted image finds its own patches; without them it scores like a new part.
+    assert all(u > s for u, s in zip(unseen[:4], seen))
+    new_good = [load_image(item.path).to_rgb() for item in discover_dataset(demo_line).test if not item.is_anomalous]
+    new_scores, _ = detector.raw_predict(new_good)
+    assert np.median(unseen) == pytest.approx(np.median(new_scores), rel=0.5)

@@ -1,0 +1,102 @@
+"""Measure the calibrated threshold on the shared real sets: trains both detectors, evaluates, prints the table.
+
+    .venv/bin/python tools/measure_calibration.py [--data ../shared/data/real] [--out runs/calibration]
+    .venv/bin/python tools/measure_calibration.py --rows-from-json A.json B.json ...   # rows of saved evaluations
+
+The figures on the test images are measurement only: nothing here feeds back into the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from anomalyapp.services.evaluation import false_reject_metrics  # noqa: E402
+
+SETS = {"bottle": "mvtec_ad/bottle", "KolektorSDD": "kolektorsdd/commutator", "magnetic tile": "magnetic_tile/magnetic_tile"}
+
+
+def row_of(result: dict) -> dict:
+    """Figures of one evaluation, recomputed from its per-image scores (so older JSON files give them too)."""
+    rows = result["per_image"]
+    labels = np.array([r["defect_type"] != "good" for r in rows])
+    scores = np.array([r["score"] for r in rows], dtype=np.float64)
+    figures = false_reject_metrics(labels, scores, result.get("threshold", 0.5))
+    expected = result.get("expected_false_reject_rate")
+    return {
+        "good": int((~labels).sum()),
+        "frr": figures["false_reject_rate"],
+        "recall": figures["recall"],
+        "recall_same": figures["recall_at_reached_false_reject_rate"],
+        "recall_5": figures["recall_at_false_reject_rate"]["0.05"],
+        "auroc": result.get("image_auroc"),
+        "expected": expected,
+        "bracketed": None if expected is None else bool(expected[1] <= figures["false_reject_rate"] <= expected[2]),
+    }
+
+
+def markdown(table: list[tuple[str, str, dict]]) -> str:
+    lines = [
+        "| data | detector | good test images | false-reject rate | recall at the threshold | recall the same scores "
+        "give at that rate | recall at 5 % | image AUROC | expected false-reject rate (90 % interval) | bracketed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for data, detector, r in table:
+        expected = "n/a (old rule)" if r["expected"] is None else (
+            f"{100 * r['expected'][0]:.1f} % ({100 * r['expected'][1]:.1f}-{100 * r['expected'][2]:.1f} %)")
+        bracketed = "" if r["bracketed"] is None else ("yes" if r["bracketed"] else "no")
+        lines.append(
+            f"| {data} | {detector} | {r['good']} | {r['frr']:.3f} | {r['recall']:.3f} | {r['recall_same']:.3f} | "
+            f"{r['recall_5']:.3f} | {r['auroc']:.3f} | {expected} | {bracketed} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "calibration")
+    parser.add_argument("--detectors", nargs="+", default=["patchcore", "autoencoder"])
+    parser.add_argument("--rows-from-json", nargs="+", type=Path, metavar="JSON")
+    args = parser.parse_args()
+    table = []
+    if args.rows_from_json:
+        for path in args.rows_from_json:
+            result = json.loads(path.read_text())
+            table.append((Path(result["data"]).name, path.stem, row_of(result)))
+        print(markdown(table))
+        return 0
+
+    from anomalyapp.services.evaluation import evaluate
+    from anomalyapp.services.inference import InferenceSession
+    from anomalyapp.services.training import TrainRequest, train
+
+    def drive(job):
+        try:
+            while True:
+                next(job)
+        except StopIteration as stop:
+            return stop.value
+
+    for detector in args.detectors:
+        for name, folder in SETS.items():
+            model = args.out / f"{Path(folder).name}-{detector}"
+            trained = drive(train(TrainRequest(data=args.data / folder, detector=detector, out=model, device="cpu")))
+            result = drive(evaluate(InferenceSession(model, device="cpu"), args.data / folder))
+            (args.out / f"{Path(folder).name}-{detector}.json").write_text(json.dumps(result, indent=1))
+            table.append((name, detector, row_of(result)))
+            print(f"{name} {detector}: fit {trained.fit_seconds:.1f} s, total {trained.total_seconds:.1f} s, "
+                  f"{trained.summary.get('expected_false_rejects')}", file=sys.stderr, flush=True)
+    print(markdown(table))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

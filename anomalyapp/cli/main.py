@@ -7,32 +7,18 @@ Exit codes: 0 success, 2 bad input or usage (one clear line on stderr, no traceb
 from __future__ import annotations
 
 import argparse
-import calendar
 import json
 import logging
 import sys
-from datetime import date as date_type
 from pathlib import Path
 
 from anomalyapp import __version__
+from anomalyapp.cli import records as record_commands
+from anomalyapp.cli.common import EXIT_CANCELLED, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from anomalyapp.cli.common import Parser as _Parser
+from anomalyapp.cli.common import positive_int as _positive_int
 from anomalyapp.core.errors import AppError
 from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
-EXIT_TAMPERED = 3  # records verify: the records were changed outside the app
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse's own exit code is 2 as well; keep its one-line style
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="score images; writes results.csv and overlays with --out")
     predict.add_argument("model", type=Path, help="model folder")
-    predict.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
+    predict.add_argument("inputs", nargs="+", type=Path, help="image files or folders (with their subfolders)")
     predict.add_argument("--out", type=Path,
                          help="folder that receives one new run-<time>-<pid> folder of results.csv and overlay PNGs")
     predict.add_argument("--weights", help="backbone weights file, if not where training found it")
@@ -101,28 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.add_argument("--detector", choices=("patchcore", "autoencoder"), default="patchcore")
 
-    report = commands.add_parser("report", help="QA report of a project's inspections as CSV and/or PDF")
-    report.add_argument("project", type=Path, help="project folder (holds project.json and records.sqlite3)")
-    period = report.add_mutually_exclusive_group()
-    period.add_argument("--daily", type=_date, metavar="DATE", help="one day: YYYY-MM-DD, today or yesterday")
-    period.add_argument("--monthly", type=_month, metavar="YYYY-MM", help="one calendar month, with a line per day")
-    _add_record_filters(report)
-    report.add_argument("--csv", type=Path, metavar="FILE", help="write the matching inspections as CSV")
-    report.add_argument("--pdf", type=Path, metavar="FILE", help="write the report as an A4 PDF")
-
-    labels = commands.add_parser("labels", help="confirmed labels of a project")
-    label_commands = labels.add_subparsers(dest="labels_command", metavar="ACTION", parser_class=_Parser, required=True)
-    export = label_commands.add_parser("export", help="labelled inspections (path, hash, label, note, user, ...) as CSV")
-    export.add_argument("project", type=Path, help="project folder")
-    export.add_argument("--out", type=Path, required=True, metavar="FILE.csv")
-    _add_record_filters(export)
-
-    records = commands.add_parser("records", help="a project's records database")
-    records_commands = records.add_subparsers(dest="records_command", metavar="ACTION", parser_class=_Parser,
-                                              required=True)
-    verify = records_commands.add_parser(
-        "verify", help="check the records against their hash chain: exit 0 intact, 3 changed outside the app")
-    verify.add_argument("project", type=Path, help="project folder")
+    record_commands.add_parsers(commands)
     return parser
 
 
@@ -139,40 +104,6 @@ def _megapixels(text: str) -> float:
 def _add_pixel_limit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=_megapixels, metavar="MEGAPIXELS",
                         help="refuse larger images before decoding them (default 100, or ANOMALYAPP_MAX_PIXELS)")
-
-
-def _date(text: str):
-    """YYYY-MM-DD, 'today' or 'yesterday' -> a date (a local calendar day)."""
-    import datetime as dt
-
-    word = text.strip().lower()
-    if word in ("today", "yesterday"):
-        return dt.date.today() - dt.timedelta(days=word == "yesterday")
-    try:
-        return dt.date.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid date '{text}': use YYYY-MM-DD") from None
-
-
-def _month(text: str) -> tuple[int, int]:
-    import datetime as dt
-
-    try:
-        day = dt.date.fromisoformat(text.strip() + "-01")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid month '{text}': use YYYY-MM") from None
-    return day.year, day.month
-
-
-def _add_record_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="date_from", type=_date, metavar="DATE", help="first day (YYYY-MM-DD)")
-    parser.add_argument("--to", dest="date_to", type=_date, metavar="DATE", help="last day, included (YYYY-MM-DD)")
-    parser.add_argument("--verdict", choices=("OK", "NG", "Review"))
-    parser.add_argument("--label", choices=("OK", "NG", "unlabelled", "labelled"))
-    parser.add_argument("--model-version", type=_positive_int, metavar="ID", help="only this model version")
-    parser.add_argument("--name", metavar="TEXT", help="file name contains TEXT (any case)")
-    parser.add_argument("--score-min", type=float, metavar="S")
-    parser.add_argument("--score-max", type=float, metavar="S")
 
 
 class _ProgressPrinter:
@@ -327,15 +258,9 @@ def _evaluate(args) -> int:
 
 
 def _write_scores_csv(path: Path, result: dict) -> None:
-    from anomalyapp.core.csv_cells import csv_text
-    from anomalyapp.core.files import write_text_atomically
-    from anomalyapp.core.verdicts import verdict_for
+    from anomalyapp.services.evaluation import write_scores_csv
 
-    rows = []
-    for row in result["per_image"]:
-        verdict = verdict_for(row["score"], result["threshold"])
-        rows.append([row["path"], row["defect_type"], f"{row['score']:.6f}", verdict])
-    write_text_atomically(path, csv_text(["path", "defect_type", "score", "verdict"], rows))
+    write_scores_csv(path, result)
 
 
 def _print_metrics(result: dict) -> None:
@@ -389,90 +314,8 @@ def _demo(args) -> int:
     return EXIT_OK
 
 
-def _records_query(args):
-    from anomalyapp.services.records import InspectionQuery
-
-    if args.date_from and args.date_to and args.date_from > args.date_to:
-        raise AppError(f"--from {args.date_from} is after --to {args.date_to}")
-    return InspectionQuery(
-        date_from=args.date_from, date_to=args.date_to, verdict=args.verdict, label=args.label,
-        score_min=args.score_min, score_max=args.score_max, model_version_id=args.model_version,
-        name_contains=args.name,
-    )
-
-
-def _open_records(project_root: Path):
-    from anomalyapp.services.project import PROJECT_FILE
-    from anomalyapp.services.records import RecordsService
-
-    if not (project_root / PROJECT_FILE).is_file():
-        raise AppError(f"{project_root} is not an anomalyapp project ({PROJECT_FILE} is missing)")
-    return RecordsService(project_root)
-
-
-def _report(args) -> int:
-    from dataclasses import replace
-
-    from anomalyapp.services import reports
-
-    if not args.csv and not args.pdf:
-        raise AppError("say where to write the report: --csv FILE and/or --pdf FILE")
-    if (args.daily or args.monthly) and (args.date_from or args.date_to):
-        raise AppError("use either --daily/--monthly or --from/--to, not both")
-    query = _records_query(args)
-    with _open_records(args.project) as records:
-        if args.daily:
-            query = replace(query, date_from=args.daily, date_to=args.daily)
-        elif args.monthly:
-            year, month = args.monthly
-            first = date_type(year, month, 1)
-            query = replace(query, date_from=first, date_to=date_type(year, month, calendar.monthrange(year, month)[1]))
-        count = records.count(query)
-        if args.csv:
-            rows = reports.export_inspections(records, query, args.csv)
-            print(f"{rows} inspections written to {args.csv}")
-        if args.pdf:
-            if args.daily:
-                data = reports.daily_summary(records, args.daily, query)
-            elif args.monthly:
-                data = reports.monthly_summary(records, *args.monthly, query)
-            else:
-                data = reports.build_report(records, query)
-            try:
-                from anomalyapp.render.pdf_report import write_pdf
-            except ImportError as exc:
-                raise AppError(f"PDF reports need Qt (PySide6), which is not available: {exc}") from None
-            write_pdf(data, args.pdf)
-            print(f"report of {count} inspections ({data.period}) written to {args.pdf}")
-    return EXIT_OK
-
-
-def _labels(args) -> int:
-    from anomalyapp.services import reports
-
-    query = _records_query(args)
-    with _open_records(args.project) as records:
-        rows = reports.labels_export(records, query, args.out)
-    print(f"{rows} labelled inspections written to {args.out}")
-    return EXIT_OK
-
-
-def _records(args) -> int:
-    with _open_records(args.project) as records:
-        report = records.verify()
-    print(f"{report.rows_checked} rows checked against {report.entries} ledger entries; "
-          f"newest entry's hash {report.head_sha256 or '(none)'}")
-    if report.intact:
-        print("records intact: nothing was changed outside anomalyapp")
-        return EXIT_OK
-    for line in report.problems():
-        print(line)
-    print(f"anomalyapp records verify: {args.project} was changed outside anomalyapp", file=sys.stderr)
-    return EXIT_TAMPERED
-
-
 _COMMANDS = {"train": _train, "predict": _predict, "evaluate": _evaluate, "bench": _bench, "demo": _demo,
-             "report": _report, "labels": _labels, "records": _records}
+             **record_commands.COMMANDS}
 
 
 def configure_process() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 # The model input's side in pixels (its short side when the aspect is kept): training refuses other sizes, and a
 # saved model that claims one is refused as damaged.
@@ -46,6 +47,15 @@ class PatchCoreConfig(_JsonConfig):
     sigma: float = 4.0
     seed: int = 0
 
+    # The fields a user sets per training (CLI flags, GUI fields) beside backbone, image size and aspect.
+    training_options: ClassVar[tuple[str, ...]] = ("coreset_ratio", "max_bank_size", "index")
+
+    def problem(self) -> str | None:
+        """Why this config cannot be trained, in one line; None when it can."""
+        if not 0 < self.coreset_ratio <= 1:
+            return f"coreset ratio {self.coreset_ratio} must be in (0, 1]"
+        return None
+
 
 @dataclass(frozen=True)
 class AutoencoderConfig(_JsonConfig):
@@ -63,6 +73,14 @@ class AutoencoderConfig(_JsonConfig):
     score_top_k: int = 10  # image score = mean of the k highest map values
     sigma: float = 4.0
     seed: int = 0
+
+    training_options: ClassVar[tuple[str, ...]] = ("epochs",)
+
+    def problem(self) -> str | None:
+        """Why this config cannot be trained, in one line; None when it can."""
+        if self.epochs < 1:
+            return f"epochs must be at least 1, not {self.epochs}"
+        return None
 
 
 @dataclass(frozen=True)

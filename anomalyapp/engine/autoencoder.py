@@ -13,6 +13,7 @@ features' variance.
 from __future__ import annotations
 
 from collections.abc import Generator, Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,11 +22,13 @@ from torch import nn
 
 from anomalyapp.core.cancel import CancelToken, check
 from anomalyapp.core.config import AutoencoderConfig
-from anomalyapp.core.errors import ModelNotFitted
+from anomalyapp.core.errors import ModelFileError, ModelNotFitted
 from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.engine import anomaly_map
 from anomalyapp.engine.calibration import Calibration
-from anomalyapp.engine.features import FeatureExtractor, batched, input_shape, input_shape_key, preprocess
+from anomalyapp.engine.cost import TrainingCost, time_features
+from anomalyapp.engine.features import FeatureExtractor
+from anomalyapp.engine.preprocessing import batched, input_shape, input_shape_key, preprocess
 
 # Training vectors kept in memory at most; beyond it each image contributes a seeded random subset.
 MAX_TRAINING_VECTORS = 2_000_000
@@ -74,6 +77,7 @@ class AutoencoderDetector:
     name = "autoencoder"
     # The files a saved model of this kind holds beside manifest.json; the model format fixes this list.
     data_files = ("tensors.safetensors",)
+    config_class = AutoencoderConfig
 
     def __init__(self, config: AutoencoderConfig, extractor: FeatureExtractor):
         self.config = config
@@ -284,3 +288,54 @@ class AutoencoderDetector:
                 optimiser.step()
             check(cancel)
             yield Progress("fine_tune", epoch + 1, epochs, f"fine-tune {epoch + 1}/{epochs}")
+
+    # Epochs of the short training on images marked good (the false-positive loop).
+    LEARN_EPOCHS = 5
+
+    def learn_from_good(
+        self, images: list[np.ndarray], cancel: CancelToken | None = None
+    ) -> Generator[Progress, None, str]:
+        """The false-positive loop: a short fine-tune on the images (``fine_tune``)."""
+        yield from self.fine_tune(images, epochs=self.LEARN_EPOCHS, cancel=cancel)
+        return f"autoencoder fine-tuned for {self.LEARN_EPOCHS} epochs"
+
+    # --------------------------------------------------------------------------------------- saved state
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """The autoencoder's weights and the feature normalisation; the manifest's state."""
+        if self.autoencoder is None:
+            raise ModelNotFitted("the autoencoder has not been trained")
+        tensors = {f"autoencoder.{k}": v for k, v in self.autoencoder.state_dict().items()}
+        tensors["feature_mean"] = self.feature_mean
+        tensors["feature_std"] = self.feature_std
+        state = {"channels": self.channels, "latent_dim": self.autoencoder.encoder[-1].out_features,
+                 "loss_history": self.loss_history}
+        return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, state
+
+    def write_file(self, name: str, path: Path) -> None:
+        raise ValueError(f"no writer for a {self.name} model's {name}")  # its one file holds state_dict's tensors
+
+    def load_state(self, tensors: dict[str, torch.Tensor], state: dict, folder: Path) -> None:
+        autoencoder = FeatureAutoencoder(state["channels"], state["latent_dim"])
+        try:
+            autoencoder.load_state_dict(
+                {k.removeprefix("autoencoder."): v for k, v in tensors.items() if k.startswith("autoencoder.")}
+            )
+        except RuntimeError:
+            raise ModelFileError(f"model {folder} is damaged: {self.data_files[0]} does not fit its manifest") from None
+        self.autoencoder = autoencoder.to(self.device).eval()
+        self.feature_mean = tensors["feature_mean"]
+        self.feature_std = tensors["feature_std"]
+        self.loss_history = list(state.get("loss_history", []))
+
+    def summary(self) -> dict:
+        return {"final_loss": self.loss_history[-1]} if self.loss_history else {}
+
+    def training_cost(self, images: list[np.ndarray], count: int) -> TrainingCost:
+        """Features timed on ``images``; the epochs costed from the number of feature vectors; memory is that of
+        the feature table."""
+        config = self.config
+        parts, per_image = time_features(self.regional_features, images, config.image_size, config.keep_aspect)
+        vectors = int(sum(part.shape[0] * part.shape[2] * part.shape[3] for part in parts) / len(images) * count)
+        channels = parts[0].shape[1]
+        seconds = per_image * count * 1.2 + config.epochs * vectors * channels * 2.5e-8
+        return TrainingCost(seconds, vectors * channels * 4 * 2 / 2**20, per_image)

@@ -7,7 +7,7 @@ sha256 of each data file, so a truncated or altered file is caught before it is 
 carries an integrity digest over its own canonical content, so an edit of the manifest itself (a threshold,
 a config value, the list of files) is caught too. Which data files a model has is fixed by its detector
 class (``data_files``), never read from the manifest, so a manifest cannot point the loader at other files.
-Every field is checked before use; a bad one is a ``ModelFileError`` naming the field.
+Every field is checked before use (``engine.manifest``); a bad one is a ``ModelFileError`` naming the field.
 
 Saving is atomic: the folder is written under a temporary name beside the target, flushed to disk, and
 renamed into place; a crash, a full disk or a cancel leaves the previous model (or nothing) under the
@@ -21,13 +21,10 @@ import datetime as _dt
 import glob
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
-import typing
 import uuid
-from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -36,15 +33,12 @@ from safetensors.torch import load_file
 from safetensors.torch import save as serialise_tensors
 
 from anomalyapp import __version__
-from anomalyapp.core.config import IMAGE_SIZE_RANGE, INDEX_KINDS
 from anomalyapp.core.errors import ModelFileError, WeightsError
 from anomalyapp.core.files import file_sha256
-from anomalyapp.engine.autoencoder import AutoencoderDetector, FeatureAutoencoder
 from anomalyapp.engine.calibration import Calibration
 from anomalyapp.engine.detector import DETECTORS, build_detector, config_class
-from anomalyapp.engine.features import BACKBONES, LAYER_NAMES, ResolvedWeights, resolve_weights
-from anomalyapp.engine.memory_bank import MemoryBank
-from anomalyapp.engine.patchcore import PatchCoreDetector
+from anomalyapp.engine.manifest import check_fields, is_whole, shown
+from anomalyapp.engine.weights import ResolvedWeights, resolve_weights
 
 FORMAT = "anomalyapp-model"
 # 2: inputs keep the image's aspect (config.keep_aspect); format-1 models were always square.
@@ -52,7 +46,6 @@ FORMAT = "anomalyapp-model"
 FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 TENSORS = "tensors.safetensors"
-INDEX = "index.faiss"
 INTEGRITY = "integrity"
 
 
@@ -85,180 +78,6 @@ def _check_integrity(folder: Path, manifest: dict, data_files: tuple[str, ...]) 
         raise ModelFileError(f"{edited} does not match its integrity digest")
 
 
-# ------------------------------------------------------------------------------------------ field checks
-# A check is (predicate, what a valid value is); the message names the field and shows the value found.
-Check = tuple[typing.Callable[[object], bool], str]
-
-
-def _is_whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _whole(low: int | None = None, high: int | None = None) -> Check:
-    if high is not None:
-        text = f"a whole number from {low} to {high}"
-    else:
-        text = "a whole number" + (f" of at least {low}" if low is not None else "")
-    return (lambda v: _is_whole(v) and (low is None or v >= low) and (high is None or v <= high)), text
-
-
-def _number(low: float | None = None, high: float | None = None, *, above: bool = False) -> Check:
-    """A finite number; ``above`` excludes ``low`` itself."""
-    text = "a finite number"
-    if low is not None:
-        text += f" {'above' if above else 'of at least'} {low:g}"
-    if high is not None:
-        text += f"{' and' if low is not None else ''} at most {high:g}"
-
-    def valid(value) -> bool:
-        if not _is_real(value) or not math.isfinite(value):
-            return False
-        if low is not None and (value <= low if above else value < low):
-            return False
-        return high is None or value <= high
-
-    return valid, text
-
-
-def _optional(check: Check) -> Check:
-    valid, text = check
-    return (lambda v: v is None or valid(v)), f"null or {text}"
-
-
-def _list_of(check: Check) -> Check:
-    valid, text = check
-    return (lambda v: isinstance(v, list) and all(valid(item) for item in v)), f"a list, each item {text}"
-
-
-def _choice(options) -> Check:
-    options = tuple(options)
-    return (lambda v: isinstance(v, str) and v in options), "one of " + ", ".join(options)
-
-
-_TEXT: Check = (lambda v: isinstance(v, str)), "text"
-_FLAG: Check = (lambda v: isinstance(v, bool)), "true or false"
-_REAL: Check = _is_real, "a number"
-_OBJECT: Check = (lambda v: isinstance(v, dict)), "an object"
-_SHA256: Check = (lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None), "a sha256 (64 hex digits)"
-_LAYERS: Check = (
-    lambda v: isinstance(v, list) and 0 < len(v) == len(set(v)) and all(name in LAYER_NAMES for name in v),
-    f"a list of distinct layer names from {', '.join(LAYER_NAMES)}",
-)
-
-# Ranges of config fields, by name; a field not named here is checked by its type annotation alone.
-_CONFIG_LIMITS: dict[str, Check] = {
-    "backbone": _choice(BACKBONES),
-    "layers": _LAYERS,
-    "image_size": _whole(*IMAGE_SIZE_RANGE),
-    "embedding_dim": _whole(1, 1 << 16),
-    "neighbourhood": _whole(1, 15),
-    "coreset_ratio": _number(0, 1, above=True),
-    "max_bank_size": _optional(_whole(1)),
-    "coreset_projection_dim": _whole(1, 1 << 16),
-    "reweight_neighbours": _whole(1, 1024),
-    "index": _choice(INDEX_KINDS),
-    "sigma": _number(0, 64),
-    "region_kernel": _whole(1, 64),
-    "latent_dim": _optional(_whole(1)),
-    "explained_variance": _number(0, 1, above=True),
-    "epochs": _whole(1),
-    "batch_size": _whole(1),
-    "learning_rate": _number(0, above=True),
-    "score_top_k": _whole(1),
-}
-_BY_TYPE: dict[object, Check] = {int: _whole(), float: _number(), bool: _FLAG, str: _TEXT}
-
-_BACKBONE_RULES = {"name": _TEXT, "source": _TEXT, "path": _optional(_TEXT), "file": _optional(_TEXT),
-                   "weights_sha256": _SHA256}
-_CALIBRATION_RULES = {
-    "image_threshold": _number(0, above=True),
-    "pixel_threshold": _number(0, above=True),
-    "good_scores": _list_of(_number()),
-    "good_map_maxima": _list_of(_number()),
-    "source": _TEXT,
-    "rule": _TEXT,
-    "defect_scores": _list_of(_number()),
-    "f1_threshold": _optional(_number()),
-}
-# What save_model writes as each detector's "state"; the required ones are those load_model reads.
-_STATE_RULES = {
-    "patchcore": ({"coverage_radius": _number(0), "training_patches": _whole(0), "bank_size": _whole(1),
-                   "bank_kind": _TEXT, "embedding_dim": _whole(1)}, {"coverage_radius", "training_patches"}),
-    "autoencoder": ({"channels": _whole(1), "latent_dim": _whole(1), "loss_history": _list_of(_REAL)},
-                    {"channels", "latent_dim"}),
-}
-_MISSING = object()
-
-
-def _check_from_annotation(annotation) -> Check | None:
-    if annotation in _BY_TYPE:
-        return _BY_TYPE[annotation]
-    arguments = typing.get_args(annotation)
-    if typing.get_origin(annotation) is tuple:
-        return _list_of(_BY_TYPE[arguments[0]]) if arguments and arguments[0] in _BY_TYPE else None
-    if type(None) in arguments and len(arguments) == 2:
-        inner = _check_from_annotation(next(a for a in arguments if a is not type(None)))
-        return _optional(inner) if inner else None
-    return None
-
-
-def _config_rules(detector_name: str) -> dict[str, Check]:
-    cls = config_class(detector_name)
-    hints = typing.get_type_hints(cls)
-    rules = {}
-    for field in fields(cls):
-        check = _CONFIG_LIMITS.get(field.name) or _check_from_annotation(hints[field.name])
-        if check is not None:
-            rules[field.name] = check
-    return rules
-
-
-def _shown(value) -> str:
-    if value is _MISSING:
-        return "nothing"
-    text = json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _check_field(folder: Path, name: str, value, check: Check) -> None:
-    valid, text = check
-    if value is _MISSING or not valid(value):
-        raise ModelFileError(f"model {folder} is damaged: manifest field {name} must be {text} (found {_shown(value)})")
-
-
-def _check_section(folder: Path, manifest: dict, section: str, rules: dict[str, Check], required=()) -> None:
-    values = manifest.get(section, _MISSING)
-    _check_field(folder, section, values, _OBJECT)
-    for key, check in rules.items():
-        if key in values or key in required:
-            _check_field(folder, f"{section}.{key}", values.get(key, _MISSING), check)
-
-
-def _check_fields(folder: Path, manifest: dict, data_files: tuple[str, ...]) -> None:
-    detector = manifest["detector"]
-    for key, check in (("created", _TEXT), ("app_version", _TEXT), ("parent", _TEXT), ("change", _TEXT),
-                       ("preprocessing", _OBJECT), ("training_set", _OBJECT)):
-        if key in manifest or key in ("created", "training_set"):
-            _check_field(folder, key, manifest.get(key, _MISSING), check)
-    _check_section(folder, manifest, "config", _config_rules(detector))
-    _check_section(folder, manifest, "backbone", _BACKBONE_RULES, ("name", "weights_sha256"))
-    _check_section(folder, manifest, "calibration", _CALIBRATION_RULES,
-                   ("image_threshold", "pixel_threshold", "good_scores", "good_map_maxima", "source", "rule"))
-    _check_section(folder, manifest, "state", *_STATE_RULES[detector])
-    listed = manifest.get("files", _MISSING)
-    _check_field(folder, "files", listed, (lambda v: isinstance(v, dict), f"an object giving the sha256 of {', '.join(data_files)}"))
-    for name in listed:
-        if name not in data_files:
-            raise ModelFileError(f"model {folder} is damaged: manifest field files names {name!r}, which is not a "
-                                 f"file of a {detector} model (its files: {', '.join(data_files)})")
-    for name in data_files:
-        _check_field(folder, f"files.{name}", listed.get(name, _MISSING), _SHA256)
-
-
 # ------------------------------------------------------------------------------------------ files
 def _unreadable(path: Path, exc: OSError) -> ModelFileError:
     return ModelFileError(f"cannot read model file {path}: {(exc.strerror or str(exc)).lower()}")
@@ -269,26 +88,15 @@ def _fsync(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _tensors_of(detector) -> dict[str, torch.Tensor]:
-    if isinstance(detector, AutoencoderDetector):
-        state = {f"autoencoder.{k}": v for k, v in detector.autoencoder.state_dict().items()}
-        state["feature_mean"] = detector.feature_mean
-        state["feature_std"] = detector.feature_std
-        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    return {}
-
-
-def _write_data_file(detector, name: str, path: Path) -> None:
+def _write_data_file(detector, name: str, path: Path, tensors: dict[str, torch.Tensor]) -> None:
     if name == TENSORS:
         # Serialised here and written by Python, so the file gets the umask's mode like its neighbours
         # (safetensors' own save_file creates it 0600).
-        data = serialise_tensors(_tensors_of(detector))
+        data = serialise_tensors(tensors)
         with open(path, "wb") as handle:
             handle.write(data)
-    elif name == INDEX:
-        detector.bank.save(path)
     else:
-        raise ValueError(f"no writer for a {detector.name} model's {name}")
+        detector.write_file(name, path)
 
 
 def _write_failure(exc: BaseException) -> str:
@@ -303,19 +111,6 @@ def _write_failure(exc: BaseException) -> str:
     if tail:
         return tail.group(1)
     return text.splitlines()[0][:200] if text else type(exc).__name__
-
-
-def _state_of(detector) -> dict:
-    if isinstance(detector, PatchCoreDetector):
-        return {
-            "coverage_radius": detector.coverage_radius,
-            "training_patches": detector.training_patches,
-            "bank_size": detector.bank.size,
-            "bank_kind": detector.bank.kind,
-            "embedding_dim": detector.model.dim,
-        }
-    encoder_last = detector.autoencoder.encoder[-1]
-    return {"channels": detector.channels, "latent_dim": encoder_last.out_features, "loss_history": detector.loss_history}
 
 
 # ------------------------------------------------------------------------------------------ recovery
@@ -374,13 +169,14 @@ def save_model(detector, path: str | os.PathLike, *, backbone: dict, training_se
         raise ModelFileError(f"cannot create folder {parent}: {exc.strerror or exc}") from None
     recover_interrupted_save(target)
     data_files = type(detector).data_files
+    tensors, state = detector.state_dict()
     staging = parent / f".{target.name}.saving-{uuid.uuid4().hex[:8]}"
     try:
         staging.mkdir()
         files = {}
         for name in data_files:
             try:
-                _write_data_file(detector, name, staging / name)
+                _write_data_file(detector, name, staging / name, tensors)
             except (OSError, RuntimeError, SafetensorError) as exc:  # faiss raises RuntimeError on a full disk
                 raise ModelFileError(f"cannot save model to {target}: writing {name} failed: {_write_failure(exc)}") from None
             files[name] = file_sha256(staging / name)
@@ -406,7 +202,7 @@ def save_model(detector, path: str | os.PathLike, *, backbone: dict, training_se
             },
             "calibration": detector.calibration.to_dict(),
             "training_set": training_set,
-            "state": _state_of(detector),
+            "state": state,
             "files": files,
             **(extra or {}),
         }
@@ -451,7 +247,7 @@ def read_manifest(path: str | os.PathLike) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ModelFileError(f"{folder} is not an anomalyapp model (its manifest has another format)")
     version = manifest.get("format_version")
-    if not _is_whole(version) or version < 1:
+    if not is_whole(version) or version < 1:
         raise ModelFileError(f"model manifest {manifest_path} is damaged: no format version")
     if version > FORMAT_VERSION:
         raise ModelFileError(
@@ -460,10 +256,10 @@ def read_manifest(path: str | os.PathLike) -> dict:
         )
     detector = manifest.get("detector")
     if not isinstance(detector, str) or detector not in DETECTORS:
-        raise ModelFileError(f"model {folder} uses an unknown detector {_shown(detector)}")
-    data_files = DETECTORS[detector][0].data_files
+        raise ModelFileError(f"model {folder} uses an unknown detector {shown(detector)}")
+    data_files = DETECTORS[detector].data_files
     _check_integrity(folder, manifest, data_files)
-    _check_fields(folder, manifest, data_files)
+    check_fields(folder, manifest, data_files)
     for name in data_files:  # fixed plain names: nothing outside the folder is ever opened
         file_path = folder / name
         if not file_path.is_file():
@@ -501,34 +297,13 @@ def load_model(path: str | os.PathLike, *, weights: str | None = None, device: s
                 f"the backbone weights found ({resolved.path or 'random'}) differ from those model {folder} was "
                 f"trained with; pass the original file with --weights"
             )
-        state = manifest["state"]
-        if isinstance(detector, PatchCoreDetector):
-            try:
-                detector.bank = MemoryBank.load(folder / INDEX)
-            except RuntimeError as exc:
-                raise ModelFileError(f"model {folder} is damaged: {INDEX} cannot be read ({exc})") from None
-            if detector.bank.dim != detector.model.dim:
-                raise ModelFileError(f"model {folder} is damaged: {INDEX} has the wrong vector width")
-            if detector.bank.size != state.get("bank_size", detector.bank.size):
-                raise ModelFileError(f"model {folder} is damaged: {INDEX} does not hold the bank its manifest describes")
-            detector.coverage_radius = state["coverage_radius"]
-            detector.training_patches = state["training_patches"]
-        else:
+        tensors = {}
+        if TENSORS in detector.data_files:
             try:
                 tensors = load_file(str(folder / TENSORS))
             except Exception as exc:
                 raise ModelFileError(f"model {folder} is damaged: {TENSORS} cannot be read ({exc})") from None
-            autoencoder = FeatureAutoencoder(state["channels"], state["latent_dim"])
-            try:
-                autoencoder.load_state_dict(
-                    {k.removeprefix("autoencoder."): v for k, v in tensors.items() if k.startswith("autoencoder.")}
-                )
-            except RuntimeError:
-                raise ModelFileError(f"model {folder} is damaged: {TENSORS} does not fit its manifest") from None
-            detector.autoencoder = autoencoder.to(device).eval()
-            detector.feature_mean = tensors["feature_mean"]
-            detector.feature_std = tensors["feature_std"]
-            detector.loss_history = list(state.get("loss_history", []))
+        detector.load_state(tensors, manifest["state"], folder)
         try:
             detector.calibration = Calibration.from_dict(manifest["calibration"])
         except (TypeError, ValueError) as exc:

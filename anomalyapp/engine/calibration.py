@@ -248,3 +248,26 @@ def calibrate(
 
 def calibration_fields() -> list[str]:
     return [f.name for f in fields(Calibration)]
+
+
+def threshold_from_labelled(good_scores, defect_scores, rate: float, current: float) -> float | None:
+    """The threshold that judges at most ``rate`` of the labelled good parts NG and catches the most defects.
+
+    Every threshold above the (m+1)-th highest good score (m = floor(rate * good parts)) and at or below the
+    next higher labelled score separates the labels the same way; ``current`` is kept when it lies there
+    (nothing to change), else the midpoint, the widest margin. With no labelled score above, 5 % above that
+    good score. None without a labelled good part.
+    """
+    good = np.sort(np.asarray(good_scores, dtype=np.float64))[::-1]
+    if good.size == 0:
+        return None
+    allowed = int(np.floor(rate * good.size + 1e-9))
+    if allowed >= good.size:
+        return None
+    stays_ok = float(good[allowed])  # the highest good score that must stay OK (ties with it stay OK too)
+    every = np.concatenate([good, np.asarray(defect_scores, dtype=np.float64)])
+    above = every[every > stays_ok]
+    upper = float(above.min()) if above.size else None
+    if current > stays_ok and (upper is None or current <= upper):
+        return float(current)
+    return (stays_ok + upper) / 2.0 if upper is not None else stays_ok * 1.05 + 1e-9

@@ -8,7 +8,9 @@ coreset memory bank, nearest-neighbour scoring with the paper's re-weighting, th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator, Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,12 +19,14 @@ from torch import nn
 
 from anomalyapp.core.cancel import CancelToken, check
 from anomalyapp.core.config import PatchCoreConfig
-from anomalyapp.core.errors import ModelNotFitted
+from anomalyapp.core.errors import ModelFileError, ModelNotFitted
 from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.engine import anomaly_map
 from anomalyapp.engine.calibration import Calibration
-from anomalyapp.engine.features import FeatureExtractor, batched, input_shape, input_shape_key, preprocess
+from anomalyapp.engine.cost import TrainingCost, time_features
+from anomalyapp.engine.features import FeatureExtractor
 from anomalyapp.engine.memory_bank import MemoryBank
+from anomalyapp.engine.preprocessing import batched, input_shape, input_shape_key, preprocess
 from anomalyapp.engine.sampling import greedy_coreset
 
 
@@ -54,6 +58,7 @@ class PatchCoreDetector:
     name = "patchcore"
     # The files a saved model of this kind holds beside manifest.json; the model format fixes this list.
     data_files = ("index.faiss",)
+    config_class = PatchCoreConfig
 
     def __init__(self, config: PatchCoreConfig, extractor: FeatureExtractor):
         self.config = config
@@ -63,6 +68,7 @@ class PatchCoreDetector:
         self.calibration: Calibration | None = None
         self.training_patches = 0
         self._bank_owners: torch.Tensor | None = None  # fitted image of each bank vector, this session only
+        self._fit_patches: tuple | None = None  # the fit's patch table and grids, until unseen_scores
 
     @property
     def extractor(self) -> FeatureExtractor:
@@ -81,17 +87,22 @@ class PatchCoreDetector:
     def _embed_all(
         self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None
     ) -> Generator[Progress, None, torch.Tensor]:
-        chunks, owners, done = [], [], 0
-        for batch in batched(images, key=input_shape_key(self.config.image_size, self.config.keep_aspect)):
+        config = self.config
+        chunks, owners, grids, done = [], [], [], 0
+        for batch in batched(images, key=input_shape_key(config.image_size, config.keep_aspect)):
             check(cancel)
             grid = self.embed(batch)
             chunks.append(grid.reshape(-1, self.model.dim))
             owners.append(torch.arange(done, done + len(batch)).repeat_interleave(grid.shape[1] * grid.shape[2]))
+            # All images of a batch share one input shape, hence one grid.
+            shape = input_shape(batch[0].shape[0], batch[0].shape[1], config.image_size, config.keep_aspect)
+            grids.extend([(grid.shape[1], grid.shape[2], shape)] * len(batch))
             done += len(batch)
             yield Progress("features", done, total, f"features {done}/{total}")
         if not chunks:
             raise ValueError("no training images")
         self._patch_owners = torch.cat(owners)  # which image each patch came from (leave-one-out scoring)
+        self._patch_grids = grids  # (grid height, grid width, input shape) of each image, in order
         return torch.cat(chunks)
 
     def bank_size_for(self, patch_count: int) -> int:
@@ -122,40 +133,66 @@ class PatchCoreDetector:
         # Every training patch lies within this distance of the bank; add_normal keeps that promise.
         self.coverage_radius = float(distances.max())
         self.bank = bank
+        # Kept until unseen_scores scores each fitted image without itself from this table, then dropped.
+        self._fit_patches = (patches, self._patch_grids)
         yield Progress("bank", 1, 1, f"memory bank: {bank.size} of {patches.shape[0]} patches ({bank.kind})")
 
     def unseen_scores(
-        self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None = None
+        self, images: Iterable[np.ndarray] | None, total: int, cancel: CancelToken | None = None
     ) -> Generator[Progress, None, tuple[list[float], list[float]]]:
         """Leave-one-image-out raw scores and map maxima of the fitted images, right after ``fit``.
 
-        ``images`` are the fitted images again, in the same order. Each is scored against the bank with the
-        vectors its own patches contributed masked out: the score a new good part like it would get, since
-        the bank cannot simply remember it. Re-weighting uses the bank as it is.
+        Each fitted image is scored against the bank with the vectors its own patches contributed masked
+        out: the score a new good part like it would get, since the bank cannot simply remember it.
+        Re-weighting uses the bank as it is. The patches come from the fit's own table, so no image is
+        embedded again (``images`` is part of the detector contract and not read here); the table is
+        dropped afterwards.
         """
         bank = self._require_bank()
         owners = self._bank_owners
-        if owners is None or owners.shape[0] != bank.size:
+        material = getattr(self, "_fit_patches", None)
+        if owners is None or owners.shape[0] != bank.size or material is None:
             raise ModelNotFitted("leave-one-out scores need the bank of a fit in this session")
+        patches, grids = material
         vectors = torch.from_numpy(bank.vectors())
         vectors_t = vectors.T.contiguous()
         sq_norms = (vectors * vectors).sum(1)
+        # The bank columns each image contributed, to be masked on that image's rows.
+        order = torch.argsort(owners, stable=True)
+        ends = torch.cumsum(torch.bincount(owners, minlength=len(grids)), 0).tolist()
+        own_columns = [order[(ends[i - 1] if i else 0):ends[i]] for i in range(len(grids))]
+        starts = [0]
+        for h, w, _ in grids:
+            starts.append(starts[-1] + h * w)
+        # Images go in blocks of about this many distance entries: large matrix products, bounded memory.
+        block_entries = max(1 << 24, max(h * w for h, w, _ in grids) * bank.size)
         scores, maxima = [], []
         config = self.config
-        for index, image in enumerate(images):
+        first = 0
+        while first < len(grids):
             check(cancel)
-            grid = self.embed([image])[0]
-            h, w, d = grid.shape
-            flat = grid.reshape(-1, d)
+            last = first + 1
+            while last < len(grids) and (starts[last + 1] - starts[first]) * bank.size <= block_entries:
+                last += 1
+            flat = patches[starts[first]:starts[last]]
             squared = torch.addmm(sq_norms, flat, vectors_t, alpha=-2.0) + (flat * flat).sum(1, keepdim=True)
-            squared[:, owners == index] = float("inf")
+            for index in range(first, last):
+                rows = slice(starts[index] - starts[first], starts[index + 1] - starts[first])
+                squared[rows, own_columns[index]] = float("inf")
             best, nearest = squared.min(dim=1)
-            distances = best.clamp_min_(0).sqrt_()
-            top = int(torch.argmax(distances))
-            scores.append(float(distances[top]) * self._reweight(flat[top], int(nearest[top])))
-            shape = input_shape(image.shape[0], image.shape[1], config.image_size, config.keep_aspect)
-            maxima.append(float(anomaly_map.gaussian_smooth(distances.reshape(h, w).numpy(), shape, config.sigma).max()))
-            yield Progress("calibrate", index + 1, total, f"leave-one-out {index + 1}/{total}")
+            del squared
+            block_distances = best.clamp_min_(0).sqrt_()
+            for index in range(first, last):
+                h, w, shape = grids[index]
+                rows = slice(starts[index] - starts[first], starts[index + 1] - starts[first])
+                distances = block_distances[rows]
+                top = int(torch.argmax(distances))
+                scores.append(float(distances[top]) * self._reweight(flat[rows][top], int(nearest[rows][top])))
+                smoothed = anomaly_map.gaussian_smooth(distances.reshape(h, w).numpy(), shape, config.sigma)
+                maxima.append(float(smoothed.max()))
+            first = last
+            yield Progress("calibrate", first, total, f"leave-one-out {first}/{total}")
+        self._fit_patches = None
         return scores, maxima
 
     # ------------------------------------------------------------------------------------------ scoring
@@ -240,6 +277,73 @@ class PatchCoreDetector:
         if chosen:
             bank.add(patches[torch.tensor(chosen)].numpy())
             self._bank_owners = None  # the added vectors belong to no fitted image
+            self._fit_patches = None
         self.training_patches += patches.shape[0]
         yield Progress("add_normal", 1, 1, f"added {len(chosen)} patches; bank size {bank.size}")
         return len(chosen)
+
+    def learn_from_good(
+        self, images: list[np.ndarray], cancel: CancelToken | None = None
+    ) -> Generator[Progress, None, str]:
+        """The false-positive loop: the images' uncovered patches join the bank (``add_normal``)."""
+        added = yield from self.add_normal(images, cancel)
+        return f"{added} patches added to the memory bank"
+
+    # --------------------------------------------------------------------------------------- saved state
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """No tensors (the bank is ``index.faiss``, written by ``write_file``); the manifest's state."""
+        bank = self._require_bank()
+        return {}, {
+            "coverage_radius": self.coverage_radius,
+            "training_patches": self.training_patches,
+            "bank_size": bank.size,
+            "bank_kind": bank.kind,
+            "embedding_dim": self.model.dim,
+        }
+
+    def write_file(self, name: str, path: Path) -> None:
+        if name != self.data_files[0]:
+            raise ValueError(f"no writer for a {self.name} model's {name}")
+        self._require_bank().save(path)
+
+    def load_state(self, tensors: dict[str, torch.Tensor], state: dict, folder: Path) -> None:
+        index = self.data_files[0]
+        try:
+            bank = MemoryBank.load(folder / index)
+        except RuntimeError as exc:
+            raise ModelFileError(f"model {folder} is damaged: {index} cannot be read ({exc})") from None
+        if bank.dim != self.model.dim:
+            raise ModelFileError(f"model {folder} is damaged: {index} has the wrong vector width")
+        if bank.size != state.get("bank_size", bank.size):
+            raise ModelFileError(f"model {folder} is damaged: {index} does not hold the bank its manifest describes")
+        self.bank = bank
+        self.coverage_radius = state["coverage_radius"]
+        self.training_patches = state["training_patches"]
+
+    def summary(self) -> dict:
+        return {"bank_size": self._require_bank().size, "training_patches": self.training_patches}
+
+    def training_cost(self, images: list[np.ndarray], count: int) -> TrainingCost:
+        """Features timed on ``images``; the coreset costs about one pass over all patches per selected patch,
+        timed here as one matrix-vector product; memory is that of the patch table."""
+        config = self.config
+        parts, per_image = time_features(self.embed, images, config.image_size, config.keep_aspect)
+        per_image_patches = sum(part.shape[0] * part.shape[1] * part.shape[2] for part in parts) / len(images)
+        dim = parts[0].shape[3]
+        total_patches = int(per_image_patches * count)
+        bank = self.bank_size_for(total_patches)
+        table = torch.randn(total_patches, min(dim, config.coreset_projection_dim))
+        norms = (table * table).sum(1)
+        nearest = torch.full((total_patches,), float("inf"))
+
+        def coreset_step():  # the work of one greedy step, as in engine.sampling
+            torch.minimum(nearest, norms - 2 * (table @ table[0]), out=nearest)
+            torch.argmax(nearest)
+
+        coreset_step()
+        started = time.perf_counter()
+        for _ in range(20):
+            coreset_step()
+        coreset_seconds = (time.perf_counter() - started) / 20 * bank
+        seconds = per_image * count * 1.2 + coreset_seconds
+        return TrainingCost(seconds, total_patches * dim * 4 * 2 / 2**20, per_image, bank)

@@ -7,6 +7,7 @@ controller signals back to widget setters.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -48,7 +49,8 @@ class TrainingController(QObject):
     finished = Signal(str)  # message for the log
     model_ready = Signal(object)  # Path of the new model
     failed = Signal(str)
-    estimate_ready = Signal(str)
+    ended = Signal(str, str)  # message, outcome: "succeeded" | "cancelled" | "failed" (after finished)
+    estimate_ready = Signal(object)  # services.training.Estimate
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -59,6 +61,7 @@ class TrainingController(QObject):
         return self.job is not None and self.job.running
 
     def _request(self, project, values: dict):
+        from anomalyapp.core.config import CalibrationConfig
         from anomalyapp.services.training import TrainRequest
 
         if not project.good_folder:
@@ -68,8 +71,10 @@ class TrainingController(QObject):
             detector=values["detector"],
             backbone=values["backbone"],
             image_size=values["image_size"],
-            coreset_ratio=values["coreset_ratio"] if values["detector"] == "patchcore" else None,
-            epochs=values["epochs"] if values["detector"] == "autoencoder" else None,
+            coreset_ratio=values["coreset_ratio"],  # the service reads the options of the chosen detector only
+            epochs=values["epochs"],
+            calibration=CalibrationConfig(target_false_reject_rate=values.get(
+                "false_reject_rate", CalibrationConfig().target_false_reject_rate)),
             device=project.training.device,
             out=project.new_model_path(),
         )
@@ -90,10 +95,13 @@ class TrainingController(QObject):
         def succeeded(result):
             project.current_model = result.model_path.name
             project.save()
-            self.finished.emit(
-                f"trained {result.detector} on {result.train_images} images in {time.monotonic() - started:.1f} s "
-                f"({result.device}); threshold from {result.calibration_images} held-out good images"
-            )
+            message = (f"trained {result.detector} on {result.train_images} images in "
+                       f"{time.monotonic() - started:.1f} s ({result.device}); threshold from "
+                       f"{result.calibration_images} held-out good images")
+            if result.summary.get("expected_false_rejects"):
+                message += f"; {result.summary['expected_false_rejects']}"
+            self.finished.emit(message)
+            self.ended.emit(message, "succeeded")
             self.model_ready.emit(result.model_path)
 
         self.job = start_job(
@@ -103,12 +111,18 @@ class TrainingController(QObject):
             progress=self.progress.emit,
             succeeded=succeeded,
             failed=self._failed,
-            cancelled=lambda: self.finished.emit("training cancelled; the previous model is unchanged"),
+            cancelled=self._cancelled,
         )
         self.started.emit()
 
+    def _cancelled(self) -> None:
+        message = "training cancelled; the previous model is unchanged"
+        self.finished.emit(message)
+        self.ended.emit(message, "cancelled")
+
     def _failed(self, message: str) -> None:
         self.finished.emit("training failed; the previous model is unchanged")
+        self.ended.emit("training failed; the previous model is unchanged", "failed")
         self.failed.emit(message)
 
     def cancel(self) -> None:
@@ -127,7 +141,7 @@ class TrainingController(QObject):
             "estimate",
             lambda token: _as_generator(lambda: estimate(request)),
             self,
-            succeeded=lambda result: self.estimate_ready.emit(result.describe()),
+            succeeded=self.estimate_ready.emit,
             failed=self.failed.emit,
         )
 
@@ -141,7 +155,7 @@ def _as_generator(function):
 class InspectionController(QObject):
     """Holds the loaded model; scores queued images one by one in a background job."""
 
-    model_loaded = Signal(object)  # the model's manifest dict
+    model_loaded = Signal(object)  # the model's ModelManifest (engine.manifest)
     model_failed = Signal(str)
     result_ready = Signal(object)  # ResultRow
     display_ready = Signal(object, object, str)  # pixels, normalised map (or None), title
@@ -301,7 +315,8 @@ class InspectionController(QObject):
 
         def run(token):
             with self.session_lock:
-                result = yield from learn_good_images(self.session, [path], models_dir, cancel=token, actor=actor)
+                correction = yield from learn_good_images(self.session, [path], models_dir, cancel=token, actor=actor)
+                result = dataclasses.asdict(correction)  # the window's correction flow still reads a dict
                 result["learned_after"] = time.perf_counter() - started
                 batch = {}
                 for number, (row_index, row_path) in enumerate(listed, 1):
@@ -341,7 +356,9 @@ class EvaluationController(QObject):
         super().__init__(parent)
         self.inspection = inspection
 
-    def evaluate(self, folder: Path) -> None:
+    def evaluate(self, folder: Path, threshold: float | None = None) -> None:
+        """Evaluate ``folder`` at ``threshold`` (normalised; None: the calibrated one)."""
+        from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
         from anomalyapp.services.evaluation import evaluate
 
         if self.inspection.session is None:
@@ -350,7 +367,8 @@ class EvaluationController(QObject):
 
         def run(token):
             with self.inspection.session_lock:
-                return (yield from evaluate(self.inspection.session, folder, token))
+                return (yield from evaluate(self.inspection.session, folder, token,
+                                            threshold=NORMALISED_THRESHOLD if threshold is None else threshold))
 
         start_job("evaluation", run, self, progress=self.progress.emit, succeeded=self.finished.emit,
                   failed=self.failed.emit)

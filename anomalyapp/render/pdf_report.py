@@ -37,6 +37,7 @@ from PySide6.QtGui import (
 from anomalyapp.core.colours import VERDICT_COLOURS
 from anomalyapp.core.errors import AppError
 from anomalyapp.core.files import write_atomically
+from anomalyapp.core.image_names import shown_name
 from anomalyapp.services.reports import ReportData, Thumbnail
 
 DPI = 300
@@ -421,7 +422,7 @@ def _rows(report: ReportData, fit: _Fitter) -> str:
         note = label.note if label else ""
         labeller = report.users.get(label.user_id, "–") if label else ""
         rows.append([
-            _e(r.inspected_at.astimezone().strftime(fmt)), _e(fit(r.file_name, widths[1], middle=True)),
+            _e(r.inspected_at.astimezone().strftime(fmt)), _e(fit(shown_name(r.image_path), widths[1], middle=True)),
             f"{r.score:.3f}", _verdict(r.verdict), _verdict(r.label), _e(fit(note, widths[5])), version,
             _e(fit(labeller, widths[7])),
         ])

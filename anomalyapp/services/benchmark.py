@@ -86,7 +86,8 @@ def _measure(backbone: str, weights: str | None, train_paths: list[str], probe_p
     from anomalyapp.data.images import load_image
     from anomalyapp.engine.calibration import calibrate
     from anomalyapp.engine.detector import build_detector
-    from anomalyapp.engine.features import load_network, preprocess, resolve_weights
+    from anomalyapp.engine.preprocessing import preprocess
+    from anomalyapp.engine.weights import load_network, resolve_weights
 
     images = [load_image(p).to_rgb() for p in train_paths]
     if request["factor"] > 1:
@@ -147,7 +148,7 @@ def _measure(backbone: str, weights: str | None, train_paths: list[str], probe_p
 
 def _weights_for(backbone: str) -> str | None:
     from anomalyapp.core.errors import WeightsError
-    from anomalyapp.engine.features import resolve_weights
+    from anomalyapp.engine.weights import resolve_weights
 
     try:
         resolve_weights(backbone)
@@ -158,7 +159,7 @@ def _weights_for(backbone: str) -> str | None:
 
 def run_benchmark(request: BenchRequest) -> Generator[Progress, None, dict]:
     from anomalyapp.data.datasets import discover_dataset
-    from anomalyapp.engine.features import BACKBONES
+    from anomalyapp.engine.backbones import BACKBONES
 
     if request.data is None:
         from anomalyapp.core import paths

@@ -2,8 +2,11 @@
 
 A camera keeps producing frames whether or not the model is ready for them. Queueing them would show the
 operator a part that has long left the line, so a grab thread keeps only the newest frame in a one-slot
-holder and counts the ones it replaced as dropped. A video file is read frame by frame instead: nothing
-is lost, and the same file always gives the same results.
+holder and counts the ones it replaced as dropped. A video file plays at its own frame rate (what it reports
+as CAP_PROP_FPS), as if a camera were filming the line: each frame is scored at its time, and a frame whose
+successor is already due when it is read is skipped and counted as dropped, so a slow model falls behind no
+more than a live camera would. A file that reports no rate, or ``realtime=False`` (a benchmark of the
+model's own speed), reads every frame as fast as the model takes them.
 
 ``live_inspection`` is a generator, like every long job here: the CLI iterates it, the GUI runs it in a
 worker. It yields ``LiveFrame``s and ``CameraStatus``es and stops within ``_SLICE`` seconds of a cancel.
@@ -80,14 +83,16 @@ def live_inspection(
     backoff: Sequence[float] = (0.5, 1, 2, 4, 8),
     max_backoff: float = 8.0,
     sleep: Callable[[float], None] = time.sleep,
+    realtime: bool = True,
 ) -> Generator[LiveEvent, None, None]:
     """Read frames from a new source from ``source_factory`` and score each with ``predict``.
 
     The first open failing raises ``CameraError`` (a wrong choice is best said at once). A camera or
     stream lost later is reopened, through a fresh source, after each wait in ``backoff`` (the last one
     repeating, each at most ``max_backoff``) until frames flow again or ``cancel`` is set. A file ends
-    with "ended", or starts again with ``loop_file``. While ``paused`` is set the stream stays open but
-    nothing is scored or yielded. An exception from ``predict`` propagates after the source is closed.
+    with "ended", or starts again with ``loop_file``; it plays at its own frame rate unless ``realtime`` is
+    False. While ``paused`` is set the stream stays open but nothing is scored or yielded (a file's clock
+    stops too). An exception from ``predict`` propagates after the source is closed.
     """
     if not backoff:
         raise ValueError("backoff needs at least one wait")
@@ -96,7 +101,8 @@ def live_inspection(
     yield CameraStatus("connecting", f"opening {source.description}")
     source.open()
     if source.is_file:
-        yield from _play_file(source, source_factory, predict, cancel, paused, loop_file, sleep)
+        clock = _PlaybackClock(source.fps if realtime else 0.0)
+        yield from _play_file(source, source_factory, predict, cancel, paused, loop_file, sleep, clock)
     else:
         yield from _watch_camera(source, source_factory, predict, cancel, paused, reconnect, delays, sleep)
 
@@ -129,15 +135,17 @@ def save_capture(frame: np.ndarray, folder: str | Path, prefix: str = "capture")
 _naming_lock = threading.Lock()
 
 
-def _play_file(source, source_factory, predict, cancel, paused, loop_file, sleep):
+def _play_file(source, source_factory, predict, cancel, paused, loop_file, sleep, clock):
     rate = _RateMeter()
     index = 0
     frames_this_pass = 0
+    dropped = 0
     try:
         yield CameraStatus("live", f"playing {source.description}")
         while not cancel.cancelled:
             if paused is not None and paused.is_set():
                 rate.reset()
+                clock.pause()
                 sleep(_SLICE)
                 continue
             frame = source.read()
@@ -146,14 +154,21 @@ def _play_file(source, source_factory, predict, cancel, paused, loop_file, sleep
                 if loop_file and frames_this_pass:  # a file with no frames at all would loop forever
                     source = source_factory().open()
                     frames_this_pass = 0
+                    clock.restart()
                     continue
                 yield CameraStatus("ended", f"{source.description} ended after {index} frames")
                 return
-            captured_at = time.time()
-            prediction = predict(frame) if predict is not None else None
-            yield LiveFrame(frame, prediction, index, captured_at, rate.tick(), 0)
+            due_in = clock.due_in(frames_this_pass)
             index += 1
             frames_this_pass += 1
+            if clock.too_late(due_in):
+                dropped += 1
+                continue
+            if due_in > 0 and not _wait(due_in, cancel, sleep):
+                break
+            captured_at = time.time()
+            prediction = predict(frame) if predict is not None else None
+            yield LiveFrame(frame, prediction, index - 1, captured_at, rate.tick(), dropped)
     finally:
         source.close()
     yield CameraStatus("stopped", f"stopped {source.description}")
@@ -303,6 +318,39 @@ class _Grabber:
         finally:
             self._source.close()
             self.newest.end()
+
+
+class _PlaybackClock:
+    """When each frame of a file is due at the file's own rate. The first frame read sets the clock; a pause
+    stops it. With no rate (0 fps) every frame is due at once and none is ever late."""
+
+    def __init__(self, fps: float) -> None:
+        self.period = 1.0 / fps if fps > 0 else 0.0
+        self._start: float | None = None
+        self._paused_at: float | None = None
+
+    def due_in(self, frame: int) -> float:
+        """Seconds until ``frame`` (counted from the start of this pass) is due; negative when it is late."""
+        if not self.period:
+            return 0.0
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now - frame * self.period
+        if self._paused_at is not None:
+            self._start += now - self._paused_at
+            self._paused_at = None
+        return self._start + frame * self.period - now
+
+    def too_late(self, due_in: float) -> bool:
+        """A frame is skipped when the next one is already due: showing it would lag behind the file."""
+        return bool(self.period) and due_in <= -self.period
+
+    def pause(self) -> None:
+        if self._paused_at is None and self._start is not None:
+            self._paused_at = time.monotonic()
+
+    def restart(self) -> None:
+        self._start = self._paused_at = None
 
 
 class _RateMeter:

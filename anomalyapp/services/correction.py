@@ -1,7 +1,7 @@
 """Instant correction: a technician marks a false positive OK, and the model learns it without retraining.
 
-PatchCore appends the image's uncovered patches to its memory bank (``add_normal``); the autoencoder gets a
-short fine-tune on the image. Either way the result is saved as a new model version beside the old one
+Each detector learns in its own way (``learn_from_good``: PatchCore appends the image's uncovered patches to
+its memory bank, the autoencoder gets a short fine-tune on the image). Either way the result is saved as a new model version beside the old one
 (the old folder is never touched, so a roll-back is just pointing at it again).
 
 Teaching changes what the station decides: in a project, the acting user needs the ``train`` permission
@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from collections.abc import Generator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from anomalyapp.core.cancel import CancelToken
@@ -21,6 +22,17 @@ from anomalyapp.core.types import Progress
 from anomalyapp.data.images import load_image
 from anomalyapp.engine.bundle import save_model
 from anomalyapp.services.inference import InferenceSession
+
+
+@dataclass(frozen=True)
+class CorrectionResult:
+    """A correction saved as a new model version."""
+
+    folder: Path  # the new version's folder
+    parent: str  # the folder name of the version it was learnt from
+    change: str  # what changed, in words (also the manifest's "change")
+    learn_seconds: float  # learning alone
+    total_seconds: float  # learning, saving and, in a project, recording the version in use
 
 
 def version_folder_name(detector: str) -> str:
@@ -35,11 +47,10 @@ def learn_good_images(
     change: str | None = None,
     cancel: CancelToken | None = None,
     actor=None,
-) -> Generator[Progress, None, dict]:
+) -> Generator[Progress, None, CorrectionResult]:
     """Teach the session's model that these images are good; save and return the new version.
 
-    The session's detector is updated in place (the caller serialises access to it). Returns a dict with
-    the new folder, its parent folder, what changed and the seconds spent learning and saving. When
+    The session's detector is updated in place (the caller serialises access to it). When
     ``models_dir`` is a project's, ``actor`` (the acting ``User``) must be allowed to train there.
     """
     from anomalyapp.services import auth
@@ -48,11 +59,11 @@ def learn_good_images(
     target = Path(models_dir) / version_folder_name(session.detector.name)
     records = open_model_change(target, actor, auth.TRAIN)
     try:
+        started = time.perf_counter()
         result = yield from _learn(session, image_paths, target, change, cancel)
-        started = result.pop("started")
         if records is not None:
-            use_model_version(records, target, result["change"], actor, correction=True)
-            result["total_seconds"] = time.perf_counter() - started
+            use_model_version(records, target, result.change, actor, correction=True)
+            result = replace(result, total_seconds=time.perf_counter() - started)
         return result
     finally:
         if records is not None:
@@ -60,7 +71,7 @@ def learn_good_images(
 
 
 def _learn(session: InferenceSession, image_paths: list[Path], target: Path, change: str | None,
-           cancel: CancelToken | None) -> Generator[Progress, None, dict]:
+           cancel: CancelToken | None) -> Generator[Progress, None, CorrectionResult]:
     started = time.perf_counter()
     images = []
     for path in image_paths:
@@ -71,12 +82,7 @@ def _learn(session: InferenceSession, image_paths: list[Path], target: Path, cha
     if not images:
         raise AppError("no image to learn from")
     detector = session.detector
-    if hasattr(detector, "add_normal"):
-        added = yield from detector.add_normal(images, cancel)
-        what = f"{added} patches added to the memory bank"
-    else:
-        yield from detector.fine_tune(images, epochs=5, cancel=cancel)
-        what = "autoencoder fine-tuned for 5 epochs"
+    what = yield from detector.learn_from_good(images, cancel)
     learned = time.perf_counter()
     names = ", ".join(Path(p).name for p in image_paths[:5]) + ("…" if len(image_paths) > 5 else "")
     change = change or f"marked good: {names} ({what})"
@@ -85,18 +91,11 @@ def _learn(session: InferenceSession, image_paths: list[Path], target: Path, cha
     save_model(
         detector,
         target,
-        backbone=manifest["backbone"],
-        training_set=manifest["training_set"] | {"added_good_images": [str(p) for p in image_paths]},
+        backbone=manifest.backbone,
+        training_set=manifest.training_set | {"added_good_images": [str(p) for p in image_paths]},
         extra={"parent": parent, "change": change},
     )
     session.model_path = target
-    session.manifest = manifest | {"parent": parent, "change": change}
+    session.manifest = manifest.corrected(parent, change)
     yield Progress("correction", 1, 1, change)
-    return {
-        "folder": target,
-        "parent": parent,
-        "change": change,
-        "learn_seconds": learned - started,
-        "total_seconds": time.perf_counter() - started,
-        "started": started,
-    }
+    return CorrectionResult(target, parent, change, learned - started, time.perf_counter() - started)

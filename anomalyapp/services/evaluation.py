@@ -128,3 +128,17 @@ def evaluate(
     result |= false_reject_metrics(labels_array, scores_array, threshold)
     result["per_image"] = rows
     return result
+
+
+def write_scores_csv(path: str | os.PathLike, result: dict) -> Path:
+    """The per-image scores of an evaluation (path, defect_type, score, verdict at its threshold) as CSV,
+    written atomically; cells a spreadsheet would run as formulas are guarded."""
+    from anomalyapp.core.csv_cells import csv_text
+    from anomalyapp.core.files import write_text_atomically
+    from anomalyapp.core.verdicts import verdict_for
+
+    rows = []
+    for row in result["per_image"]:
+        verdict = verdict_for(row["score"], result["threshold"])
+        rows.append([row["path"], row["defect_type"], f"{row['score']:.6f}", verdict])
+    return write_text_atomically(path, csv_text(["path", "defect_type", "score", "verdict"], rows))

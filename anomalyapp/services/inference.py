@@ -12,8 +12,9 @@ from anomalyapp.core.cancel import CancelToken, check
 from anomalyapp.core.csv_cells import csv_text
 from anomalyapp.core.errors import DataError, ImageReadError
 from anomalyapp.core.files import write_text_atomically
+from anomalyapp.core.image_names import folder_of
 from anomalyapp.core.types import Prediction, Progress
-from anomalyapp.data.images import is_image_file, list_images, load_image, save_image
+from anomalyapp.data.images import images_in, is_image_file, load_image, save_image
 from anomalyapp.services import rendering
 from anomalyapp.services.training import resolve_device
 
@@ -31,19 +32,40 @@ class ImageResult:
         return self.prediction is not None
 
 
+@dataclass(frozen=True)
+class ModelSummary:
+    description: str  # "patchcore / resnet18 (2026-11-30T10:12)"
+    good_scores: list[float]  # held-out good images, normalised
+    defect_scores: list[float]  # labelled defects the calibration saw, normalised
+    calibration: object  # the model's engine Calibration (expected false rejects, the Review band)
+
+
 class InferenceSession:
     """A model loaded once, then asked about one image after another. Thread-confined: one per worker."""
 
     def __init__(self, model_path: str | os.PathLike, *, device: str = "auto", weights: str | None = None):
         from anomalyapp.engine.bundle import load_model
+        from anomalyapp.engine.manifest import ModelManifest
 
         self.model_path = Path(model_path)
         self.device = resolve_device(device)
-        self.detector, self.manifest = load_model(self.model_path, weights=weights, device=self.device)
+        self.detector, manifest = load_model(self.model_path, weights=weights, device=self.device)
+        self.manifest: ModelManifest = ModelManifest.of(manifest)
 
     @property
     def calibration(self):
         return self.detector.calibration
+
+    def summary(self) -> ModelSummary:
+        """What the window shows about the loaded model: its name and its calibration's reference scores,
+        on the normalised scale (the calibration's own rule, ``Calibration.normalise_score``)."""
+        manifest, calibration = self.manifest, self.calibration
+        return ModelSummary(
+            description=f"{manifest.detector} / {manifest.backbone_name} ({manifest.created[:16]})",
+            good_scores=[calibration.normalise_score(s) for s in calibration.good_scores],
+            defect_scores=[calibration.normalise_score(s) for s in calibration.defect_scores],
+            calibration=calibration,
+        )
 
     def predict_pixels(self, pixels) -> Prediction:
         """Score an image already in memory (gray or RGB array, any supported type)."""
@@ -72,12 +94,20 @@ class InferenceSession:
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files and folders (non-recursive) -> image paths in order; a missing input is a ``DataError``."""
+    """Files and folders -> image paths in order; a missing input is a ``DataError``.
+
+    Folders are read with their subfolders (an MVTec ``test/`` holds one folder per defect class): a
+    folder's own images first, then each subfolder's in name order. A folder tree without any image is an
+    error naming the folder.
+    """
     paths: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            paths.extend(list_images(path))
+            found = images_in_tree(path)
+            if not found:
+                raise DataError(f"no images (png, jpg, bmp, tif) in {path} or its subfolders")
+            paths.extend(found)
         elif path.is_file():
             if not is_image_file(path):
                 raise DataError(f"{path} is not an image file (png, jpg, bmp, tif)")
@@ -87,6 +117,19 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     if not paths:
         raise DataError("no input images given")
     return paths
+
+
+def images_in_tree(folder: Path) -> list[Path]:
+    """The images in ``folder`` and below it (hidden folders skipped), depth first, each level by name."""
+    found = images_in(folder)
+    try:
+        subfolders = sorted((p for p in folder.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")),
+                            key=lambda p: p.name)
+    except OSError as error:
+        raise DataError(f"cannot list the folders in {folder}: {error.strerror or error}") from None
+    for subfolder in subfolders:
+        found.extend(images_in_tree(subfolder))
+    return found
 
 
 def _overlay_name(path: Path, used: set[str]) -> str:
@@ -146,17 +189,18 @@ def predict_to_folder(
     for index, result in enumerate(session.predict_paths(paths, cancel, keep_pixels=out is not None)):
         if result.ok:
             verdict = result.prediction.verdict
-            rows.append([str(result.path), f"{result.prediction.score:.6f}", verdict, f"{result.prediction.raw_score:.6f}", ""])
+            rows.append([str(result.path), f"{result.prediction.score:.6f}", verdict, f"{result.prediction.raw_score:.6f}", "",
+                         folder_of(result.path)])
             if out is not None:
                 picture = rendering.overlay(result.pixels, result.prediction.anomaly_map)
                 save_image(out / _overlay_name(result.path, used), picture)
                 result.pixels = None
         else:
             verdict = "error"
-            rows.append([str(result.path), "", "error", "", result.error.reason])
+            rows.append([str(result.path), "", "error", "", result.error.reason, folder_of(result.path)])
         counts[verdict] += 1
         yield result
         yield Progress("predict", index + 1, len(paths), f"{result.path.name}: {verdict}")
     if out is not None:
-        write_text_atomically(out / "results.csv", csv_text(["path", "score", "verdict", "raw_score", "error"], rows))
+        write_text_atomically(out / "results.csv", csv_text(["path", "score", "verdict", "raw_score", "error", "folder"], rows))
     return {"images": len(paths), **counts, "out": str(out) if out else None}

@@ -37,6 +37,7 @@ class TrainingSettings:
     coreset_ratio: float = 0.1
     epochs: int = 40
     device: str = "auto"
+    false_reject_rate: float = 0.01  # the share of new good parts the threshold may judge NG
 
 
 TEST_PAUSE_ENV = "ANOMALYAPP_TEST_PAUSE_AT"  # tests only: "<point>:<marker file>" pauses there (kill -9 tests)
@@ -147,6 +148,43 @@ def create_project(root: str | os.PathLike, name: str | None = None, good_folder
     return project
 
 
+def check_new_project_folder(root: str | os.PathLike) -> Path:
+    """The folder a new project would be created in, refused (``DataError``) when it already holds a project
+    or other files: a project folder is the project's alone, and a mistyped name must not turn a folder full
+    of other things into one."""
+    root = Path(root)
+    if (root / PROJECT_FILE).exists():
+        raise DataError(f"{root} already holds a project; open it instead")
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root} is a file, not a folder")
+    try:
+        occupied = root.is_dir() and any(root.iterdir())
+    except OSError as error:
+        raise DataError(f"cannot read folder {root}: {error.strerror or error}") from None
+    if occupied:
+        raise DataError(f"{root} is not empty: choose a new or empty folder for the project")
+    return root
+
+
+@dataclass(frozen=True)
+class GoodImagesPreview:
+    """What a training on ``folder`` would learn from: the number of good images and a few of them."""
+
+    folder: Path
+    count: int
+    sample: list[Path]
+
+
+def preview_good_images(folder: str | os.PathLike, sample: int = 6) -> GoodImagesPreview:
+    """The good images a training would use (the same discovery as training: MVTec ``train/good`` or the
+    folder's own images); ``DataError`` names the folder and why it has none."""
+    from anomalyapp.data.datasets import discover_dataset
+
+    good = discover_dataset(folder).train_good
+    step = max(1, len(good) // sample)
+    return GoodImagesPreview(Path(folder), len(good), good[::step][:sample])
+
+
 def project_root_of(path: str | os.PathLike) -> Path | None:
     """The project folder that holds ``path`` (itself or a parent with ``project.json``), or None."""
     path = Path(path).resolve()
@@ -186,12 +224,23 @@ def use_model_version(records, folder: Path, change: str, actor, correction: boo
     if correction:
         version = records.add_correction(folder.name, parent_id, change, actor)
     else:
-        version = records.add_version(folder.name, parent_id, change, actor, threshold=NORMALISED_THRESHOLD)
+        version = records.add_version(folder.name, parent_id, change, actor, threshold=NORMALISED_THRESHOLD,
+                                      uncertain_low=calibrated_band(folder))
     project = open_project(records.root)
     project.current_model = folder.name
     threshold, uncertain_low = records.decision_rule()
     project.keep_decision_rule(threshold, uncertain_low)  # saves
     return version
+
+
+def calibrated_band(model_folder: Path) -> float | None:
+    """The Review band's lower end (normalised) that the model's calibration proposes, or None (older models,
+    too little evidence: the band in use then stays as it is)."""
+    from anomalyapp.engine.bundle import read_manifest
+    from anomalyapp.engine.calibration import Calibration
+
+    band = Calibration.from_dict(read_manifest(model_folder)["calibration"]).uncertain_low_normalised
+    return band if band is not None and 0 <= band < NORMALISED_THRESHOLD else None
 
 
 def open_project(root: str | os.PathLike) -> Project:

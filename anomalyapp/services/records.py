@@ -128,6 +128,26 @@ class ThresholdProposal:
     proposed_f1: float | None = None
     proposed_confusion_matrix: list[list[int]] | None = None
     message: str = ""
+    # With a stated target: the proposal judges at most this share of the labelled good parts NG.
+    target_false_reject_rate: float | None = None
+    proposed_false_reject_rate: float | None = None
+    false_reject_rate: float | None = None  # at the current threshold
+    # What the proposal would have changed on the labelled parts: good parts no longer / newly rejected,
+    # defects newly caught / no longer caught.
+    changes: dict[str, int] | None = None
+
+    def describe_changes(self) -> str:
+        """'would have passed 3 good parts it rejected and caught 1 more defect' (labelled parts only)."""
+        if not self.changes:
+            return ""
+        parts = []
+        for key, text in (("good_passed", "passed {} labelled good part(s) it rejected"),
+                          ("good_rejected", "rejected {} labelled good part(s) it passed"),
+                          ("defects_caught", "caught {} more labelled defect(s)"),
+                          ("defects_missed", "missed {} labelled defect(s) it caught")):
+            if self.changes.get(key):
+                parts.append(text.format(self.changes[key]))
+        return ("it would have " + ", ".join(parts)) if parts else "it would have changed no labelled verdict"
 
 
 # At open the whole hash chain is checked up to this many ledger entries (about half a second here); beyond,
@@ -227,14 +247,27 @@ class RecordsService:
     # -- threshold from labels --------------------------------------------------------------------
 
     def threshold_from_labels(self, current_threshold: float | None = None,
-                              query: InspectionQuery | None = None) -> ThresholdProposal:
-        """Precision/recall/F1 of the current threshold on confirmed labels, and the F1-optimal threshold.
+                              query: InspectionQuery | None = None, *,
+                              labelled: list[tuple[float, str]] | None = None,
+                              target_false_reject_rate: float | None = None) -> ThresholdProposal:
+        """Precision/recall/F1 of the current threshold on confirmed labels, and a proposed threshold.
 
-        Default scope: labelled inspections scored by any version of the current version's model folder
-        (all labelled inspections when no version is recorded). ``current_threshold`` defaults to the
-        current version's threshold (0.5 without one).
+        ``labelled``: (score, label) pairs to use, e.g. every labelled image re-scored by the model in use
+        (``services.labels.rescore_labelled``); otherwise the stored scores of the labelled inspections
+        scored by any version of the current version's model folder (all of them when no version is
+        recorded). The proposal: with ``target_false_reject_rate``, the threshold that judges at most that
+        share of the labelled good parts NG with the highest recall (and what it would have changed);
+        without it, the F1-optimal one. ``current_threshold`` defaults to the current version's threshold
+        (0.5 without one).
         """
         from anomalyapp.engine.metrics import f1_max, threshold_metrics
+
+        if target_false_reject_rate is not None:
+            if current_threshold is None:
+                current_threshold, _ = self.decision_rule()
+            if labelled is None:
+                labelled = self.store.labelled_scores(query)
+            return _proposal_for_target(labelled, float(current_threshold), float(target_false_reject_rate))
 
         current = self.store.current_model_version()
         if current_threshold is None:
@@ -244,7 +277,7 @@ class RecordsService:
             if current is not None:
                 same_model = tuple(v.id for v in self.store.model_versions() if v.folder == current.folder)
                 query = InspectionQuery(model_version_id=same_model)
-        pairs = self.store.labelled_scores(query)
+        pairs = labelled if labelled is not None else self.store.labelled_scores(query)
         scores = [score for score, _ in pairs]
         labels = [label == "NG" for _, label in pairs]
         n_ng = sum(labels)
@@ -350,16 +383,33 @@ class RecordsService:
         return self.store.current_model_version()
 
     def add_version(self, folder: str, parent_id: int | None, change: str, user: User,
-                    threshold: float = NORMALISED_THRESHOLD) -> ModelVersion:
-        """Record a new model (e.g. after training, change 'trained') and make it current. Supervisors only."""
+                    threshold: float = NORMALISED_THRESHOLD, uncertain_low: float | None = None) -> ModelVersion:
+        """Record a new model (e.g. after training, change 'trained') and make it current. Supervisors only.
+
+        ``uncertain_low``: the model's calibrated Review band (normalised), which becomes the band in use; a
+        new model's scores mean something new. Without it the band in use is kept where it still fits.
+        """
         user = self.auth.require(user, auth.TRAIN)
         self._require_folder(folder)
-        threshold, _ = check_decision_rule(threshold, None)
+        threshold, uncertain_low = check_decision_rule(threshold, uncertain_low)
         with self.store.transaction():
             version = self.store.add_model_version(folder, change, threshold, parent_id=parent_id, user_id=user.id,
                                                    make_current=True)
-            self._set_rule(threshold, self._band_below(threshold), user, f"version {version.id} ({change})")
+            band = uncertain_low if uncertain_low is not None else self._band_below(threshold)
+            self._set_rule(threshold, band, user, f"version {version.id} ({change})")
         return version
+
+    def start_with_calibrated_band(self, actor: User, uncertain_low: float | None, project=None) -> bool:
+        """A model loaded into a project whose records hold no rule yet (e.g. recorded before the band was
+        calibrated): the calibrated threshold and the model's Review band become the rule in use, through
+        ``set_threshold`` (checked and audited). False when a rule is already recorded or there is no band."""
+        if uncertain_low is None or self.store.get_setting(THRESHOLD_IN_USE) is not None:
+            return False
+        threshold, _ = self.decision_rule()
+        if not 0 <= uncertain_low < threshold:
+            return False
+        return self.set_threshold(actor, threshold, uncertain_low, reason="the model's calibrated band",
+                                  project=project)
 
     def add_correction(self, folder: str, parent_id: int | None, change: str, user: User,
                        threshold: float | None = None) -> ModelVersion:
@@ -419,6 +469,46 @@ class RecordsService:
             return None
         return (f"the records of this project were changed outside anomalyapp: {'; '.join(report.problems())}. "
                 f"Details: anomalyapp records verify {self.root}")
+
+
+def _proposal_for_target(pairs: list[tuple[float, str]], current: float, rate: float) -> ThresholdProposal:
+    from anomalyapp.engine.calibration import threshold_from_labelled
+    from anomalyapp.engine.metrics import threshold_metrics
+
+    scores = [score for score, _ in pairs]
+    labels = [label == "NG" for _, label in pairs]
+    good = [score for score, is_ng in zip(scores, labels) if not is_ng]
+    defective = [score for score, is_ng in zip(scores, labels) if is_ng]
+
+    def at(threshold: float) -> dict:
+        found = threshold_metrics(labels, scores, threshold) if pairs else {
+            "precision": 0.0, "recall": 0.0, "f1": 0.0, "confusion_matrix": [[0, 0], [0, 0]]}
+        found["false_reject_rate"] = sum(s >= threshold for s in good) / len(good) if good else None
+        return found
+
+    now = at(current)
+    base = ThresholdProposal(
+        labelled=len(pairs), labelled_ng=len(defective), current_threshold=current, precision=now["precision"],
+        recall=now["recall"], f1=now["f1"], confusion_matrix=now["confusion_matrix"],
+        target_false_reject_rate=rate, false_reject_rate=now["false_reject_rate"],
+    )
+    proposed = threshold_from_labelled(good, defective, rate, current)
+    if proposed is None:
+        return replace(base, message="a proposal needs at least one inspection labelled OK")
+    then = at(proposed)
+    changes = {
+        "good_passed": sum(current <= s < proposed for s in good),
+        "good_rejected": sum(proposed <= s < current for s in good),
+        "defects_caught": sum(proposed <= s < current for s in defective),
+        "defects_missed": sum(current <= s < proposed for s in defective),
+    }
+    message = (f"from {len(pairs)} labelled parts ({len(defective)} NG): at most {rate:.1%} of the labelled good "
+               f"parts judged NG, as many defects caught as that allows")
+    return replace(
+        base, proposed_threshold=float(proposed), proposed_precision=then["precision"],
+        proposed_recall=then["recall"], proposed_f1=then["f1"], proposed_confusion_matrix=then["confusion_matrix"],
+        proposed_false_reject_rate=then["false_reject_rate"], changes=changes, message=message,
+    )
 
 
 def _rule_text(threshold: float, uncertain_low: float | None) -> str:

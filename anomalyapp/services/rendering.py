@@ -88,3 +88,9 @@ def _bands(shape: tuple[int, ...]):
     """Row slices covering an image of ``shape`` in bands of about ``_BAND_PIXELS`` pixels."""
     step = max(1, _BAND_PIXELS // max(1, shape[1]))
     return [slice(start, start + step) for start in range(0, shape[0], step)]
+
+
+def mask_png(mask: np.ndarray) -> bytes | None:
+    """A painted region (boolean or 0/1 mask) as a PNG for the records: white where painted."""
+    ok, encoded = cv2.imencode(".png", mask.astype("uint8") * 255)
+    return encoded.tobytes() if ok else None

@@ -31,6 +31,7 @@ from anomalyapp import __version__
 from anomalyapp.core.csv_cells import csv_text
 from anomalyapp.core.errors import AppError
 from anomalyapp.core.files import write_atomically
+from anomalyapp.core.image_names import shown_name
 from anomalyapp.services.records import RecordsService, Summary
 from anomalyapp.store.records import InspectionQuery, InspectionRecord, LabelRecord, ModelVersion
 
@@ -256,7 +257,7 @@ def _thumbnail(record: InspectionRecord, label, render_overlay: RenderOverlay | 
         pixels = _fit(pixels, REPORT_THUMBNAIL_SIZE)
         if label is not None and label.region_png:
             pixels = _outline_region(pixels, label.region_png)
-    return Thumbnail(record.id, record.file_name, pixels, record.verdict, record.score, record.label, overlay)
+    return Thumbnail(record.id, shown_name(record.image_path), pixels, record.verdict, record.score, record.label, overlay)
 
 
 def _plain_image(path: str) -> np.ndarray | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from anomalyapp.core.cancel import CancelToken, check
-from anomalyapp.core.config import IMAGE_SIZE_RANGE, AutoencoderConfig, CalibrationConfig, PatchCoreConfig
+from anomalyapp.core.config import IMAGE_SIZE_RANGE, CalibrationConfig
 from anomalyapp.core.errors import DataError, ImageReadError
 from anomalyapp.core.types import Progress
 from anomalyapp.data.datasets import discover_dataset
@@ -63,24 +63,39 @@ class TrainResult:
     summary: dict
 
 
-def build_config(request: TrainRequest) -> PatchCoreConfig | AutoencoderConfig:
-    if request.detector == "patchcore":
-        config = PatchCoreConfig(seed=request.seed)
-        overrides = {"coreset_ratio": request.coreset_ratio, "max_bank_size": request.max_bank_size, "index": request.index}
-    elif request.detector == "autoencoder":
-        config = AutoencoderConfig(seed=request.seed)
-        overrides = {"epochs": request.epochs}
-    else:
-        raise DataError(f"unknown detector {request.detector!r}; choose patchcore or autoencoder")
+def detector_names() -> tuple[str, ...]:
+    from anomalyapp.engine.detector import DETECTORS
+
+    return tuple(DETECTORS)
+
+
+def detector_options(detector: str) -> tuple[str, ...]:
+    """The ``TrainRequest`` fields that apply to ``detector`` beside backbone, image size and aspect."""
+    from anomalyapp.engine.detector import config_class
+
+    try:
+        return config_class(detector).training_options
+    except ValueError as error:
+        raise DataError(str(error)) from None
+
+
+def build_config(request: TrainRequest):
+    """The detector's config from its defaults and the request; only the options of that detector are read."""
+    from anomalyapp.engine.detector import config_class
+
+    try:
+        cls = config_class(request.detector)
+    except ValueError as error:
+        raise DataError(str(error)) from None
+    overrides = {name: getattr(request, name) for name in cls.training_options}
     overrides |= {"backbone": request.backbone, "image_size": request.image_size, "keep_aspect": request.keep_aspect}
-    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    config = replace(cls(seed=request.seed), **{k: v for k, v in overrides.items() if v is not None})
     smallest, largest = IMAGE_SIZE_RANGE
     if not smallest <= config.image_size <= largest:
         raise DataError(f"image size {config.image_size} is out of range ({smallest} to {largest})")
-    if request.detector == "patchcore" and not 0 < config.coreset_ratio <= 1:
-        raise DataError(f"coreset ratio {config.coreset_ratio} must be in (0, 1]")
-    if request.detector == "autoencoder" and config.epochs < 1:
-        raise DataError(f"epochs must be at least 1, not {config.epochs}")
+    problem = config.problem()
+    if problem:
+        raise DataError(problem)
     return config
 
 
@@ -217,7 +232,7 @@ def _train(request: TrainRequest, cancel: CancelToken | None) -> Generator[Progr
     from anomalyapp.engine.bundle import save_model
     from anomalyapp.engine.calibration import calibrate
     from anomalyapp.engine.detector import build_detector
-    from anomalyapp.engine.features import resolve_weights
+    from anomalyapp.engine.weights import resolve_weights
 
     started = time.perf_counter()
     config = build_config(request)
@@ -309,10 +324,7 @@ def _train(request: TrainRequest, cancel: CancelToken | None) -> Generator[Progr
     path = save_model(detector, out, backbone=backbone, training_set=training_set, extra={"device_trained": device})
     summary = {"threshold_raw": detector.calibration.image_threshold, "calibration": detector.calibration.source,
                "expected_false_rejects": expected}
-    if hasattr(detector, "bank"):
-        summary |= {"bank_size": detector.bank.size, "training_patches": detector.training_patches}
-    if getattr(detector, "loss_history", None):
-        summary |= {"final_loss": detector.loss_history[-1]}
+    summary |= detector.summary()
     yield Progress("save", 1, 1, f"saved {path}")
     return TrainResult(
         model_path=path,
@@ -345,12 +357,11 @@ class Estimate:
 def estimate(request: TrainRequest, sample: int = 3) -> Estimate:
     """Time and memory of a training, measured on a few images before committing to the whole run.
 
-    Feature extraction is timed on ``sample`` images; the coreset costs about one pass over all patches per
-    selected patch, timed here as one matrix-vector product; the autoencoder's epochs are costed from the
-    number of feature vectors. Memory is that of the patch (or feature) table, which dominates.
+    Feature extraction is timed on ``sample`` images; the detector costs the rest of its fit from them
+    (``training_cost``: PatchCore's coreset, the autoencoder's epochs) and the memory of its feature table.
     """
     from anomalyapp.engine.detector import build_detector
-    from anomalyapp.engine.features import resolve_weights
+    from anomalyapp.engine.weights import resolve_weights
 
     config = build_config(request)
     device = resolve_device(request.device)
@@ -363,40 +374,5 @@ def estimate(request: TrainRequest, sample: int = 3) -> Estimate:
     if not images:
         raise DataError(f"none of the first {sample} images in {request.data} could be read")
     detector, _ = build_detector(request.detector, config, resolve_weights(config.backbone, request.weights), device)
-    import torch
-
-    embed = detector.embed if request.detector == "patchcore" else detector.regional_features
-    from anomalyapp.engine.features import batched, input_shape_key
-
-    embed(images[:1])  # warm-up: first calls pay for allocations
-    started = time.perf_counter()
-    # Images of other aspects get other input shapes; each batch holds one shape.
-    parts = [embed(batch) for batch in batched(images, key=input_shape_key(config.image_size, config.keep_aspect))]
-    per_image = (time.perf_counter() - started) / len(images)
-    count = len(paths)
-    features = parts[0]
-    if request.detector == "patchcore":
-        per_image_patches = sum(part.shape[0] * part.shape[1] * part.shape[2] for part in parts) / len(images)
-        dim = features.shape[3]
-        total_patches = int(per_image_patches * count)
-        bank = detector.bank_size_for(total_patches)
-        table = torch.randn(total_patches, min(dim, config.coreset_projection_dim))
-        norms = (table * table).sum(1)
-        nearest = torch.full((total_patches,), float("inf"))
-
-        def coreset_step():  # the work of one greedy step, as in engine.sampling
-            torch.minimum(nearest, norms - 2 * (table @ table[0]), out=nearest)
-            torch.argmax(nearest)
-
-        coreset_step()
-        started = time.perf_counter()
-        for _ in range(20):
-            coreset_step()
-        coreset_seconds = (time.perf_counter() - started) / 20 * bank
-        seconds = per_image * count * 1.2 + coreset_seconds
-        memory = total_patches * dim * 4 * 2 / 2**20
-        return Estimate(count, seconds, bank, memory, per_image * 1000)
-    vectors = int(sum(part.shape[0] * part.shape[2] * part.shape[3] for part in parts) / len(images) * count)
-    channels = features.shape[1]
-    seconds = per_image * count * 1.2 + config.epochs * vectors * channels * 2.5e-8
-    return Estimate(count, seconds, None, vectors * channels * 4 * 2 / 2**20, per_image * 1000)
+    cost = detector.training_cost(images, len(paths))
+    return Estimate(len(paths), cost.seconds, cost.bank_size, cost.memory_mb, cost.per_image_seconds * 1000)

@@ -125,3 +125,13 @@ def test_evaluate_at_a_working_threshold_reports_false_rejects_and_recall(patchc
 def test_evaluate_refuses_a_threshold_that_is_not_positive(patchcore_model, demo_line, capsys):
     assert main(["evaluate", str(patchcore_model), str(demo_line), "--threshold", "-1"]) == 2
     assert "threshold -1" in capsys.readouterr().err
+
+
+def test_predict_reads_a_folder_tree_and_names_each_images_folder(patchcore_model, demo_line, tmp_path):
+    out = tmp_path / "out"
+    code = main(["predict", str(patchcore_model), str(demo_line / "test"), "--out", str(out)])
+    assert code == 0
+    [run] = out.glob("run-*")
+    rows = list(csv.DictReader((run / "results.csv").open()))
+    classes = {p.name for p in (demo_line / "test").iterdir() if p.is_dir()}
+    assert len(rows) == len(list((demo_line / "test").rglob("*.png"))) and {row["folder"] for row in rows} == classes

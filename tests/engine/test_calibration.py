@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from anomalyapp.core.config import CalibrationConfig, PatchCoreConfig
 from anomalyapp.core.types import drain
@@ -14,7 +15,7 @@ from anomalyapp.data.datasets import discover_dataset
 from anomalyapp.data.images import load_image
 from anomalyapp.engine.calibration import Calibration, FalseRejectModel, calibrate, describe_rate
 from anomalyapp.engine.detector import build_detector
-from anomalyapp.engine.features import resolve_weights
+from anomalyapp.engine.weights import resolve_weights
 from anomalyapp.services.evaluation import recall_at_false_reject_rate
 from anomalyapp.services.training import split_holdout
 
@@ -128,3 +129,47 @@ def test_patchcore_leave_one_out_scores_an_image_without_its_own_patches(fitted_
     new_good = [load_image(item.path).to_rgb() for item in discover_dataset(demo_line).test if not item.is_anomalous]
     new_scores, _ = detector.raw_predict(new_good)
     assert np.median(unseen) == pytest.approx(np.median(new_scores), rel=0.5)
+
+
+class _NotToBeRead:
+    """Stands for the fitted images passed again: the leave-one-out scores must come from the fit's table."""
+
+    def __iter__(self):
+        raise AssertionError("the fitted images were read again")
+
+
+def _leave_one_out_by_embedding_again(detector, images):
+    """Reference: embed each fitted image again and mask the bank vectors it contributed."""
+    from anomalyapp.engine import anomaly_map
+    from anomalyapp.engine.preprocessing import input_shape
+
+    vectors = torch.from_numpy(detector.bank.vectors())
+    scores, maxima = [], []
+    for index, image in enumerate(images):
+        grid = detector.embed([image])[0]
+        h, w, d = grid.shape
+        flat = grid.reshape(-1, d)
+        squared = torch.cdist(flat.double(), vectors.double()) ** 2
+        squared[:, detector._bank_owners == index] = float("inf")
+        best, nearest = squared.min(dim=1)
+        distances = best.sqrt().float()
+        top = int(torch.argmax(distances))
+        scores.append(float(distances[top]) * detector._reweight(flat[top], int(nearest[top])))
+        shape = input_shape(image.shape[0], image.shape[1], detector.config.image_size, detector.config.keep_aspect)
+        maxima.append(float(anomaly_map.gaussian_smooth(distances.reshape(h, w).numpy(), shape,
+                                                        detector.config.sigma).max()))
+    return scores, maxima
+
+
+def test_patchcore_leave_one_out_comes_from_the_fit_table_without_embedding_again(demo_line):
+    config = PatchCoreConfig(image_size=64, keep_aspect=True)
+    detector, _ = build_detector("patchcore", config, resolve_weights(config.backbone), "cpu")
+    full = [load_image(p).to_rgb() for p in discover_dataset(demo_line).train_good]
+    # Two shapes (square, and a 2:1 strip), so the images have different grids.
+    images = full[:4] + [image[:64] for image in full[4:8]] + full[8:10]
+    drain(detector.fit(iter(images), len(images)))
+    expected_scores, expected_maxima = _leave_one_out_by_embedding_again(detector, images)
+    scores, maxima = drain(detector.unseen_scores(_NotToBeRead(), len(images)))
+    assert scores == pytest.approx(expected_scores, rel=1e-3, abs=1e-4)
+    assert maxima == pytest.approx(expected_maxima, rel=1e-3, abs=1e-4)
+    assert detector._fit_patches is None  # the table is not kept once used

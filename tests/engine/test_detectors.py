@@ -11,8 +11,8 @@ from anomalyapp.core.types import drain
 from anomalyapp.data.datasets import discover_dataset
 from anomalyapp.data.images import load_image
 from anomalyapp.engine.detector import build_detector
-from anomalyapp.engine.features import resolve_weights
 from anomalyapp.engine.metrics import auroc
+from anomalyapp.engine.weights import resolve_weights
 
 
 def _fitted(kind, config, data):

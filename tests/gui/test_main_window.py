@@ -77,6 +77,9 @@ def test_train_in_the_window_then_inspect(qtbot, window, tmp_path, demo_line):
 
 def test_threshold_moves_re_judge_every_result_without_the_model(qtbot, window, project_with_model, demo_line):
     _load(qtbot, window, project_with_model)
+    # The project started with the model's calibrated Review band; this test moves the threshold alone.
+    window.access.records.set_threshold(window.access.user, 0.5, None, reason="no band", project=window.project)
+    window.review.show_decision_rule()
     count = _inspect_test_set(qtbot, window, demo_line)
     model = window.results_panel.model()
     before = model.counts()

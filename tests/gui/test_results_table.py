@@ -67,7 +67,7 @@ def test_verdicts_rule():
 
 
 def test_counts_scores_find_and_rows(model):
-    assert model.rowCount() == 7 and model.columnCount() == 5
+    assert model.rowCount() == 7 and model.columnCount() == 6
     assert model.counts() == {"OK": 2, "NG": 4, "Review": 0, "Error": 1}
     np.testing.assert_allclose(model.scores(), list(SCORES.values()))
     assert model.find(Path("/line/d.png")) == 3
@@ -188,6 +188,22 @@ def test_score_sorts_numerically(panel):
 
 def test_insertion_order_until_the_user_sorts(panel):
     assert _shown_names(panel.proxy()) == [*SCORES, "broken.png"]
+
+
+def test_score_header_clicks_toggle_ascending_descending_never_unsorted(qtbot, panel):
+    from PySide6.QtCore import QPoint
+
+    panel.show()
+    qtbot.waitExposed(panel)
+    header = panel.view.horizontalHeader()
+    ascending = ["broken.png", "a.png", "b.png", "c.png", "f.png", "d.png", "e.png"]
+    seen = []
+    for _ in range(5):
+        x = header.sectionViewportPosition(ResultsModel.SCORE) + header.sectionSize(ResultsModel.SCORE) // 2
+        qtbot.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(x, header.height() // 2))
+        seen.append(_shown_names(panel.proxy()))
+        assert header.sortIndicatorSection() == ResultsModel.SCORE
+    assert seen == [ascending, ascending[::-1], ascending, ascending[::-1], ascending]
 
 
 # -- panel -----------------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ def test_false_positive_fix_is_recorded_as_a_version_and_can_be_rolled_back(qtbo
     flagged = next(i for i in range(model.rowCount()) if model.verdict_at(i) == "NG")
     window.results_panel.select_source_row(flagged)
     window.viewer.set_paint_mode(True)
-    window.viewer._paint_mask[10:20, 10:20] = 1
+    window.viewer.paint_layer.stroke([(10, 10), (20, 20)])
     with qtbot.waitSignal(window.inspection.correction_done, timeout=60000):
         window.label_current("OK")
     assert model.verdict_at(flagged) == "OK"
@@ -203,14 +203,13 @@ def test_single_user_goes_off_only_with_the_supervisors_password_so_the_lock_nev
     assert window.access.user.name == "root" and window.access.user.is_supervisor
 
 
-def test_an_operator_may_not_create_a_project(qtbot, window, project, tmp_path, monkeypatch):
-    from PySide6.QtWidgets import QFileDialog
-
+def test_an_operator_may_not_create_a_project(qtbot, window, project, tmp_path):
     _open_and_log_in(qtbot, window, project, OPERATOR)
-    folders = iter([str(tmp_path / "mine"), ""])
-    # the folder choosers are the one part a headless test cannot click: they answer with these folders
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: next(folders))
-    window.new_project()
+    window.new_project_action.trigger()
+    dialog = window.new_project_dialog
+    dialog.location.setText(str(tmp_path))
+    dialog.name.setText("mine")
+    dialog.create_button.click()
     assert "operator Olga may not create projects" in window.last_error
     assert not (tmp_path / "mine" / "project.json").exists() and window.project.root == project.root
 

@@ -25,11 +25,15 @@ def test_false_positive_becomes_ok_and_a_new_version_is_saved(patchcore_model, d
     after = session.predict_path(flagged).prediction
     assert after.verdict == "OK"
     assert session.predict_path(other).prediction.score <= other_before + 1e-9  # more good patches never raise a score
-    assert result["parent"] == "v1" and result["folder"].parent == models
+    assert result.parent == "v1" and result.folder.parent == models
     assert sorted((p.name, p.read_bytes()) for p in (models / "v1").iterdir()) == before_files
-    reloaded = InferenceSession(result["folder"], device="cpu").predict_path(flagged).prediction
+    reloaded = InferenceSession(result.folder, device="cpu").predict_path(flagged).prediction
     assert reloaded.raw_score == after.raw_score
-    assert "marked good" in result["change"]
+    assert "marked good" in result.change
+    # the session now stands for the new version, typed: what it was learnt from and what changed
+    assert (session.manifest.parent, session.manifest.change) == ("v1", result.change)
+    assert session.manifest.detector == "patchcore" and session.manifest.values["parent"] == "v1"
+    assert InferenceSession(result.folder, device="cpu").manifest.parent == "v1"
 
 
 def test_autoencoder_fine_tune_lowers_the_score(autoencoder_model, demo_line, tmp_path):
@@ -39,4 +43,4 @@ def test_autoencoder_fine_tune_lowers_the_score(autoencoder_model, demo_line, tm
     before = session.predict_path(flagged).prediction.score
     result = drain(learn_good_images(session, [flagged], tmp_path))
     assert session.predict_path(flagged).prediction.score < before
-    assert (result["folder"] / "tensors.safetensors").is_file()
+    assert (result.folder / "tensors.safetensors").is_file()

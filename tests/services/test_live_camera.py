@@ -282,3 +282,51 @@ def test_front_ends_get_camera_sources_through_the_service():
     source = camera_service.camera_source("2", (320, 240), opener=lambda spec: FakeCamera(limit=1))
     assert isinstance(source, camera_service.CameraSource) and source.spec == 2 and source.resolution == (320, 240)
     assert callable(camera_service.list_cameras) and camera_service.CameraInfo
+
+
+def video_at(path, count: int, fps: float):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (32, 24))
+    for n in range(count):
+        writer.write(np.full((24, 32, 3), (n * 20) % 256, np.uint8))
+    writer.release()
+    return path
+
+
+def test_a_video_file_plays_at_its_own_frame_rate(tmp_path):
+    # 10 frames at 5 fps last two seconds; a fast model must not run through them at once
+    video = video_at(tmp_path / "slow.avi", 10, 5.0)
+    assert CameraSource(video).open().fps == pytest.approx(5.0)
+    started = time.monotonic()
+    frames = [e for e in live_inspection(lambda: CameraSource(video), constant_prediction, CancelToken())
+              if isinstance(e, LiveFrame)]
+    elapsed = time.monotonic() - started
+    assert [f.index for f in frames] == list(range(10)) and frames[-1].dropped == 0
+    assert elapsed >= 1.7  # nine intervals of 0.2 s
+    gaps = np.diff([f.captured_at for f in frames])
+    assert np.median(gaps) >= 0.17
+
+
+def test_a_slow_model_skips_late_frames_as_dropped_like_a_camera(tmp_path):
+    video = video_at(tmp_path / "fast.avi", 40, 20.0)  # two seconds of video
+
+    def slow(frame):
+        time.sleep(0.25)  # five frame periods per frame scored
+        return constant_prediction(frame)
+
+    started = time.monotonic()
+    events = list(live_inspection(lambda: CameraSource(video), slow, CancelToken()))
+    elapsed = time.monotonic() - started
+    frames = [e for e in events if isinstance(e, LiveFrame)]
+    assert states(events) == ["connecting", "live", "ended"]
+    assert len(frames) <= 14 and frames[-1].dropped >= 20  # scoring every frame would take 10 s
+    assert frames[-1].dropped + len(frames) <= 40 and frames[-1].index >= 30
+    assert all(b.index > a.index for a, b in zip(frames, frames[1:]))
+    assert elapsed < 6.0
+
+
+def test_realtime_off_reads_every_frame_as_fast_as_the_model(tmp_path):
+    video = video_at(tmp_path / "slow.avi", 10, 5.0)
+    started = time.monotonic()
+    frames = [e for e in live_inspection(lambda: CameraSource(video), None, CancelToken(), realtime=False)
+              if isinstance(e, LiveFrame)]
+    assert [f.index for f in frames] == list(range(10)) and time.monotonic() - started < 1.5

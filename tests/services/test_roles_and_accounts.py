@@ -86,10 +86,10 @@ def test_operator_cannot_teach_the_model_and_a_supervisor_teaching_is_a_recorded
     result = drain(learn_good_images(session, [flagged], models, actor=station.boss))
     with RecordsService(station.project.root) as records:
         current = records.current_version()
-        assert (current.folder, current.user_id) == (result["folder"].name, station.boss.id)
+        assert (current.folder, current.user_id) == (result.folder.name, station.boss.id)
         assert current.change.startswith("marked good")
         assert records.audit_log(subject=f"model_version:{current.id}")[0].user_id == station.boss.id
-    assert projects.open_project(station.project.root).current_model == result["folder"].name
+    assert projects.open_project(station.project.root).current_model == result.folder.name
 
 
 def test_threshold_changes_only_through_the_service_checked_and_audited(station, tmp_path):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -34,7 +36,13 @@ class CameraPanel(QWidget):
         super().__init__(parent)
         self.source = QComboBox()
         self.source.setObjectName("camera_source_combo")
-        self.source.setMinimumWidth(200)
+        # Short entries (a video by its file name), the full path or URL in the tooltip; the combo fits the
+        # dock instead of widening it, and the list shortens long entries in the middle.
+        self.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.source.setMinimumContentsLength(18)
+        self.source.view().setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.source.currentIndexChanged.connect(
+            lambda i: self.source.setToolTip(self.source.itemData(i, Qt.ItemDataRole.ToolTipRole) or ""))
         refresh = QPushButton("Refresh")
         refresh.setObjectName("camera_refresh_button")
         refresh.setToolTip("Look for connected cameras again")
@@ -112,20 +120,27 @@ class CameraPanel(QWidget):
                   if isinstance(self.source.itemData(i), str)]
         self.source.clear()
         for camera in cameras:
-            self.source.addItem(f"Camera {camera.index}: {camera.name} ({camera.width}x{camera.height})", camera.index)
+            text = f"Camera {camera.index}: {camera.name} ({camera.width}x{camera.height})"
+            self._add_item(text, camera.index, text)
         for text, data in custom:
-            self.source.addItem(text, data)
+            self._add_item(text, data, data)
         if self.source.count() == 0:
-            self.source.addItem("no camera found: choose a video file or stream URL", None)
+            self._add_item("no camera found", None, "No camera found: choose a video file or a stream URL below")
 
     def add_source(self, text: str, spec: str) -> None:
-        self.source.addItem(text, spec)
+        self._add_item(text, spec, spec)
         self.source.setCurrentIndex(self.source.count() - 1)
+
+    def _add_item(self, text: str, spec, tooltip: str) -> None:
+        self.source.addItem(text, spec)
+        self.source.setItemData(self.source.count() - 1, tooltip, Qt.ItemDataRole.ToolTipRole)
+        if self.source.count() == 1:
+            self.source.setToolTip(tooltip)
 
     def _choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Video file", "", "Videos (*.mp4 *.avi *.mkv *.mov *.m4v);;All files (*)")
         if path:
-            self.add_source(f"File: {path}", path)
+            self.add_source(f"File: {Path(path).name}", path)
 
     def _enter_url(self) -> None:
         url, ok = QInputDialog.getText(self, "Stream URL", "RTSP or HTTP address of the camera stream:")

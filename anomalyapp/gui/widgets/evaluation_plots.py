@@ -39,7 +39,12 @@ METRIC_ROWS = (
     ("Pixel AUROC", "pixel_auroc", "ratio"),
     ("AUPRO @ 0.3 FPR", "aupro", "ratio"),
     ("F1-max", "f1_max", "ratio"),
-    ("Threshold", "threshold", "ratio"),
+    ("Threshold used", "threshold", "ratio"),
+    ("False-reject rate (good judged NG)", "false_reject_rate", "ratio"),
+    ("Expected false-reject rate", ("expected_false_reject_rate", 0), "ratio"),
+    ("Recall at 1 % false rejects", ("recall_at_false_reject_rate", "0.01"), "ratio"),
+    ("Recall at 5 % false rejects", ("recall_at_false_reject_rate", "0.05"), "ratio"),
+    ("Recall at the reached rate", "recall_at_reached_false_reject_rate", "ratio"),
     ("Precision", "precision", "ratio"),
     ("Recall", "recall", "ratio"),
     ("Accuracy", "accuracy", "ratio"),
@@ -205,6 +210,18 @@ class EvaluationPlots(QWidget):
         scores_arr = np.asarray(scores, dtype=np.float64)
         self._show_histogram(labels_arr, scores_arr, threshold)
         self._show_roc(result.get("roc"), result.get("confusion_matrix"), result.get("image_auroc"))
+
+    def render_png(self) -> bytes:
+        """The plots and the table as they are shown, as PNG bytes (the caller saves them)."""
+        from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
+        data = QByteArray()
+        buffer = QBuffer(data)
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        if not self.grab().save(buffer, "PNG"):
+            raise RuntimeError("the evaluation plots could not be rendered as PNG")
+        buffer.close()
+        return bytes(data.data())
 
     # -- internals -------------------------------------------------------------------------------
 

@@ -32,8 +32,8 @@ import math
 import cv2
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QColor, QFontDatabase, QKeySequence, QPainter, QPainterPath, QPen
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QFontDatabase, QKeySequence, QPainterPath
 from PySide6.QtWidgets import (
     QFrame,
     QGraphicsPathItem,
@@ -47,6 +47,16 @@ from PySide6.QtWidgets import (
 )
 
 from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
+from anomalyapp.gui.widgets.paint_layer import PaintBar, PaintLayer
+from anomalyapp.gui.widgets.viewer_parts import (
+    ElidedLabel,
+    ImagePyramid,
+    OutlineItem,
+    cosmetic_pen,
+    display_levels,
+    format_value,
+    separator,
+)
 from anomalyapp.services.rendering import regions_above
 
 DEFAULT_THRESHOLD_LEVEL = NORMALISED_THRESHOLD
@@ -55,88 +65,6 @@ DEFAULT_OPACITY = 0.5
 BACKGROUND = "#1b1d21"
 _LUT_SIZE = 256
 _MIN_LEVEL_SIDE = 256  # the coarsest pyramid level keeps at least this many pixels on its long side
-
-
-class _OutlineItem(QGraphicsPathItem):
-    """A path in image coordinates drawn with cosmetic pens: a dark halo under a light line.
-
-    Cosmetic pens keep their width in screen pixels at any zoom, so the bounding rectangle is padded by the
-    halo width converted to item units (``set_pixel_size``); Qt's own padding assumes item units.
-    """
-
-    def __init__(self, pen: QPen, halo_pen: QPen) -> None:
-        super().__init__()
-        self.setPen(pen)
-        self._halo_pen = halo_pen
-        self._pad = 0.0
-        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
-
-    def set_pixel_size(self, item_units_per_pixel: float) -> None:
-        pad = item_units_per_pixel * max(self.pen().widthF(), self._halo_pen.widthF())
-        if not math.isclose(pad, self._pad):
-            self.prepareGeometryChange()
-            self._pad = pad
-
-    def boundingRect(self) -> QRectF:  # noqa: N802 (Qt override)
-        path = self.path()
-        if path.isEmpty():
-            return QRectF()
-        pad = self._pad
-        return path.controlPointRect().adjusted(-pad, -pad, pad, pad)
-
-    def shape(self) -> QPainterPath:
-        return self.path()
-
-    def paint(self, painter: QPainter, option, widget=None) -> None:
-        path = self.path()
-        painter.setBrush(Qt.BrushStyle.NoBrush)
-        painter.setPen(self._halo_pen)
-        painter.drawPath(path)
-        painter.setPen(self.pen())
-        painter.drawPath(path)
-
-
-class _ElidedLabel(QLabel):
-    """A one-line label that shortens its text in the middle instead of widening the layout."""
-
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt override)
-        return QSize(0, super().minimumSizeHint().height())
-
-    def paintEvent(self, event) -> None:  # noqa: N802 (Qt override)
-        painter = QPainter(self)
-        rect = self.contentsRect()
-        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideMiddle, rect.width())
-        painter.setPen(self.palette().color(self.foregroundRole()))
-        painter.drawText(rect, int(self.alignment()), text)
-
-
-def _cosmetic_pen(colour: str, width: float, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> QPen:
-    pen = QPen(QColor(colour))
-    pen.setWidthF(width)
-    pen.setCosmetic(True)
-    pen.setStyle(style)
-    pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
-    pen.setCapStyle(Qt.PenCapStyle.RoundCap)
-    return pen
-
-
-def _display_levels(pixels: np.ndarray) -> tuple[float, float]:
-    """Levels that map an image to the screen: the full 8-bit range, else robust percentiles of a sample."""
-    if pixels.dtype == np.uint8:
-        return 0.0, 255.0
-    step = max(1, max(pixels.shape[:2]) // 1024)
-    sample = pixels[::step, ::step].astype(np.float32, copy=False)
-    low, high = (float(v) for v in np.nanpercentile(sample, (0.5, 99.5)))
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return 0.0, 1.0
-    return (low, high) if high > low else (low, low + 1.0)
-
-
-def _format_value(value: np.ndarray | np.generic) -> str:
-    values = np.atleast_1d(value)
-    if values.dtype.kind in "fc":
-        return ", ".join(f"{float(v):.4g}" for v in values)
-    return ", ".join(str(int(v)) for v in values)
 
 
 class ImageViewer(QWidget):
@@ -150,9 +78,8 @@ class ImageViewer(QWidget):
     def __init__(self, parent: QWidget | None = None, colormap: str = "turbo") -> None:
         super().__init__(parent)
         self._pixels: np.ndarray | None = None  # the caller's array, unchanged: the readout reads it
-        self._display: np.ndarray | None = None  # what the pyramid is built from (same pixels, a drawable dtype)
         self._levels: tuple[float, float] = (0.0, 255.0)
-        self._pyramid: dict[int, np.ndarray] = {}
+        self._pyramid = ImagePyramid(None)  # halved copies of the shown image, built when a zoom needs one
         self._shown_level: int | None = None
         self._map: np.ndarray | None = None
         self._threshold_level = DEFAULT_THRESHOLD_LEVEL
@@ -171,6 +98,7 @@ class ImageViewer(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self._toolbar)
+        layout.addWidget(self.paint_bar)
         layout.addWidget(self._graphics, 1)
         layout.addWidget(self._status)
 
@@ -206,15 +134,19 @@ class ImageViewer(QWidget):
         self._heat_item.setZValue(10)
         self._view_box.addItem(self._heat_item)
 
-        self._outline_item = _OutlineItem(_cosmetic_pen("#ffffff", 1.6), _cosmetic_pen("#000000", 3.6))
+        self._outline_item = OutlineItem(cosmetic_pen("#ffffff", 1.6), cosmetic_pen("#000000", 3.6))
         self._outline_item.setZValue(20)
         self._view_box.addItem(self._outline_item, ignoreBounds=True)
 
         dash = Qt.PenStyle.DashLine
-        self._box_item = _OutlineItem(_cosmetic_pen("#ffd400", 1.4, dash), _cosmetic_pen("#000000", 3.0))
+        self._box_item = OutlineItem(cosmetic_pen("#ffd400", 1.4, dash), cosmetic_pen("#000000", 3.0))
         self._box_item.setZValue(21)
         self._view_box.addItem(self._box_item, ignoreBounds=True)
         self._view_box.sigTransformChanged.connect(self._on_transform_changed)
+
+        self._paint_layer = PaintLayer()
+        self._view_box.addItem(self._paint_layer, ignoreBounds=True)
+        self._view_box.addItem(self._paint_layer.cursor_item, ignoreBounds=True)
 
         self._color_bar = pg.ColorBarItem(
             values=(0.0, 1.0), colorMap=self._colormap, interactive=False, colorMapMenu=False, width=14,
@@ -255,14 +187,14 @@ class ImageViewer(QWidget):
 
         self.fit_button = button("Fit", "fit_button", "Fit the whole image in the view (F)")
         self.one_to_one_button = button("1:1", "one_to_one_button", "One image pixel per screen pixel (1)")
-        bar.addWidget(_separator())
+        bar.addWidget(separator())
         self.overlay_toggle = button("Overlay", "overlay_toggle", "Show the heat map over the image, or the "
                                      "original image alone (O)", checkable=True, checked=self._overlay_on)
         self.outlines_toggle = button("Outlines", "outlines_toggle", "Outline regions at or above the threshold",
                                       checkable=True, checked=self._outlines_on)
         self.boxes_toggle = button("Boxes", "boxes_toggle", "Bounding boxes around regions at or above the "
                                    "threshold", checkable=True, checked=self._boxes_on)
-        bar.addWidget(_separator())
+        bar.addWidget(separator())
 
         opacity_caption = QLabel("Opacity")
         bar.addWidget(opacity_caption)
@@ -282,7 +214,7 @@ class ImageViewer(QWidget):
         bar.addWidget(self.opacity_label)
         bar.addSpacing(8)
 
-        self.title_label = _ElidedLabel()
+        self.title_label = ElidedLabel()
         self.title_label.setObjectName("title_label")
         self.title_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.title_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
@@ -292,7 +224,7 @@ class ImageViewer(QWidget):
         self._status.setObjectName("viewer_status")
         status = QHBoxLayout(self._status)
         status.setContentsMargins(6, 2, 6, 2)
-        self.readout_label = _ElidedLabel()
+        self.readout_label = ElidedLabel()
         self.readout_label.setObjectName("readout_label")
         self.readout_label.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.readout_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
@@ -301,6 +233,9 @@ class ImageViewer(QWidget):
         self.image_info_label = QLabel()
         self.image_info_label.setObjectName("image_info_label")
         status.addWidget(self.image_info_label)
+
+        self.paint_bar = PaintBar(self._paint_layer)
+        self.paint_bar.setVisible(False)
 
         self.fit_button.clicked.connect(self.fit)
         self.one_to_one_button.clicked.connect(self.zoom_one_to_one)
@@ -311,8 +246,8 @@ class ImageViewer(QWidget):
         self.opacity_slider.valueChanged.connect(lambda value: self.set_opacity(value / 100.0))
 
     def _build_shortcuts(self) -> None:
-        def action(name: str, key: str, slot) -> QAction:
-            a = QAction(self)
+        def action(name: str, key: str, slot, text: str) -> QAction:
+            a = QAction(text, self)
             a.setObjectName(name)
             a.setShortcut(QKeySequence(key))
             a.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -320,9 +255,20 @@ class ImageViewer(QWidget):
             self.addAction(a)
             return a
 
-        self.fit_action = action("fit_action", "F", self.fit)
-        self.one_to_one_action = action("one_to_one_action", "1", self.zoom_one_to_one)
-        self.overlay_action = action("overlay_action", "O", self.overlay_toggle.toggle)
+        self.fit_action = action("fit_action", "F", self.fit, "Fit the image in the view")
+        self.one_to_one_action = action("one_to_one_action", "1", self.zoom_one_to_one, "One image pixel per "
+                                        "screen pixel")
+        self.overlay_action = action("overlay_action", "O", self.overlay_toggle.toggle, "Original image / overlay")
+        layer = self._paint_layer
+        self.brush_smaller_action = action("brush_smaller_action", "[", lambda: layer.grow_brush(-1),
+                                           "Smaller brush (painting)")
+        self.brush_bigger_action = action("brush_bigger_action", "]", lambda: layer.grow_brush(+1),
+                                          "Bigger brush (painting)")
+        self.eraser_action = action("eraser_action", "E", lambda: layer.set_eraser(not layer.eraser),
+                                    "Eraser on / off (painting; the right button always erases)")
+        self.undo_paint_action = action("undo_paint_action", "Ctrl+Z", layer.undo, "Undo the last stroke")
+        self.redo_paint_action = action("redo_paint_action", "Ctrl+Shift+Z", layer.redo, "Redo the stroke undone")
+        self.redo_paint_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
 
     # ----------------------------------------------------------------------------------------- public API
     @property
@@ -348,6 +294,10 @@ class ImageViewer(QWidget):
     @property
     def color_bar(self) -> pg.ColorBarItem:
         return self._color_bar
+
+    @property
+    def paint_layer(self) -> PaintLayer:
+        return self._paint_layer
 
     @property
     def threshold_level(self) -> float:
@@ -380,16 +330,13 @@ class ImageViewer(QWidget):
             raise ValueError(f"expected a numeric image, got dtype {pixels.dtype}")
 
         previous = self.image_shape()
-        if getattr(self, "_paint_item", None) is not None:  # a painted region belongs to one image
-            self._paint_mask = None
-            self._paint_item.clear()
-            self._paint_item.setDrawKernel(None)
-            self._painting = False
+        # A painted region belongs to one image; painting itself stays on for the next one.
+        self._paint_layer.reset(pixels.shape[:2] if self._paint_layer.enabled else None)
         self._pixels = pixels
         drawable = pixels.dtype in (np.uint8, np.uint16, np.float32, np.float64)
-        self._display = pixels if drawable else pixels.astype(np.float32)
-        self._levels = _display_levels(self._display)
-        self._pyramid = {0: self._display}
+        display = pixels if drawable else pixels.astype(np.float32)
+        self._levels = display_levels(display)
+        self._pyramid = ImagePyramid(display)
         self._shown_level = None
         self._clear_map()
 
@@ -429,50 +376,39 @@ class ImageViewer(QWidget):
 
     # ------------------------------------------------------------------ painting a defect region
     def set_paint_mode(self, enabled: bool, brush_radius: int | None = None) -> None:
-        """Let the left mouse button paint the defect region (instead of panning) on the shown image.
+        """Let the mouse paint the defect region (left button) and erase it (right button) instead of panning.
 
-        The paint layer has the image's own size; ``painted_mask()`` returns it as a bool array.
+        The paint layer has the image's own size; ``painted_mask()`` returns it as a bool array. While painting
+        the paint bar (brush size, eraser, undo) shows, the cursor is a circle of the brush size and the view
+        takes the keyboard focus, so [ ] E Ctrl+Z work at once.
         """
-        if self._pixels is None:
-            return
-        height, width = self._pixels.shape[:2]
-        layer = getattr(self, "_paint_item", None)
-        if layer is None:
-            layer = pg.ImageItem(axisOrder="row-major")
-            layer.setZValue(20)
-            layer.setLookupTable(np.array([[0, 0, 0, 0], [255, 0, 255, 150]], dtype=np.uint8))
-            self._view_box.addItem(layer)
-            self._paint_item = layer
-        if getattr(self, "_paint_mask", None) is None or self._paint_mask.shape != (height, width):
-            self._paint_mask = np.zeros((height, width), dtype=np.uint8)
-            layer.setImage(self._paint_mask, autoLevels=False, levels=(0, 1))
+        layer = self._paint_layer
+        layer.set_enabled(enabled)
+        if self._pixels is not None and (layer.image is None or layer.image.shape != self._pixels.shape[:2]):
+            layer.reset(self._pixels.shape[:2])
+        if brush_radius is not None:
+            layer.set_brush_radius(brush_radius)
+        self.paint_bar.setVisible(enabled)
         if enabled:
-            radius = brush_radius or max(2, round(max(height, width) / 100))
-            yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-            kernel = (xx * xx + yy * yy <= radius * radius).astype(np.uint8)
-            layer.setDrawKernel(kernel, mask=kernel, center=(radius, radius), mode="set")
+            self._graphics.setCursor(Qt.CursorShape.CrossCursor)
+            self._graphics.setFocus(Qt.FocusReason.OtherFocusReason)
         else:
-            layer.setDrawKernel(None)
-        layer.setVisible(True)
-        self._painting = enabled
+            self._graphics.unsetCursor()
+
+    def is_painting(self) -> bool:
+        return self._paint_layer.enabled
 
     def painted_mask(self) -> np.ndarray | None:
-        mask = getattr(self, "_paint_mask", None)
-        return None if mask is None or not mask.any() else mask.astype(bool)
+        return self._paint_layer.mask()
 
     def clear_paint(self) -> None:
-        if getattr(self, "_paint_mask", None) is not None:
-            self._paint_mask[:] = 0
-            self._paint_item.setImage(self._paint_mask, autoLevels=False, levels=(0, 1))
+        self._paint_layer.clear_mask()
 
     def clear(self) -> None:
         """Show nothing: no image, no map, no title, no readout."""
-        if getattr(self, "_paint_item", None) is not None:
-            self._paint_mask = None
-            self._paint_item.clear()
+        self._paint_layer.reset(None)
         self._pixels = None
-        self._display = None
-        self._pyramid = {}
+        self._pyramid = ImagePyramid(None)
         self._shown_level = None
         self._clear_map()
         self._image_item.clear()
@@ -554,7 +490,7 @@ class ImageViewer(QWidget):
         col, row = math.floor(x), math.floor(y)
         if not (0 <= col < width and 0 <= row < height):
             return ""
-        text = f"x {col}  y {row}  value {_format_value(self._pixels[row, col])}"
+        text = f"x {col}  y {row}  value {format_value(self._pixels[row, col])}"
         if self._map is not None:
             map_h, map_w = self._map.shape
             score = self._map[min(row * map_h // height, map_h - 1), min(col * map_w // width, map_w - 1)]
@@ -634,15 +570,6 @@ class ImageViewer(QWidget):
         coarsest = max(0, int(math.log2(max(height, width) / _MIN_LEVEL_SIDE)))
         return min(int(math.log2(image_px_per_screen_px)), coarsest)
 
-    def _pyramid_level(self, level: int) -> np.ndarray:
-        if level not in self._pyramid:
-            finer = max(k for k in self._pyramid if k < level)
-            source = self._pyramid[finer]
-            height, width = self._display.shape[:2]
-            size = (max(1, round(width / 2**level)), max(1, round(height / 2**level)))
-            self._pyramid[level] = cv2.resize(source, size, interpolation=cv2.INTER_AREA)
-        return self._pyramid[level]
-
     def _update_base_level(self) -> None:
         if self._pixels is None:
             return
@@ -651,7 +578,7 @@ class ImageViewer(QWidget):
             return
         self._shown_level = level
         height, width = self._pixels.shape[:2]
-        self._image_item.setImage(self._pyramid_level(level), autoLevels=False, levels=self._levels)
+        self._image_item.setImage(self._pyramid.level(level), autoLevels=False, levels=self._levels)
         self._image_item.setRect(QRectF(0, 0, width, height))
 
     def _on_mouse_moved(self, scene_pos: QPointF) -> None:
@@ -676,11 +603,5 @@ class ImageViewer(QWidget):
         if watched is self._graphics and event.type() == QEvent.Type.Leave:
             self._last_scene_pos = None
             self._set_readout("")
+            self._paint_layer.cursor_item.setVisible(False)
         return super().eventFilter(watched, event)
-
-
-def _separator() -> QFrame:
-    line = QFrame()
-    line.setFrameShape(QFrame.Shape.VLine)
-    line.setFrameShadow(QFrame.Shadow.Sunken)
-    return line

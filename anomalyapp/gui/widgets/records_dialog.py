@@ -6,6 +6,7 @@ Thin: every query, export and change goes through the callbacks the window passe
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 from PySide6.QtCore import QDate, Qt, Signal
 from PySide6.QtWidgets import (
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QMessageBox,
@@ -28,10 +30,12 @@ from PySide6.QtWidgets import (
 )
 
 from anomalyapp.core.errors import AppError
+from anomalyapp.core.image_names import shown_name
 from anomalyapp.services import reports
 from anomalyapp.services.records import InspectionQuery
 
 SHOWN_ROWS = 500
+RECORD_COLUMNS = ("Time", "File", "Score", "Verdict", "Label", "Note", "Threshold", "Model", "Source")
 
 
 def _fmt(value) -> str:
@@ -42,11 +46,17 @@ class RecordsDialog(QDialog):
     threshold_applied = Signal(float)
     version_restored = Signal(object)  # ModelVersion
 
-    def __init__(self, records, access, parent=None):
+    def __init__(self, records, access, parent=None, *, label_scorer=None, target_false_reject_rate=None):
+        """``label_scorer(cancel)``: a generator returning every labelled part scored by the model in use
+        (``services.label_scores.LabelledScores``), run in the background; the threshold proposal then uses
+        all of them and meets ``target_false_reject_rate`` on the labelled good parts."""
         super().__init__(parent)
         self.setObjectName("records_dialog")
         self.setWindowTitle("Records")
         self.records, self.access = records, access
+        self.label_scorer, self.target_false_reject_rate = label_scorer, target_false_reject_rate
+        self.labelled_scores = None  # LabelledScores once the background scoring is done
+        self.label_job = None
         tabs = QTabWidget()
         tabs.addTab(self._search_tab(), "Inspections")
         tabs.addTab(self._threshold_tab(), "Threshold from labels")
@@ -83,6 +93,8 @@ class RecordsDialog(QDialog):
         self.name = QLineEdit()
         self.name.setObjectName("records_name")
         self.name.setPlaceholderText("file name contains")
+        # Room for the placeholder and a typed name; the filter row otherwise squeezes it to "fi...".
+        self.name.setMinimumWidth(self.name.fontMetrics().horizontalAdvance("file name contains") + 40)
         search = QPushButton("Search")
         search.setObjectName("records_search")
         search.clicked.connect(self.search)
@@ -92,10 +104,13 @@ class RecordsDialog(QDialog):
                        QLabel("label"), self.label, QLabel("score"), self.score_min, QLabel("–"), self.score_max,
                        QLabel("model"), self.version, self.name, search):
             filters.addWidget(widget)
-        self.table = QTableWidget(0, 8)
+        self.table = QTableWidget(0, len(RECORD_COLUMNS))
         self.table.setObjectName("records_table")
-        self.table.setHorizontalHeaderLabels(["Time", "File", "Score", "Verdict", "Label", "Threshold", "Model", "Source"])
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setHorizontalHeaderLabels(list(RECORD_COLUMNS))
+        # The note takes the spare width (it is the longest text); the others fit their contents.
+        self.table.horizontalHeader().setStretchLastSection(False)
+        self.table.horizontalHeader().setSectionResizeMode(RECORD_COLUMNS.index("Note"),
+                                                           QHeaderView.ResizeMode.Stretch)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSortingEnabled(True)
         self.table.setWordWrap(False)
@@ -142,18 +157,23 @@ class RecordsDialog(QDialog):
         query = self.query()
         rows = self.records.query(query)
         total = self.records.count(query)
+        labels = self.records.store.current_labels([r.id for r in rows if r.label])
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(rows))
         for r, record in enumerate(rows):
+            label = labels.get(record.id)
             values = (
                 record.inspected_at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if record.inspected_at else "",
-                record.file_name, f"{record.score:.3f}", record.verdict, record.label or "",
-                f"{record.threshold:.3f}", str(record.model_version_id or ""), record.source,
+                shown_name(record.image_path), f"{record.score:.3f}", record.verdict, record.label or "",
+                label.note if label else "", f"{record.threshold:.3f}", str(record.model_version_id or ""),
+                record.source,
             )
             for c, value in enumerate(values):
                 item = QTableWidgetItem(value)
                 if c == 1:
                     item.setToolTip(record.image_path)
+                elif c == 5 and value:
+                    item.setToolTip(value)
                 self.table.setItem(r, c, item)
         self.table.setSortingEnabled(True)
         self.table.resizeColumnsToContents()
@@ -164,7 +184,9 @@ class RecordsDialog(QDialog):
         )
 
     def _save_path(self, title: str, suffix: str) -> str | None:
-        path, _ = QFileDialog.getSaveFileName(self, title, f"report{suffix}", f"*{suffix}")
+        # Opens in the project's folder, not in the program's working directory.
+        start = str(Path(self.records.root) / f"report{suffix}")
+        path, _ = QFileDialog.getSaveFileName(self, title, start, f"*{suffix}")
         return path or None
 
     def _run(self, title: str, action) -> None:
@@ -226,12 +248,44 @@ class RecordsDialog(QDialog):
         return page
 
     def refresh_threshold(self, current: float | None = None) -> None:
-        self._proposal = self.records.threshold_from_labels(current)
+        """The proposal from the labels; every labelled part is scored again by the model in use first,
+        in the background, when the window gave a scorer (until then the stored scores are shown)."""
+        self._current_threshold = current
+        if self.label_scorer is not None and self.labelled_scores is None:
+            if self.label_job is None or not self.label_job.running:
+                from anomalyapp.gui.workers import start_job
+
+                self.label_job = start_job("Scoring the labelled parts", self.label_scorer, self,
+                                           succeeded=self._labels_scored, failed=self._labels_failed)
+        self._show_proposal(current)
+
+    def _labels_scored(self, labelled) -> None:
+        self.labelled_scores = labelled
+        self._show_proposal(self._current_threshold)
+
+    def _labels_failed(self, message: str) -> None:
+        QMessageBox.warning(self, "Threshold from labels", message)
+
+    def _show_proposal(self, current: float | None) -> None:
+        labelled = self.labelled_scores
+        self._proposal = self.records.threshold_from_labels(
+            current, labelled=labelled.pairs if labelled is not None else None,
+            target_false_reject_rate=self.target_false_reject_rate)
         p = self._proposal
-        text = (f"<p>Confirmed labels: {p.labelled} ({p.labelled_ng} NG). {p.message}</p>"
+        scope = (labelled.describe() if labelled is not None else
+                 "stored scores of the model in use" + (" (scoring every labelled part…)" if self.label_scorer else ""))
+        text = (f"<p>Confirmed labels: {p.labelled} ({p.labelled_ng} NG), {scope}. {p.message}</p>"
                 f"<p>At the current threshold {p.current_threshold:.3f}: precision {_fmt(p.precision)}, "
-                f"recall {_fmt(p.recall)}, F1 {_fmt(p.f1)}.</p>")
-        if p.proposed_threshold is not None:
+                f"recall {_fmt(p.recall)}, F1 {_fmt(p.f1)}"
+                + (f", good parts judged NG {_fmt(p.false_reject_rate)}" if p.false_reject_rate is not None else "")
+                + ".</p>")
+        if p.proposed_threshold is not None and p.target_false_reject_rate is not None:
+            text += (f"<p><b>Proposed threshold {p.proposed_threshold:.3f}</b> (at most "
+                     f"{p.target_false_reject_rate:.1%} of the labelled good parts NG): good parts judged NG "
+                     f"{_fmt(p.proposed_false_reject_rate)}, recall {_fmt(p.proposed_recall)}, precision "
+                     f"{_fmt(p.proposed_precision)}. Compared with the current threshold, "
+                     f"{p.describe_changes()}.</p>")
+        elif p.proposed_threshold is not None:
             text += (f"<p><b>F1-optimal threshold {p.proposed_threshold:.3f}</b>: precision {_fmt(p.proposed_precision)}, "
                      f"recall {_fmt(p.proposed_recall)}, F1 {_fmt(p.proposed_f1)}.</p>")
         self.threshold_text.setText(text)
@@ -282,6 +336,7 @@ class RecordsDialog(QDialog):
                 item = QTableWidgetItem(value)
                 item.setData(Qt.ItemDataRole.UserRole, version.id)
                 self.versions_table.setItem(r, c, item)
+        self.versions_table.resizeColumnsToContents()
         self.version.clear()
         self.version.addItem("any", None)
         for version in versions:
@@ -326,7 +381,10 @@ class RecordsDialog(QDialog):
             values = (entry.at.astimezone().strftime("%Y-%m-%d %H:%M:%S"), users.get(entry.user_id, ""), entry.action,
                       entry.subject, f"{entry.old_value or ''} → {entry.new_value or ''}")
             for c, value in enumerate(values):
-                self.audit_table.setItem(r, c, QTableWidgetItem(value))
+                item = QTableWidgetItem(value)
+                item.setToolTip(value)
+                self.audit_table.setItem(r, c, item)
+        self.audit_table.resizeColumnsToContents()
 
 
 def replace_limit(query: InspectionQuery) -> InspectionQuery:

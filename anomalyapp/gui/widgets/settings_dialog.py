@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from PySide6.QtWidgets import QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QSpinBox
 
 from anomalyapp.core.config import AppConfig
 
@@ -22,11 +22,13 @@ class SettingsDialog(QDialog):
         if cuda_available:
             self.device.addItem("CUDA GPU", "cuda")
         self.device.setCurrentIndex(max(0, self.device.findData(config.device)))
-        self.opacity = QDoubleSpinBox()
+        # Percent, as the viewer's opacity slider shows it (the config keeps a 0..1 fraction).
+        self.opacity = QSpinBox()
         self.opacity.setObjectName("settings_opacity")
-        self.opacity.setRange(0.0, 1.0)
-        self.opacity.setSingleStep(0.05)
-        self.opacity.setValue(config.overlay_opacity)
+        self.opacity.setRange(0, 100)
+        self.opacity.setSingleStep(5)
+        self.opacity.setSuffix(" %")
+        self.opacity.setValue(round(config.overlay_opacity * 100))
         self.outlines = QCheckBox("Outline regions above the threshold")
         self.outlines.setChecked(config.show_outlines)
         self.reopen = QCheckBox("Reopen the last project at start")
@@ -45,7 +47,7 @@ class SettingsDialog(QDialog):
         return replace(
             self._config,
             device=self.device.currentData(),
-            overlay_opacity=self.opacity.value(),
+            overlay_opacity=self.opacity.value() / 100.0,
             show_outlines=self.outlines.isChecked(),
             reopen_last_project=self.reopen.isChecked(),
         )

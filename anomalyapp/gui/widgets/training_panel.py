@@ -81,6 +81,17 @@ class TrainingPanel(QWidget):
         self.epochs.setObjectName("epochs_spin")
         self.epochs.setRange(1, 500)
         self.epochs.setValue(40)
+        self.false_reject_rate = QDoubleSpinBox()
+        self.false_reject_rate.setObjectName("false_reject_rate_spin")
+        self.false_reject_rate.setRange(0.01, 49.0)
+        self.false_reject_rate.setDecimals(2)
+        self.false_reject_rate.setSingleStep(0.5)
+        self.false_reject_rate.setSuffix(" %")
+        self.false_reject_rate.setValue(1.0)
+        self.false_reject_rate.setToolTip(
+            "The share of new good parts the threshold may judge NG. Training sets the threshold to meet it "
+            "and says what it expects, with its uncertainty."
+        )
         self.detector.currentIndexChanged.connect(self._detector_changed)
 
         form = QFormLayout()
@@ -92,6 +103,7 @@ class TrainingPanel(QWidget):
         form.addRow(self._coreset_label, self.coreset_ratio)
         self._epochs_label = QLabel("Epochs")
         form.addRow(self._epochs_label, self.epochs)
+        form.addRow("False rejects allowed", self.false_reject_rate)
         settings = QGroupBox("Training")
         settings.setLayout(form)
 
@@ -144,11 +156,13 @@ class TrainingPanel(QWidget):
             self.good_folder_changed.emit(folder)
 
     def _detector_changed(self) -> None:
-        patchcore = self.detector.currentData() == "patchcore"
-        for widget in (self.coreset_ratio, self._coreset_label):
-            widget.setVisible(patchcore)
-        for widget in (self.epochs, self._epochs_label):
-            widget.setVisible(not patchcore)
+        from anomalyapp.services.training import detector_options
+
+        applies = detector_options(self.detector.currentData())  # the detector says which options it has
+        for option, widgets in (("coreset_ratio", (self.coreset_ratio, self._coreset_label)),
+                                ("epochs", (self.epochs, self._epochs_label))):
+            for widget in widgets:
+                widget.setVisible(option in applies)
 
     # ------------------------------------------------------------------------------- view updates
     def set_settings(self, settings) -> None:
@@ -158,6 +172,7 @@ class TrainingPanel(QWidget):
         self.image_size.setValue(settings.image_size)
         self.coreset_ratio.setValue(settings.coreset_ratio)
         self.epochs.setValue(settings.epochs)
+        self.false_reject_rate.setValue(100.0 * settings.false_reject_rate)
 
     def settings_values(self) -> dict:
         return {
@@ -166,6 +181,7 @@ class TrainingPanel(QWidget):
             "image_size": self.image_size.value(),
             "coreset_ratio": self.coreset_ratio.value(),
             "epochs": self.epochs.value(),
+            "false_reject_rate": self.false_reject_rate.value() / 100.0,
         }
 
     def set_running(self, running: bool) -> None:
@@ -190,24 +206,44 @@ class TrainingPanel(QWidget):
             self.progress.setRange(0, progress.total)
             self.progress.setValue(progress.step)
             self.progress.setFormat(f"{progress.stage}: {progress.step}/{progress.total}")
-            elapsed = now - self._stage_started[1]
-            if progress.step > 0 and elapsed > 0.5:
-                remaining = elapsed / progress.step * (progress.total - progress.step)
-                self.eta_label.setText(f"{progress.stage}: about {remaining:.0f} s left")
+            # The time left is the training view-model's (TrainingViewModel.time_left -> eta_label).
             if "loss" in progress.metrics:
                 self.append_log(progress.message)
         else:
             self.progress.setRange(0, 0)
-            self.progress.setFormat(progress.message)
+            self.progress.setFormat(self._one_line(progress.message))
             self.append_log(progress.message)
 
-    def finish(self, message: str) -> None:
+    def finish(self, message: str, outcome: str = "succeeded") -> None:
+        """Show how a training ended: a full bar only for a success; cancelled or failed leave it empty."""
         self.set_running(False)
         self.progress.setRange(0, 1)
-        self.progress.setValue(1)
-        self.progress.setFormat(message)
+        self.progress.setValue(1 if outcome == "succeeded" else 0)
+        self.progress.setFormat(self._one_line(message))
+        self.progress.setProperty("outcome", outcome)
+        self.progress.setToolTip(message)
         self.eta_label.setText("")
         self.append_log(message)
+
+    def _one_line(self, message: str) -> str:
+        """What fits the one-line bar: the message's first clause, shortened to the bar's width (the whole
+        message is in the log and the tooltip)."""
+        first = (message.splitlines() or [""])[0].split("; ")[0]
+        room = max(40, self.progress.contentsRect().width() - 12)
+        return self.progress.fontMetrics().elidedText(first, Qt.TextElideMode.ElideRight, room)
+
+    def clear(self) -> None:
+        """Nothing of a previous project: no log, no progress, no estimate."""
+        self.set_running(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.progress.setProperty("outcome", None)
+        self.progress.setToolTip("")
+        self.eta_label.setText("")
+        self.estimate_label.setText("")
+        self.log.clear()
+        self._stage_started = None
 
     def append_log(self, text: str) -> None:
         self.log.appendPlainText(text)

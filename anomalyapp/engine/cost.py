@@ -1,0 +1,29 @@
+"""What a training will cost, measured on a few images before committing to the whole run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from anomalyapp.engine.preprocessing import batched, input_shape_key
+
+
+@dataclass(frozen=True)
+class TrainingCost:
+    seconds: float
+    memory_mb: float
+    per_image_seconds: float
+    bank_size: int | None = None  # the memory bank's size, for detectors that keep one
+
+
+def time_features(features: Callable[[list[np.ndarray]], torch.Tensor], images: list[np.ndarray], size: int,
+                  keep_aspect: bool) -> tuple[list[torch.Tensor], float]:
+    """The features of ``images`` (one tensor per batch of one input shape) and the seconds they took per image."""
+    features(images[:1])  # warm-up: first calls pay for allocations
+    started = time.perf_counter()
+    parts = [features(batch) for batch in batched(images, key=input_shape_key(size, keep_aspect))]
+    return parts, (time.perf_counter() - started) / len(images)

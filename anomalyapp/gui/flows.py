@@ -1,0 +1,120 @@
+"""Training and inspection as the window runs them: permission, project settings, results into the table.
+
+``TrainingFlow`` starts, estimates and cancels trainings for the project session and feeds the training
+view-model; ``InspectionFlow`` expands what the person chose to inspect, streams results into the table and
+the histogram, shows the selected image and launches evaluations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from anomalyapp.core.errors import AppError
+
+
+class TrainingFlow(QObject):
+    error = Signal(str, str)  # title, message
+
+    def __init__(self, session, access, trainer, panel, view_model, review, parent: QObject | None = None):
+        super().__init__(parent)
+        self.session, self.access, self.trainer, self.panel = session, access, trainer, panel
+        self.view_model, self.review = view_model, review
+        trainer.started.connect(view_model.start)
+        trainer.progress.connect(view_model.show_progress)
+        trainer.ended.connect(view_model.end)
+        trainer.failed.connect(lambda message: self.error.emit("Training", message))
+        trainer.estimate_ready.connect(view_model.set_estimate)
+        trainer.model_ready.connect(review.model_trained)
+        session.estimate_wanted.connect(self.estimate)
+
+    def start(self) -> None:
+        project = self.session.project
+        if project is None:
+            self.error.emit("Training", "create or open a project first (Project → New project)")
+            return
+        if not self.access.require("train"):
+            return
+        values = self.panel.settings_values()
+        for key, value in values.items():
+            setattr(project.training, key, value)
+        self.session.save()
+        self.trainer.start(project, values, self.access.user)
+
+    def estimate(self) -> None:
+        if self.session.project is not None:
+            self.view_model.estimate_text.emit("measuring on a few images…")
+            self.trainer.estimate(self.session.project, self.panel.settings_values())
+
+
+class InspectionFlow(QObject):
+    error = Signal(str, str)
+
+    def __init__(self, inspection, evaluation, results_panel, viewer, status, threshold,
+                 parent: QObject | None = None):
+        super().__init__(parent)
+        self.inspection, self.evaluation = inspection, evaluation
+        self.results_panel, self.viewer, self.status, self.threshold = results_panel, viewer, status, threshold
+        # Results can arrive every 20 ms; the histogram is redrawn at most a few times a second.
+        self._histogram_refresh = QTimer(self)
+        self._histogram_refresh.setSingleShot(True)
+        self._histogram_refresh.setInterval(400)
+        self._histogram_refresh.timeout.connect(
+            lambda: threshold.result_scores.emit(results_panel.model().scores()))
+        inspection.result_ready.connect(self._result_ready)
+        inspection.display_ready.connect(self._display)
+        inspection.latency.connect(lambda ms: status.latency_text.emit(f"{ms:.0f} ms/image"))
+        inspection.busy_changed.connect(self._busy_changed)
+        results_panel.current_changed.connect(self._current_changed)
+        evaluation.progress.connect(lambda p: status.show(p.message))
+
+    def inspect(self, inputs) -> None:
+        from anomalyapp.services.inference import expand_inputs
+
+        if self.inspection.session is None:
+            self.error.emit("Inspection", "there is no model yet: train one first (Ctrl+T)")
+            return
+        try:
+            paths = expand_inputs(inputs)
+        except AppError as error:
+            self.error.emit("Inspection", str(error))
+            return
+        self.inspection.inspect(paths)
+
+    def reset(self) -> None:
+        """A new project: no results, no image."""
+        self._histogram_refresh.stop()
+        self.results_panel.model().clear()
+        self.viewer.clear()
+
+    def _result_ready(self, row) -> None:
+        index = self.results_panel.model().add_result(row)
+        if row.score is not None and not self._histogram_refresh.isActive():
+            self._histogram_refresh.start()
+        if index == 0:
+            self.results_panel.select_source_row(0)
+
+    def _busy_changed(self, busy: bool) -> None:
+        if busy:
+            self.status.show("inspecting…")
+            return
+        counts = self.results_panel.model().counts()
+        self.status.show(f"done: {counts['OK']} OK, {counts['NG']} NG, {counts['Review']} to review, "
+                         f"{counts['Error']} unreadable", 10000)
+
+    def _current_changed(self, row) -> None:
+        if row is None or row.score is None:
+            if row is not None:
+                self.viewer.clear()
+                self.status.show(f"{row.path.name}: {row.error}")
+            return
+        self.inspection.show(row.path)
+
+    def _display(self, pixels, normalised_map, title: str) -> None:
+        self.viewer.set_image(pixels, title)
+        self.viewer.set_anomaly_map(normalised_map)
+
+    def evaluate(self, folder) -> None:
+        # At the working threshold: the station's rule, not the calibrated 0.5 when they differ.
+        self.evaluation.evaluate(Path(folder), self.results_panel.model().verdicts().threshold)

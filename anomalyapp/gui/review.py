@@ -1,0 +1,214 @@
+"""The review use case in the window: decisions (OK / NG with note and painted region), teaching a false
+positive to the model, the decision rule in use, and model versions (loaded, trained, rolled back).
+
+What is decided or recorded is done by the services with the acting user (``services.review``,
+``services.records``); this controller only gathers the inputs from the view and moves the selection on.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from anomalyapp.core.errors import AppError
+from anomalyapp.services import review
+
+
+class ReviewController(QObject):
+    error = Signal(str, str)  # title, message
+
+    def __init__(self, session, access, inspection, results_panel, viewer, review_bar, status, threshold,
+                 parent: QObject | None = None):
+        super().__init__(parent)
+        self.session, self.access, self.inspection = session, access, inspection
+        self.results_panel, self.viewer, self.review_bar = results_panel, viewer, review_bar
+        self.status, self.threshold = status, threshold
+        self.last_correction: dict | None = None
+        self._correction_started = 0.0
+        self._correction_first_update: float | None = None
+        self._threshold_settled = QTimer(self)
+        self._threshold_settled.setSingleShot(True)
+        self._threshold_settled.setInterval(250)
+        self._threshold_settled.timeout.connect(self.commit_threshold)
+        self._pending_rule = None
+        inspection.recorder = self.record_result
+        inspection.rescored.connect(self._rescored)
+        inspection.correction_done.connect(self._correction_done)
+
+    # ------------------------------------------------------------------------------- recording
+    def record_result(self, result):
+        """Runs in the inspection worker: the records service judges the result with the rule and model
+        version in use and writes it; nothing here reads a Qt object."""
+        records, user = self.access.records, self.access.user
+        if records is None or user is None:
+            return None
+        try:
+            saved = records.record_results([result], user)
+        except AppError as error:
+            self.inspection.error.emit(f"could not record {result.path.name}: {error}")
+            return None
+        return saved[0].id if saved else None
+
+    # ------------------------------------------------------------------------------- decisions
+    def label_current(self, label: str) -> None:
+        """One key per decision: record the label (with note and painted region), then open the next image.
+        OK on a part the model called NG or Review is a false positive: the model learns it at once when the
+        person may change the model."""
+        row_index = self.results_panel.current_source_row()
+        if row_index is None or not self.access.require("label"):
+            return
+        model = self.results_panel.model()
+        row = model.row_at(row_index)
+        try:
+            decision = review.decide(self.access.records, row.record_id, label, model.verdict_at(row_index),
+                                     self.access.user, self.review_bar.note(), self.viewer_region_png(),
+                                     model_loaded=self.inspection.session is not None)
+        except AppError as error:
+            self.error.emit("Label", str(error))
+            return
+        self.review_bar.clear()
+        if decision.teach:
+            self.correct_false_positive()
+            return
+        if decision.false_positive:
+            # Operators may not change the model: the label is kept for a supervisor to teach (F2).
+            self.status.show(f"{row.path.name} recorded as a false positive; a supervisor can teach it to the "
+                             "model (F2)", 10000)
+        position = self.results_panel.view.currentIndex().row()
+        model.set_label(row_index, label)
+        self._select_after_decision(position)
+
+    def viewer_region_png(self) -> bytes | None:
+        from anomalyapp.services.rendering import mask_png
+
+        mask = self.viewer.painted_mask()
+        return None if mask is None else mask_png(mask)
+
+    def _select_after_decision(self, position: int) -> None:
+        """Open the next image; in the review queue the decided row has just left the list."""
+        proxy = self.results_panel.proxy()
+        if proxy.rowCount() == 0:
+            return
+        if self.results_panel.view.currentIndex().isValid():
+            self.results_panel.select_next()
+        else:
+            target = proxy.index(min(position, proxy.rowCount() - 1), 1)
+            self.results_panel.select_source_row(proxy.mapToSource(target).row())
+
+    def correct_false_positive(self) -> None:
+        """Label the selected result OK and add it to the model's notion of good, at once."""
+        row_index = self.results_panel.current_source_row()
+        project = self.session.project
+        if row_index is None or project is None or not self.access.require("train"):
+            return
+        model = self.results_panel.model()
+        row = model.row_at(row_index)
+        if row.score is None:
+            return
+        position = self.results_panel.view.currentIndex().row()
+        model.set_label(row_index, "OK")
+        self._select_after_decision(position)
+        order = review.correction_order([model.verdict_at(i) for i in range(model.rowCount())], row_index)
+        listed = [(i, model.row_at(i).path) for i in order if model.row_at(i).score is not None]
+        self._correction_started = time.perf_counter()
+        self._correction_first_update = None
+        self.status.show(f"learning {row.path.name} as good…")
+        self.inspection.learn_good(row.path, project.models_dir, listed, self.access.user)
+
+    def _rescored(self, item) -> None:
+        _, scores, _seconds = item
+        self.results_panel.model().update_scores(scores)
+        self.threshold.result_scores.emit(self.results_panel.model().scores())
+        if self._correction_first_update is None:
+            self._correction_first_update = time.perf_counter() - self._correction_started
+
+    def _correction_done(self, result: dict) -> None:
+        seconds = time.perf_counter() - self._correction_started
+        folder = Path(result["folder"]).name
+        self.session.project.current_model = folder  # the correction recorded it as the version in use
+        self.session.save()
+        self.last_correction = result | {"first_update_s": self._correction_first_update, "gui_seconds": seconds}
+        self.status.model_text.emit(f"model: {folder} (corrected)")
+        self.status.show(
+            f"learned as good in {result['learned_after']:.2f} s; first verdicts updated after "
+            f"{self._correction_first_update or seconds:.2f} s, all {seconds:.2f} s; {result['change']}", 15000
+        )
+        row_index = self.results_panel.current_source_row()
+        if row_index is not None:
+            self.inspection.show(self.results_panel.model().row_at(row_index).path)
+
+    # --------------------------------------------------------------------------- decision rule
+    def rule_moved(self, verdicts) -> None:
+        """The threshold panel moved: the listed results are re-judged at once (by the window's wiring);
+        the records follow when the threshold has come to rest, so dragging the line stays smooth."""
+        self._pending_rule = verdicts
+        self._threshold_settled.start()
+
+    def flush(self) -> None:
+        """A threshold moved just before closing or switching is still saved."""
+        if self._threshold_settled.isActive():
+            self._threshold_settled.stop()
+            self.commit_threshold()
+
+    def commit_threshold(self) -> None:
+        """Make the panel's rule the one in use (the service checks and audits it); a refusal puts the panel
+        back on the rule in use."""
+        verdicts, records = self._pending_rule, self.access.records
+        if verdicts is None:
+            return
+        self.viewer.set_threshold_level(verdicts.threshold)
+        if records is None or self.session.project is None:
+            return
+        try:
+            if (verdicts.threshold, verdicts.uncertain_low) != records.decision_rule():
+                records.set_threshold(self.access.user, verdicts.threshold, verdicts.uncertain_low,
+                                      reason="threshold panel", project=self.session.project)
+        except AppError as error:
+            self.error.emit("Threshold", str(error))
+            self.show_decision_rule()
+
+    def show_decision_rule(self) -> None:
+        """Show the rule in use (the project's records hold it; the project file only a copy)."""
+        records, project = self.access.records, self.session.project
+        if records is not None:
+            self.threshold.rule.emit(*records.decision_rule())
+        elif project is not None:
+            self.threshold.rule.emit(project.threshold, project.uncertain_low)
+
+    # ---------------------------------------------------------------------------- model versions
+    def model_loaded(self, _manifest) -> None:
+        """A model loaded: its reference scores (normalised by its calibration) and expected false rejects;
+        into records that hold no rule yet, the model's calibrated Review band."""
+        summary = self.inspection.session.summary()
+        self.threshold.reference_scores.emit(summary.good_scores, summary.defect_scores)
+        loaded = summary.calibration
+        self.threshold.expected_rate.emit(loaded.describe_expected_false_rejects)
+        records = self.access.records
+        if records is not None and self.session.project is not None and self.access.can("change_threshold"):
+            try:
+                if records.start_with_calibrated_band(self.access.user, loaded.uncertain_low_normalised,
+                                                      self.session.project):
+                    self.show_decision_rule()
+            except AppError as error:
+                self.error.emit("Threshold", str(error))
+        self.status.model_text.emit(f"model: {summary.description}")
+        self.status.show("model loaded; inspect a folder (Ctrl+I), drop images here, or start the camera", 8000)
+
+    def model_trained(self, path) -> None:
+        # A new model brings its own calibration: the training recorded it as the version in use.
+        self.show_decision_rule()
+        self.inspection.load_model(path)
+
+    def threshold_applied(self, value: float) -> None:
+        self.show_decision_rule()
+        self.status.show(f"threshold {value:.3f} applied as a new model version", 8000)
+
+    def version_restored(self, version) -> None:
+        project = self.session.project
+        project.current_model = version.folder
+        self.session.save()
+        self.show_decision_rule()
+        self.inspection.load_model(project.models_dir / version.folder)
+        self.status.show(f"rolled back to version {version.id} ({version.change})", 8000)

@@ -1,0 +1,198 @@
+"""The station's workflow traps, driven in the real window as a technician would: switching project, quitting
+or cancelling during a training, inspecting a folder tree, creating a project."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from anomalyapp.services import project as projects
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    from anomalyapp.gui.app import create_application
+    from anomalyapp.gui.main_window import MainWindow
+
+    create_application()
+    main = MainWindow(QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(main)
+    main.show()
+    yield main
+    main.camera.stop()
+    main.trainer.cancel()
+    main.inspection.stop()
+    qtbot.waitUntil(lambda: not main.trainer.running, timeout=20000)
+
+
+@pytest.fixture
+def project_with_model(tmp_path, demo_line, patchcore_model):
+    project = projects.create_project(tmp_path / "project", "washers", demo_line / "train" / "good")
+    projects.set_up_single_user(project, "tester")
+    shutil.copytree(patchcore_model, project.models_dir / "trained")
+    project.current_model = "trained"
+    project.training.image_size = 128
+    project.save()
+    return project
+
+
+def _load(qtbot, window, project):
+    with qtbot.waitSignal(window.inspection.model_loaded, timeout=30000):
+        window.set_project(project)
+
+
+def _inspect_folder(qtbot, window, monkeypatch, folder: Path) -> int:
+    """Ctrl+I, choose ``folder`` (the folder chooser is the one part a headless test cannot click)."""
+    expected = sum(1 for p in folder.rglob("*.png"))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(folder))
+    window.inspect_folder_action.trigger()
+    qtbot.waitUntil(lambda: window.results_panel.model().rowCount() == expected, timeout=60000)
+    qtbot.waitUntil(lambda: not window.inspection._job.running, timeout=10000)
+    return expected
+
+
+def _start_and_cancel_training(qtbot, window):
+    with qtbot.waitSignal(window.trainer.progress, timeout=30000):
+        window.train_action.trigger()
+    with qtbot.waitSignal(window.trainer.ended, timeout=30000) as ended:
+        window.cancel_action.trigger()
+    return ended.args
+
+
+# ------------------------------------------------------------------------- trap 1: switching project
+def test_switching_project_shows_nothing_of_the_old_one(qtbot, window, project_with_model, demo_line, tmp_path,
+                                                         monkeypatch):
+    _load(qtbot, window, project_with_model)
+    _inspect_folder(qtbot, window, monkeypatch, demo_line / "test")
+    _start_and_cancel_training(qtbot, window)
+    window.camera_panel.show_verdict("NG", 0.93)  # the last camera frame's verdict
+    panel = window.threshold_panel
+    qtbot.waitUntil(lambda: panel._results.size > 0, timeout=3000)
+    assert "good flagged NG" in panel.stats_label.text() and window.latency_label.text()
+    assert window.training_panel.log.toPlainText() and window.camera_panel.verdict_label.text()
+
+    other = projects.create_project(tmp_path / "other", "gaskets")
+    projects.set_up_single_user(other, "tester")
+    window.open_project(other.root)  # what Project → Open recent does
+
+    assert window.windowTitle().startswith("gaskets") and window.results_panel.model().rowCount() == 0
+    assert panel._results.size == 0 and panel._good.size == 0 and panel.stats_label.text() == ""
+    assert panel.expected_rate_text() is None
+    training = window.training_panel
+    assert training.log.toPlainText() == "" and training.progress.format() == "" and training.eta_label.text() == ""
+    assert window.camera_panel.verdict_label.text() == "" and window.latency_label.text() == ""
+    assert "no model" in window.model_label.text() and not window.viewer.has_image()
+
+
+# ---------------------------------------------------------------- trap 6: quit, cancel, time left
+def test_quit_during_training_asks_and_cancels_cleanly_on_yes(qtbot, window, project_with_model):
+    _load(qtbot, window, project_with_model)
+    before = sorted(p.name for p in project_with_model.models_dir.iterdir())
+    with qtbot.waitSignal(window.trainer.progress, timeout=30000):
+        window.train_action.trigger()
+    window.quit_action.trigger()
+    question = window.quit_question
+    assert question.isVisible() and window.isVisible() and window.trainer.running
+    question.button(QMessageBox.StandardButton.No).click()  # keep training
+    assert window.isVisible() and window.trainer.running
+    window.quit_action.trigger()
+    window.quit_question.button(QMessageBox.StandardButton.Yes).click()
+    qtbot.waitUntil(lambda: not window.trainer.running and not window.isVisible(), timeout=30000)
+    assert sorted(p.name for p in project_with_model.models_dir.iterdir()) == before
+    assert projects.open_project(project_with_model.root).current_model == "trained"
+
+
+def test_cancel_shows_a_cancelled_bar_not_a_full_one(qtbot, window, project_with_model):
+    _load(qtbot, window, project_with_model)
+    message, outcome = _start_and_cancel_training(qtbot, window)
+    bar = window.training_panel.progress
+    assert outcome == "cancelled" and "cancelled" in bar.format()
+    assert bar.value() < bar.maximum() and bar.property("outcome") == "cancelled"
+    assert window.training_panel.train_button.isEnabled() and window.training_panel.eta_label.text() == ""
+
+
+def test_time_left_starts_from_the_estimate_and_never_jumps(qtbot, window):
+    from anomalyapp.core.types import Progress
+    from anomalyapp.services.training import Estimate
+
+    clock = [0.0]
+    view = window.training_view
+    view.clock = lambda: clock[0]
+    view.set_estimate(Estimate(images=100, seconds=196.0, bank_size=None, memory_mb=10.0, per_image_ms=900.0))
+    assert "3 min 16 s" in window.training_panel.estimate_label.text()
+    view.start()
+    shown = []
+    for step in range(1, 101):  # a phase measured at 1 s per step: the phase alone would say 99 s at step 1
+        clock[0] = float(step)
+        view.show_progress(Progress("features", step, 100, f"features {step}/100"))
+        shown.append((clock[0], window.training_panel.eta_label.text()))
+
+    def seconds(text: str) -> float:
+        words = text.split()
+        if "min" in words:
+            minutes = float(words[words.index("min") - 1])
+            rest = float(words[words.index("min") + 1]) if words[words.index("min") + 1] != "left" else 0.0
+            return minutes * 60 + rest
+        return float(words[1])
+
+    values = [seconds(text) for _, text in shown if text]
+    assert values[0] == pytest.approx(195, abs=10)  # the pre-estimate, not the phase's 99 s
+    assert all(abs(b - a) <= 12 for a, b in zip(values, values[1:]))  # no 25 s jumps
+    assert values[-1] < 60  # and it has followed what the phase measured
+
+
+# --------------------------------------------------------------------- trap 2: a folder tree
+def test_inspect_folder_reads_subfolders_and_names_the_folder(qtbot, window, project_with_model, demo_line,
+                                                              monkeypatch):
+    from anomalyapp.services import reports
+    from anomalyapp.services.records import InspectionQuery, RecordsService
+
+    _load(qtbot, window, project_with_model)
+    count = _inspect_folder(qtbot, window, monkeypatch, demo_line / "test")
+    model = window.results_panel.model()
+    classes = {p.name for p in (demo_line / "test").iterdir() if p.is_dir()}
+    assert count > 8 and len(classes) > 1
+    folders = {model.data(model.index(r, model.FOLDER)) for r in range(model.rowCount())}
+    assert folders == classes
+    assert model.headerData(model.FOLDER, Qt.Orientation.Horizontal) == "Folder"
+    with RecordsService(project_with_model.root) as records:
+        assert records.count(InspectionQuery()) == count
+        report = reports.build_report(records, InspectionQuery())
+    names = [thumb.file_name for thumb in report.thumbnails]  # the PDF's picture captions
+    assert len(names) > 1 and len(set(names)) == len(names)  # good/000.png and scratch/000.png, not 000.png twice
+    assert {name.split("/")[0] for name in names} <= classes
+
+
+# --------------------------------------------------------------------- trap 3: new project
+def test_new_project_dialog_refuses_a_folder_full_of_other_files(qtbot, window, demo_line, tmp_path):
+    busy = tmp_path / "Documents"
+    busy.mkdir()
+    (busy / "thesis.docx").write_bytes(b"not a project")
+    window.new_project_action.trigger()
+    dialog = window.new_project_dialog
+    assert dialog.isVisible()
+    # New Folder -> Return in a folder chooser used to create the project in the parent: now the folder is
+    # named, shown, and a folder with other files in it is refused.
+    dialog.location.setText(str(tmp_path))
+    dialog.name.setText("Documents")
+    assert not dialog.create_button.isEnabled() and "is not empty" in dialog.message.text()
+    dialog.create_button.click()
+    assert not (busy / "project.json").exists() and dialog.isVisible()
+
+    dialog.good_folder.setText(str(demo_line / "train" / "good"))
+    good_count = len(list((demo_line / "train" / "good").iterdir()))
+    assert f"{good_count} good images" in dialog.preview_text.text() and dialog.thumbnails.count() > 0
+    dialog.location.setText(str(busy))
+    dialog.name.setText("washers line 2")
+    assert dialog.target.text() == str(busy / "washers line 2") and dialog.create_button.isEnabled()
+    dialog.create_button.click()
+    assert not dialog.isVisible()
+    created = projects.open_project(busy / "washers line 2")
+    assert created.name == "washers line 2" and created.good_folder == str(demo_line / "train" / "good")
+    assert window.project.root == busy / "washers line 2" and (busy / "thesis.docx").exists()

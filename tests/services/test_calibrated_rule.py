@@ -1,0 +1,53 @@
+"""A project's decision rule starts from the model's calibration: the threshold and its Review band."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from anomalyapp.core.types import drain
+from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
+from anomalyapp.engine.bundle import read_manifest
+from anomalyapp.engine.calibration import Calibration
+from anomalyapp.services import project as projects
+from anomalyapp.services.records import RecordsService
+from anomalyapp.services.training import TrainRequest, train
+
+
+def _calibrated_band(model_folder) -> float:
+    return Calibration.from_dict(read_manifest(model_folder)["calibration"]).uncertain_low_normalised
+
+
+def test_a_new_project_starts_with_the_models_calibrated_band(demo_line, tmp_path):
+    project = projects.create_project(tmp_path / "line", "Washers", demo_line / "train" / "good", single_user="boss")
+    with RecordsService(project.root) as records:
+        boss = records.auth.auto_login()
+    request = TrainRequest(data=demo_line, out=project.models_dir / "first", image_size=128, device="cpu")
+    model = drain(train(request, actor=boss)).model_path
+
+    band = _calibrated_band(model)
+    assert band is not None and 0 < band < NORMALISED_THRESHOLD
+    with RecordsService(project.root) as records:
+        assert records.decision_rule() == (NORMALISED_THRESHOLD, pytest.approx(band))
+        audit = records.audit_log(subject="threshold")
+    assert any("review from" in entry.new_value for entry in audit)
+    reopened = projects.open_project(project.root)
+    assert reopened.uncertain_low == pytest.approx(band)  # the project's copy for display follows
+
+
+def test_a_model_loaded_into_records_without_a_rule_gets_its_band_once(patchcore_model, tmp_path):
+    project = projects.create_project(tmp_path / "line", single_user="boss")
+    shutil.copytree(patchcore_model, project.models_dir / "v1")
+    band = _calibrated_band(project.models_dir / "v1")
+    with RecordsService(project.root) as records:
+        boss = records.auth.auto_login()
+        # Recorded as a version before the band was calibrated: no rule in the records yet.
+        records.store.add_model_version("v1", "trained", NORMALISED_THRESHOLD, parent_id=None, user_id=boss.id,
+                                        make_current=True)
+        assert records.decision_rule() == (NORMALISED_THRESHOLD, None)
+        assert records.start_with_calibrated_band(boss, band, project)
+        assert records.decision_rule() == (NORMALISED_THRESHOLD, pytest.approx(band))
+        records.set_threshold(boss, 0.6, None, reason="no band wanted")
+        assert not records.start_with_calibrated_band(boss, band, project)  # a rule chosen since stays
+        assert records.decision_rule() == (0.6, None)

@@ -1,0 +1,150 @@
+"""A third detector joins through the contract and the registry alone: trained, saved, loaded, corrected, estimated.
+
+``MeanImageDetector`` scores the distance to the mean good image. It is registered for the test only, keeps its
+state in a file of its own kind (``mean.npy``) and learns from a corrected image by updating the mean; nothing
+outside ``engine.detector.DETECTORS`` is told about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import cv2
+import numpy as np
+import pytest
+
+from anomalyapp.core.errors import DataError
+from anomalyapp.core.types import Prediction, Progress, drain
+from anomalyapp.engine import anomaly_map
+from anomalyapp.engine.cost import TrainingCost
+from anomalyapp.engine.detector import DETECTORS
+from anomalyapp.services.correction import learn_good_images
+from anomalyapp.services.inference import InferenceSession
+from anomalyapp.services.training import TrainRequest, build_config, detector_options, estimate, train
+
+
+@dataclass(frozen=True)
+class MeanImageConfig:
+    backbone: str = "efficientnet_lite0"
+    layers: tuple[str, ...] = ("layer1",)
+    image_size: int = 32
+    keep_aspect: bool = False
+    seed: int = 0
+
+    training_options: ClassVar[tuple[str, ...]] = ()
+
+    def problem(self) -> str | None:
+        return None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MeanImageConfig:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+class MeanImageDetector:
+    name = "mean_image"
+    data_files = ("mean.npy",)
+    config_class = MeanImageConfig
+
+    def __init__(self, config: MeanImageConfig, extractor):
+        self.config, self.extractor, self.calibration = config, extractor, None
+        self.mean: np.ndarray | None = None
+        self.count = 0
+
+    def _small(self, image: np.ndarray) -> np.ndarray:
+        side = self.config.image_size
+        return cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32).mean(axis=2)
+
+    def fit(self, images, total, cancel=None):
+        small = [self._small(image) for image in images]
+        self.mean, self.count = np.mean(small, axis=0), len(small)
+        yield Progress("fit", len(small), total, "mean image")
+
+    def unseen_scores(self, images, total, cancel=None):
+        scores, maps = self.raw_predict(list(images))
+        yield Progress("calibrate", total, total, "scored")
+        return [float(s) for s in scores], [float(m.max()) for m in maps]
+
+    def raw_predict(self, images):
+        maps = [np.abs(self._small(image) - self.mean) for image in images]
+        return np.array([float(m.mean()) for m in maps]), maps
+
+    def predict(self, image):
+        scores, maps = self.raw_predict([image])
+        normalised = self.calibration.normalise_map(maps[0])
+        return Prediction(score=self.calibration.normalise_score(scores[0]), raw_score=float(scores[0]),
+                          anomaly_map=anomaly_map.to_image_size(normalised, image.shape[0], image.shape[1]))
+
+    def state_dict(self):
+        return {}, {"images": self.count}
+
+    def write_file(self, name: str, path: Path) -> None:
+        np.save(path, self.mean)
+
+    def load_state(self, tensors, state, folder: Path) -> None:
+        self.mean = np.load(folder / "mean.npy", allow_pickle=False)
+        self.count = state["images"]
+
+    def learn_from_good(self, images, cancel=None):
+        small = [self._small(image) for image in images]
+        self.mean = (self.mean * self.count + np.sum(small, axis=0)) / (self.count + len(small))
+        self.count += len(small)
+        yield Progress("learn", 1, 1, "mean updated")
+        return f"mean image updated with {len(small)} images"
+
+    def summary(self) -> dict:
+        return {"images": self.count}
+
+    def training_cost(self, images, count):
+        return TrainingCost(seconds=0.01 * count, memory_mb=0.004, per_image_seconds=0.01)
+
+
+@pytest.fixture
+def mean_image_registered(monkeypatch):
+    monkeypatch.setitem(DETECTORS, MeanImageDetector.name, MeanImageDetector)
+
+
+def test_a_third_detector_trains_saves_loads_and_learns_through_the_contract(mean_image_registered, demo_line,
+                                                                             tmp_path):
+    request = TrainRequest(data=demo_line, detector="mean_image", out=tmp_path / "v1", weights="random",
+                           image_size=32, device="cpu")
+    result = drain(train(request))
+    assert (result.model_path / "mean.npy").is_file() and result.summary["images"] == result.train_images
+
+    session = InferenceSession(result.model_path, device="cpu")
+    defects = sorted(p for p in (demo_line / "test").rglob("*.png") if p.parent.name != "good")
+    scores = {p: session.predict_path(p).prediction.score for p in defects}
+    flagged = max(scores, key=scores.get)
+    correction = drain(learn_good_images(session, [flagged], tmp_path))
+    assert "mean image updated with 1 images" in correction.change and correction.parent == "v1"
+    assert (correction.folder / "mean.npy").is_file()
+    reloaded = InferenceSession(correction.folder, device="cpu")
+    assert reloaded.predict_path(flagged).prediction.score < scores[flagged]
+
+    assert estimate(request).seconds == pytest.approx(0.01 * 12, rel=0.5)
+
+
+def test_the_request_options_that_apply_come_from_the_detector(mean_image_registered, demo_line):
+    assert detector_options("patchcore") == ("coreset_ratio", "max_bank_size", "index")
+    assert detector_options("autoencoder") == ("epochs",)
+    assert detector_options("mean_image") == ()
+    # options of another detector are ignored, not an error: the window sends every field it shows
+    config = build_config(TrainRequest(data=demo_line, detector="autoencoder", coreset_ratio=5.0, epochs=3))
+    assert config.epochs == 3
+    with pytest.raises(DataError, match="coreset ratio 5.0 must be in"):
+        build_config(TrainRequest(data=demo_line, detector="patchcore", coreset_ratio=5.0, epochs=0))
+    with pytest.raises(DataError, match="unknown detector 'nope'; choose one of patchcore, autoencoder, mean_image"):
+        detector_options("nope")
+
+
+def test_both_detectors_cost_their_own_training(demo_line):
+    patchcore = estimate(TrainRequest(data=demo_line, detector="patchcore", image_size=128, device="cpu"))
+    autoencoder = estimate(TrainRequest(data=demo_line, detector="autoencoder", image_size=128, device="cpu", epochs=2))
+    assert patchcore.images == autoencoder.images == 12
+    assert patchcore.bank_size and autoencoder.bank_size is None  # only PatchCore keeps a memory bank
+    assert patchcore.seconds > 0 and autoencoder.seconds > 0 and patchcore.memory_mb > 0 and autoencoder.memory_mb > 0

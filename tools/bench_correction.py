@@ -82,9 +82,9 @@ def main() -> int:
     bank = window.inspection.session.detector.bank.size
     print(f"{expected} listed results, bank {bank} patches; marked {model.row_at(target).path.name} "
           f"(verdict now {model.verdict_at(target)})")
-    print(f"learned and saved a new version: {figures['learned_after']:.2f} s")
-    print(f"flagged results updated: {figures['first_update_s']:.2f} s (goal 3 s, ratio {figures['first_update_s'] / 3:.2f})")
-    print(f"every listed result re-scored: {figures['gui_seconds']:.2f} s (ratio {figures['gui_seconds'] / 3:.2f})")
+    print(f"learned and saved a new version: {figures.learned_after:.2f} s")
+    print(f"flagged results updated: {figures.first_update_s:.2f} s (goal 3 s, ratio {figures.first_update_s / 3:.2f})")
+    print(f"every listed result re-scored: {figures.gui_seconds:.2f} s (ratio {figures.gui_seconds / 3:.2f})")
     window.close()
     app.quit()
     return 0

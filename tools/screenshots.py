@@ -1,13 +1,17 @@
 """Screenshots of the real window for the docs: run under Xvfb (see README), writes docs/screenshots/*.png.
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python tools/screenshots.py
+    xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python tools/screenshots.py --size 1280x800
 
-It opens the demo project, trains if needed, inspects the demo's test images, selects a defective part,
+With a window manager running (openbox), the window with its frame fills ``--size`` (default 1600x1000); the
+shots at the default size are the README's (``training.png``...), the others are named with their size
+(``training-1280x800.png``...). It opens the demo project, trains if needed, inspects the demo's test images, selects a defective part,
 and grabs the screen (the X server's pixels, not a widget render) at each step.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -35,13 +39,24 @@ def wait_for(condition, timeout_ms: int = 180000) -> None:
         raise SystemExit("screenshots: timed out")
 
 
-def shot(name: str) -> None:
+def shot(name: str, width: int, height: int) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    QGuiApplication.primaryScreen().grabWindow(0).save(str(OUT / f"{name}.png"))
-    print(f"wrote {OUT / name}.png")
+    path = OUT / (f"{name}.png" if (width, height) == (1600, 1000) else f"{name}-{width}x{height}.png")
+    QGuiApplication.primaryScreen().grabWindow(0, 0, 0, width, height).save(str(path))
+    print(f"wrote {path}")
 
 
-def main() -> int:
+def fill(window, width: int, height: int) -> None:
+    """Size the window so that it and its frame (title bar, borders) take ``width`` x ``height``."""
+    frame, inner = window.frameGeometry(), window.geometry()
+    window.move(0, 0)
+    window.resize(width - (frame.width() - inner.width()), height - (frame.height() - inner.height()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="1600x1000", help="the window's outer size, WIDTHxHEIGHT")
+    width, height = (int(n) for n in parser.parse_args(argv).size.lower().split("x"))
     sys.path.insert(0, str(ROOT))
     tmp = Path(tempfile.mkdtemp(prefix="anomalyapp-shots-"))
     os.environ["ANOMALYAPP_DATA_DIR"] = str(tmp / "data")
@@ -54,34 +69,38 @@ def main() -> int:
 
     app = create_application()
     window = MainWindow(QSettings(str(tmp / "window.ini"), QSettings.Format.IniFormat))
-    window.setGeometry(0, 0, 1600, 1000)
+    window.resize(width, height)
     window.show()
+    wait(500)
+    fill(window, width, height)
     project = projects.demo_project(tmp / "demo-project")
     window.set_project(project)
     window.auto_start()
     wait_for(lambda: window.trainer.running)
     wait(2500)
-    shot("training")
+    shot("training", width, height)
     wait_for(lambda: window.results_panel.model().rowCount() >= 36)
     wait(1500)
     model = window.results_panel.model()
     ng = next(i for i in range(model.rowCount()) if model.verdict_at(i) == "NG" and "scratch" in str(model.row_at(i).path))
     window.results_panel.select_source_row(ng)
     wait(2000)
-    shot("inspection")
+    shot("inspection", width, height)
     window.threshold_panel.set_uncertain(0.4)
     wait(1500)
-    shot("threshold_uncertain_band")
+    shot("threshold_uncertain_band", width, height)
     window.threshold_panel.set_uncertain(None)
     window.evaluation.evaluate(Path(project.good_folder).parent.parent)
     wait_for(lambda: hasattr(window, "evaluation_dialog"))
-    window.evaluation_dialog.move(250, 150)
+    dialog = window.evaluation_dialog
+    dialog.move(max(0, (width - dialog.frameGeometry().width()) // 2),
+                max(0, (height - dialog.frameGeometry().height()) // 2))
     wait(2000)
-    shot("evaluation")
+    shot("evaluation", width, height)
     window.evaluation_dialog.close()
-    window.left_tabs.setCurrentWidget(window.camera_panel)
+    window.left_tabs.setCurrentWidget(window.camera_tab)
     wait(800)
-    shot("camera_panel")
+    shot("camera_panel", width, height)
     window.close()
     app.quit()
     return 0

@@ -11,6 +11,7 @@ import dataclasses
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -20,6 +21,9 @@ from PySide6.QtGui import QImage
 from anomalyapp.core.errors import AppError
 from anomalyapp.gui.widgets.results_table import THUMBNAIL_SIZE, ResultRow
 from anomalyapp.gui.workers import Job, start_job
+
+if TYPE_CHECKING:  # the correction service loads the engine: imported when a correction runs
+    from anomalyapp.services.correction import CorrectionResult
 
 CACHE_SIZE = 24  # full-size images and maps kept for instant re-display...
 # ...as long as together they hold no more than this: one 400-megapixel image and its map are 2.8 GB, more than
@@ -152,6 +156,15 @@ def _as_generator(function):
     return function()
 
 
+@dataclasses.dataclass(frozen=True)
+class CorrectionDone:
+    """A correction job's end: the new model version, and how long the window waited for it."""
+
+    correction: CorrectionResult
+    learned_after: float  # seconds from the request until the new version was learnt and saved
+    seconds: float  # seconds from the request until every listed result was re-scored
+
+
 class InspectionController(QObject):
     """Holds the loaded model; scores queued images one by one in a background job."""
 
@@ -163,7 +176,7 @@ class InspectionController(QObject):
     busy_changed = Signal(bool)
     error = Signal(str)
     rescored = Signal(object)  # ("rescored", {row: (score, raw)}, seconds since the request)
-    correction_done = Signal(object)  # dict: folder, parent, change, seconds
+    correction_done = Signal(object)  # CorrectionDone
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -316,8 +329,7 @@ class InspectionController(QObject):
         def run(token):
             with self.session_lock:
                 correction = yield from learn_good_images(self.session, [path], models_dir, cancel=token, actor=actor)
-                result = dataclasses.asdict(correction)  # the window's correction flow still reads a dict
-                result["learned_after"] = time.perf_counter() - started
+                learned_after = time.perf_counter() - started
                 batch = {}
                 for number, (row_index, row_path) in enumerate(listed, 1):
                     if token.cancelled:
@@ -328,12 +340,11 @@ class InspectionController(QObject):
                     if len(batch) >= 8 or number == len(listed):
                         yield ("rescored", batch, time.perf_counter() - started)
                         batch = {}
-            result["seconds"] = time.perf_counter() - started
-            return result
+            return CorrectionDone(correction, learned_after, time.perf_counter() - started)
 
-        def done(result):
+        def done(result: CorrectionDone):
             self._cache.clear()
-            self.model_path = result["folder"]
+            self.model_path = result.correction.folder
             self.correction_done.emit(result)
 
         self._cache.clear()

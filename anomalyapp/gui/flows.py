@@ -68,6 +68,8 @@ class InspectionFlow(QObject):
         inspection.busy_changed.connect(self._busy_changed)
         results_panel.current_changed.connect(self._current_changed)
         evaluation.progress.connect(lambda p: status.show(p.message))
+        # The last step's text ("pixel metrics") would otherwise stay on as if the evaluation were still running.
+        evaluation.finished.connect(lambda _: status.show("evaluation done: metrics and plots in their window", 15000))
 
     def inspect(self, inputs) -> None:
         from anomalyapp.services.inference import expand_inputs

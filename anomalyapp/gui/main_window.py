@@ -2,24 +2,16 @@
 
 The flows live in the controllers (``session``: project lifecycle and preferences; ``review``: decisions,
 corrections, the decision rule and model versions; ``flows``: training and inspection) and the decisions in
-the services; the window only connects intent signals to them and view-model signals to widget setters.
+the services; where the panels sit is ``window_layout``'s, the dialogs are ``window_dialogs``'. The window only
+connects intent signals to them and view-model signals to widget setters.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtWidgets import (
-    QDockWidget,
-    QFileDialog,
-    QLabel,
-    QMainWindow,
-    QMessageBox,
-    QTabWidget,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QMainWindow
 
-from anomalyapp.gui import actions, window_dialogs
+from anomalyapp.gui import actions, window_dialogs, window_layout
 from anomalyapp.gui.access import AccessController
 from anomalyapp.gui.camera_controller import CameraController
 from anomalyapp.gui.controllers import EvaluationController, InspectionController, TrainingController
@@ -33,12 +25,6 @@ from anomalyapp.gui.widgets.results_table import ResultsPanel
 from anomalyapp.gui.widgets.review_bar import ReviewBar
 from anomalyapp.gui.widgets.threshold_panel import ThresholdPanel
 from anomalyapp.gui.widgets.training_panel import TrainingPanel
-from anomalyapp.services import project as projects
-
-SETTINGS_VERSION = 1
-_GEOMETRY_KEY = f"window/v{SETTINGS_VERSION}/geometry"
-_STATE_KEY = f"window/v{SETTINGS_VERSION}/state"
-_IMAGES = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.PNG *.JPG *.JPEG *.BMP *.TIF *.TIFF)"
 
 
 class MainWindow(QMainWindow):
@@ -54,7 +40,7 @@ class MainWindow(QMainWindow):
         self.viewer, self.training_panel, self.camera_panel = ImageViewer(), TrainingPanel(), CameraPanel()
         self.results_panel, self.threshold_panel, self.review_bar = ResultsPanel(), ThresholdPanel(), ReviewBar()
         self.note_edit = self.review_bar.note_edit
-        self.setCentralWidget(self.viewer)
+        window_layout.build(self)
 
         self.status, self.threshold_view = StatusViewModel(self), ThresholdViewModel(self)
         self.training_view, self.camera_view = TrainingViewModel(self), CameraViewModel(self)
@@ -70,40 +56,11 @@ class MainWindow(QMainWindow):
                                        self.review_bar, self.status, self.threshold_view, self)
         self.training = TrainingFlow(self.session, self.access, self.trainer, self.training_panel,
                                      self.training_view, self.review, self)
-
-        self.left_tabs = QTabWidget()
-        self.left_tabs.setObjectName("left_tabs")
-        self.left_tabs.addTab(self.training_panel, "Project && training")
-        self.left_tabs.addTab(self.camera_panel, "Camera")
-        results = QWidget()
-        layout = QVBoxLayout(results)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.results_panel, 1)
-        layout.addWidget(self.review_bar)
-        self.setup_dock = self._dock("Setup", self.left_tabs, Qt.DockWidgetArea.LeftDockWidgetArea, "setup_dock")
-        self.results_dock = self._dock("Results", results, Qt.DockWidgetArea.RightDockWidgetArea, "results_dock")
-        self.threshold_dock = self._dock("Threshold", self.threshold_panel, Qt.DockWidgetArea.BottomDockWidgetArea,
-                                         "threshold_dock")
-        for name, text in (("user_label", "not logged in"), ("device_label", "device: —"),
-                           ("model_label", "no model"), ("latency_label", "")):
-            label = QLabel(text)
-            label.setObjectName(name)
-            setattr(self, name, label)
-            self.statusBar().addPermanentWidget(label)
-
-        actions.build_actions(self, self._fill_recent)
+        actions.build_actions(self, lambda: window_dialogs.fill_recent(self))
         self._wire()
-        self._restore_state()
+        window_layout.restore(self, self.settings)
         self.session.apply_config()
         self._show_device()
-
-    def _dock(self, title: str, widget: QWidget, area, name: str) -> QDockWidget:
-        dock = QDockWidget(title, self)
-        dock.setObjectName(name)
-        dock.setWidget(widget)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
-        self.addDockWidget(area, dock)
-        return dock
 
     def _wire(self) -> None:
         panel, status, view, threshold = self.training_panel, self.status, self.training_view, self.threshold_view
@@ -117,7 +74,7 @@ class MainWindow(QMainWindow):
         view.ended.connect(panel.finish)
         view.estimate_text.connect(panel.estimate_label.setText)
         view.cleared.connect(panel.clear)
-        status.message.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
+        status.message.connect(self.status_line.show_message)
         status.model_text.connect(self.model_label.setText)
         status.latency_text.connect(self.latency_label.setText)
         status.device_text.connect(self.device_label.setText)
@@ -154,7 +111,7 @@ class MainWindow(QMainWindow):
         self.camera.attach(self.camera_panel, self.viewer)
         # Probing cameras takes a moment: done in the background when the Camera tab is first opened.
         self.left_tabs.currentChanged.connect(lambda index: self.camera.refresh() if self.left_tabs.widget(index)
-                                              is self.camera_panel and not self.camera.probed else None)
+                                              is self.camera_tab and not self.camera.probed else None)
 
     # ---------------------------------------------------------------------- view-model to widgets
     def _project_replaced(self, project) -> None:
@@ -202,38 +159,11 @@ class MainWindow(QMainWindow):
     def open_project(self, folder) -> None:
         self.session.open(folder)
 
-    def new_project(self) -> None:
-        from anomalyapp.gui.widgets.new_project_dialog import NewProjectDialog
-
-        self.new_project_dialog = NewProjectDialog(self.session.create, self)
-        self.new_project_dialog.open()
-
-    def open_project_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open project")
-        if folder:
-            self.open_project(folder)
-
-    def _fill_recent(self) -> None:
-        self.recent_menu.clear()
-        for path in projects.recent_projects():
-            self.recent_menu.addAction(str(path), lambda p=path: self.open_project(p))
-        if self.recent_menu.isEmpty():
-            self.recent_menu.addAction("(none)").setEnabled(False)
-
-    def inspect_folder_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Inspect folder (and its subfolders)")
-        if folder:
-            self.inspect([folder])
-
-    def inspect_files_dialog(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Inspect images", "", _IMAGES)
-        if files:
-            self.inspect(files)
-
-    def evaluate_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Folder with test/ and ground_truth/ (MVTec layout)")
-        if folder:
-            self.inspection_flow.evaluate(folder)
+    new_project = window_dialogs.new_project
+    open_project_dialog = window_dialogs.open_project_dialog
+    inspect_folder_dialog = window_dialogs.inspect_folder_dialog
+    inspect_files_dialog = window_dialogs.inspect_files_dialog
+    evaluate_dialog = window_dialogs.evaluate_dialog
 
     def inspect(self, inputs) -> None:
         self.inspection_flow.inspect(inputs)
@@ -268,12 +198,7 @@ class MainWindow(QMainWindow):
     show_shortcuts = window_dialogs.show_shortcuts
     show_about = window_dialogs.show_about
 
-    def show_error(self, title: str, message: str) -> None:
-        self.statusBar().showMessage(f"{title}: {message}", 15000)
-        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
-        box.setObjectName("error_dialog")
-        box.open()
-        self.last_error = message
+    show_error = window_dialogs.show_error
 
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls():
@@ -285,27 +210,13 @@ class MainWindow(QMainWindow):
             self.inspect(paths)
 
     # ------------------------------------------------------------------------------ lifecycle
-    def _restore_state(self) -> None:
-        geometry, state = self.settings.value(_GEOMETRY_KEY), self.settings.value(_STATE_KEY)
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        else:  # the first start fits the screen (a 1280x800 panel PC too)
-            room = self.screen().availableGeometry()
-            self.resize(min(1500, room.width() - 40), min(950, room.height() - 60))
-        if state is not None:
-            self.restoreState(state)
-        else:  # first start: the image gets the most room; the threshold strip stays short
-            self.resizeDocks([self.setup_dock, self.results_dock], [360, 430], Qt.Orientation.Horizontal)
-            self.resizeDocks([self.threshold_dock], [250], Qt.Orientation.Vertical)
-
     def closeEvent(self, event) -> None:
         if self.trainer.running and not self._quit_confirmed:
             event.ignore()  # asked first; "yes" cancels the training and closes once it has stopped
             window_dialogs.ask_quit_during_training(self, self._quit_cancelling_training)
             return
         self.review.flush()
-        self.settings.setValue(_GEOMETRY_KEY, self.saveGeometry())
-        self.settings.setValue(_STATE_KEY, self.saveState())
+        window_layout.save(self, self.settings)
         self.camera.stop()
         self.trainer.cancel()
         self.inspection.stop()

@@ -7,6 +7,7 @@ What is decided or recorded is done by the services with the acting user (``serv
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -14,6 +15,16 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from anomalyapp.core.errors import AppError
 from anomalyapp.services import review
+
+
+@dataclasses.dataclass(frozen=True)
+class CorrectionFigures:
+    """The last correction as the operator saw it (``tools/bench_correction.py`` reports these)."""
+
+    correction: object  # services.correction.CorrectionResult
+    learned_after: float  # seconds until the new version was learnt and saved
+    first_update_s: float  # seconds until the first re-scored verdicts were on screen
+    gui_seconds: float  # seconds until every listed result was re-scored and shown
 
 
 class ReviewController(QObject):
@@ -25,7 +36,7 @@ class ReviewController(QObject):
         self.session, self.access, self.inspection = session, access, inspection
         self.results_panel, self.viewer, self.review_bar = results_panel, viewer, review_bar
         self.status, self.threshold = status, threshold
-        self.last_correction: dict | None = None
+        self.last_correction: CorrectionFigures | None = None
         self._correction_started = 0.0
         self._correction_first_update: float | None = None
         self._threshold_settled = QTimer(self)
@@ -124,16 +135,17 @@ class ReviewController(QObject):
         if self._correction_first_update is None:
             self._correction_first_update = time.perf_counter() - self._correction_started
 
-    def _correction_done(self, result: dict) -> None:
+    def _correction_done(self, done) -> None:
         seconds = time.perf_counter() - self._correction_started
-        folder = Path(result["folder"]).name
+        folder = Path(done.correction.folder).name
         self.session.project.current_model = folder  # the correction recorded it as the version in use
         self.session.save()
-        self.last_correction = result | {"first_update_s": self._correction_first_update, "gui_seconds": seconds}
+        self.last_correction = CorrectionFigures(done.correction, done.learned_after,
+                                                 self._correction_first_update or seconds, seconds)
         self.status.model_text.emit(f"model: {folder} (corrected)")
         self.status.show(
-            f"learned as good in {result['learned_after']:.2f} s; first verdicts updated after "
-            f"{self._correction_first_update or seconds:.2f} s, all {seconds:.2f} s; {result['change']}", 15000
+            f"learned as good in {done.learned_after:.2f} s; first verdicts updated after "
+            f"{self.last_correction.first_update_s:.2f} s, all {seconds:.2f} s; {done.correction.change}", 15000
         )
         row_index = self.results_panel.current_source_row()
         if row_index is not None:

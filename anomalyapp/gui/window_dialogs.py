@@ -1,5 +1,5 @@
-"""The window's dialogs: login, first supervisor, users, records, evaluation, preferences, shortcuts, about,
-the question before quitting during a training. Each opens non-modally and is kept on the window (tests and
+"""The window's dialogs: errors, new/open project, the folder and file choosers, login, first supervisor,
+users, records, evaluation, preferences, shortcuts, about, the question before quitting during a training. Each opens non-modally and is kept on the window (tests and
 the screenshots reach them there)."""
 
 from __future__ import annotations
@@ -7,9 +7,60 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialog, QHBoxLayout, QMessageBox, QPushButton, QVBoxLayout
+from PySide6.QtWidgets import QDialog, QFileDialog, QHBoxLayout, QMessageBox, QPushButton, QVBoxLayout
 
 from anomalyapp import __version__
+
+_IMAGES = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.PNG *.JPG *.JPEG *.BMP *.TIF *.TIFF)"
+
+
+def show_error(window, title: str, message: str) -> None:
+    window.status_line.show_message(f"{title}: {message}", 15000)
+    box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, window)
+    box.setObjectName("error_dialog")
+    box.open()
+    window.last_error = message
+
+
+def new_project(window) -> None:
+    from anomalyapp.gui.widgets.new_project_dialog import NewProjectDialog
+
+    window.new_project_dialog = NewProjectDialog(window.session.create, window)
+    window.new_project_dialog.open()
+
+
+def open_project_dialog(window) -> None:
+    folder = QFileDialog.getExistingDirectory(window, "Open project")
+    if folder:
+        window.open_project(folder)
+
+
+def fill_recent(window) -> None:
+    from anomalyapp.services import project as projects
+
+    window.recent_menu.clear()
+    for path in projects.recent_projects():
+        window.recent_menu.addAction(str(path), lambda p=path: window.open_project(p))
+    if window.recent_menu.isEmpty():
+        window.recent_menu.addAction("(none)").setEnabled(False)
+
+
+def inspect_folder_dialog(window) -> None:
+    folder = QFileDialog.getExistingDirectory(window, "Inspect folder (and its subfolders)")
+    if folder:
+        window.inspect([folder])
+
+
+def inspect_files_dialog(window) -> None:
+    files, _ = QFileDialog.getOpenFileNames(window, "Inspect images", "", _IMAGES)
+    if files:
+        window.inspect(files)
+
+
+def evaluate_dialog(window) -> None:
+    folder = QFileDialog.getExistingDirectory(window, "Folder with test/ and ground_truth/ (MVTec layout)")
+    if folder:
+        window.inspection_flow.evaluate(folder)
 
 
 def ask_login(window) -> None:

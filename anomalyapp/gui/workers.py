@@ -24,6 +24,14 @@ log = logging.getLogger(__name__)
 _RUNNING: set[Job] = set()
 
 
+class JobRuntimeError(Exception):
+    """A job's own RuntimeError (torch raises many), carried under another type.
+
+    superqt's worker takes any RuntimeError for "the worker object was deleted": it then emits neither
+    ``errored`` nor ``finished``, so the job would never end and its failure would never be shown.
+    """
+
+
 class Job(QObject):
     progress = Signal(object)  # Progress
     item = Signal(object)  # anything else the generator yields
@@ -43,7 +51,10 @@ class Job(QObject):
     def start(self) -> Job:
         def run():
             _lower_thread_priority()
-            return (yield from self._make_generator(self.token))
+            try:
+                return (yield from self._make_generator(self.token))
+            except RuntimeError as error:
+                raise JobRuntimeError(error) from error
 
         worker = GeneratorWorker(run)
         worker.yielded.connect(self._on_yielded)
@@ -73,6 +84,8 @@ class Job(QObject):
 
     def _on_errored(self, error: BaseException) -> None:
         self._outcome_sent = True
+        if isinstance(error, JobRuntimeError) and error.__cause__ is not None:
+            error = error.__cause__
         if isinstance(error, Cancelled):
             self.cancelled.emit()
         elif isinstance(error, AppError):

@@ -457,7 +457,8 @@ def _thumbnails(report: ReportData, fit: _Fitter) -> str:
     rows = [f"<tr>{''.join(cells[i:i + THUMB_COLUMNS])}</tr>" for i in range(0, len(cells), THUMB_COLUMNS)]
     overlays = any(t.overlay for t in report.thumbnails)
     note = ("Highest-scoring findings, NG first" + (", with the anomaly heat map" if overlays else "")
-            + "; a painted defect region is outlined in magenta.")
+            + "; a painted defect region is outlined in magenta."
+            + (f" Without heat map: {report.thumbnail_note}." if report.thumbnail_note else ""))
     # A fixed number of rows per page, each page its own table: Qt would otherwise split a row between
     # its pictures and their captions at a page end.
     pages = [rows[i:i + THUMB_ROWS_PER_PAGE] for i in range(0, len(rows), THUMB_ROWS_PER_PAGE)]

@@ -6,10 +6,14 @@ confirmed labels, counts per day, the findings (NG, Review or labelled inspectio
 worst ones. ``anomalyapp.render.pdf_report`` lays a ``ReportData`` out as a PDF; the CSV functions here
 write the rows themselves.
 
-Thumbnails come from the image files. The records hold no anomaly maps and re-scoring images is not a
-report's job: a caller that can (the GUI, with a loaded model) passes ``render_overlay(path) -> RGB array
-or None`` and the thumbnails show the heat map; otherwise they show the plain image, with the defect region
-a person painted, if any, outlined.
+Thumbnails come from the image files, with the anomaly heat map drawn the way the viewer draws it (the
+same turbo colour map on the normalised scale, ``rendering.overlay``) and the defect region a person painted,
+if any, outlined. The records keep scores, not anomaly maps (a map is an image's worth of floats per
+inspection), so the map of each thumbnail (at most ``MAX_THUMBNAILS``) comes from scoring its image again
+with the model version that judged it, loaded once per version. When that model folder is gone or cannot be
+loaded, or the image is unreadable, the thumbnail is the plain image and the report says why
+(``ReportData.thumbnail_note``). A caller may pass its own ``render_overlay(path)`` instead, or
+``heat_maps=False`` for plain thumbnails.
 
 CSV files are UTF-8 with a byte-order mark (so spreadsheet programs read accented names right), written
 atomically: a reader never sees half a file, and a failed write leaves the old one in place.
@@ -90,6 +94,7 @@ class ReportData:
     versions: dict[int, str] = field(default_factory=dict)  # model version id -> "v3 · folder · threshold"
     users: dict[int, str] = field(default_factory=dict)  # user id -> name
     software: str = f"anomalyapp {__version__}"
+    thumbnail_note: str = ""  # why some thumbnails have no heat map
 
 
 # --------------------------------------------------------------------------------------------------
@@ -106,11 +111,14 @@ def build_report(
     max_rows: int = MAX_ROWS,
     max_thumbnails: int = MAX_THUMBNAILS,
     render_overlay: RenderOverlay | None = None,
+    heat_maps: bool = True,
 ) -> ReportData:
     """The report of the inspections matching ``query`` (limit/offset/order are ignored).
 
     Rows: when the query filters by verdict or label, every match; otherwise the findings (NG, Review or
-    labelled), oldest first, at most ``max_rows``. Thumbnails: the findings with the highest scores, NG first.
+    labelled), oldest first, at most ``max_rows``. Thumbnails: the findings with the highest scores, NG first,
+    with their heat maps (``render_overlay``, else re-scored by the model version that judged them, unless
+    ``heat_maps`` is False).
     """
     query = replace(query or InspectionQuery(), limit=None, offset=0)
     store = records.store
@@ -125,24 +133,30 @@ def build_report(
     thumbs_from.sort(key=lambda r: (r.verdict != "NG", r.label != "NG", r.verdict != "Review", -r.score))
     thumb_rows = thumbs_from[:max_thumbnails]
     thumb_labels = store.current_labels([r.id for r in thumb_rows])
-    thumbnails = tuple(
-        _thumbnail(r, thumb_labels.get(r.id), render_overlay) for r in thumb_rows
-    )
+    versions = store.model_versions()
+    heat = VersionHeatMaps(records.root, versions) if render_overlay is None and heat_maps and thumb_rows else None
+    overlay_for = (lambda record: render_overlay(record.image_path)) if render_overlay is not None else heat
+    try:
+        thumbnails = tuple(_thumbnail(r, thumb_labels.get(r.id), overlay_for) for r in thumb_rows)
+    finally:
+        if heat is not None:
+            heat.close()
     return ReportData(
         title=title,
         period=period or describe_period(query.date_from, query.date_to),
         project=project or project_name(records.root),
         generated_at=datetime.now().astimezone(),
         summary=summary,
-        filters=describe_filters(query, store.model_versions()),
+        filters=describe_filters(query, versions),
         days=days,
         rows=rows,
         rows_total=rows_total,
         rows_title=rows_title,
         labels={i: replace(lab, region_png=None) for i, lab in labels.items()},
         thumbnails=thumbnails,
-        versions={v.id: _version_text(v) for v in store.model_versions()},
+        versions={v.id: _version_text(v) for v in versions},
         users={u.id: u.name for u in store.users()},
+        thumbnail_note=heat.note() if heat is not None else "",
     )
 
 
@@ -243,11 +257,65 @@ def _every_day(days: tuple[DayCounts, ...], first: date, last: date) -> tuple[Da
     return tuple(out)
 
 
-def _thumbnail(record: InspectionRecord, label, render_overlay: RenderOverlay | None) -> Thumbnail:
+class VersionHeatMaps:
+    """Thumbnails with heat maps: each image scored again by the model version that judged it.
+
+    Models are loaded on first use, one per version, and dropped by ``close``; a version without a model
+    (folder gone, not loadable, no version recorded) is tried once, and its thumbnails stay plain, counted
+    under the reason that ``note`` reports.
+    """
+
+    def __init__(self, project_root: str | os.PathLike, versions: Iterable[ModelVersion]):
+        self.models_dir = Path(project_root) / "models"
+        self.versions = {v.id: v for v in versions}
+        self._sessions: dict[int | None, tuple[object | None, str]] = {}  # version id -> (session, why none)
+        self.plain: dict[str, int] = {}  # reason -> thumbnails left without a heat map
+
+    def __call__(self, record: InspectionRecord) -> np.ndarray | None:
+        from anomalyapp.data.images import load_image
+        from anomalyapp.services import rendering
+
+        session, reason = self._session(record.model_version_id)
+        if session is None:
+            self.plain[reason] = self.plain.get(reason, 0) + 1
+            return None
+        try:
+            image = load_image(record.image_path)
+        except AppError:
+            return None  # the thumbnail says "image not available"
+        prediction = session.detector.predict(image.to_rgb())
+        # Blend near the thumbnail's size: the picture is shrunk to REPORT_THUMBNAIL_SIZE anyway.
+        return rendering.overlay(image.pixels, prediction.anomaly_map, budget=4 * REPORT_THUMBNAIL_SIZE ** 2)
+
+    def _session(self, version_id: int | None) -> tuple[object | None, str]:
+        if version_id not in self._sessions:
+            from anomalyapp.services.inference import InferenceSession
+
+            version = self.versions.get(version_id)
+            session, reason = None, ""
+            if version is None:
+                reason = "no model version recorded"
+            else:
+                try:
+                    session = InferenceSession(self.models_dir / version.folder)
+                except (AppError, OSError, ValueError, RuntimeError) as error:  # an old or damaged model
+                    reason = f"model v{version.id} ({version.folder}) not available: {error}"
+            self._sessions[version_id] = (session, reason)
+        return self._sessions[version_id]
+
+    def close(self) -> None:
+        self._sessions.clear()
+
+    def note(self) -> str:
+        """Why some thumbnails have no heat map, e.g. "model v2 (m2) not available: … (3 images)"."""
+        return "; ".join(f"{reason} ({n} image{'s' if n > 1 else ''})" for reason, n in self.plain.items())
+
+
+def _thumbnail(record: InspectionRecord, label, render_overlay) -> Thumbnail:
     pixels, overlay = None, False
     if render_overlay is not None:
         try:
-            pixels = render_overlay(record.image_path)
+            pixels = render_overlay(record)
         except AppError:
             pixels = None
         overlay = pixels is not None

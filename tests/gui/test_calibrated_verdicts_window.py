@@ -4,42 +4,13 @@ false-reject rate, and the threshold proposal from every label re-scored by the 
 from __future__ import annotations
 
 import csv
-import shutil
 
 import pytest
-from PySide6.QtCore import QSettings
 
 from anomalyapp.data.datasets import discover_dataset
 from anomalyapp.services import project as projects
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    from anomalyapp.gui.app import create_application
-    from anomalyapp.gui.main_window import MainWindow
-
-    create_application()
-    main = MainWindow(QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(main)
-    main.show()
-    yield main
-    main.camera.stop()
-    main.trainer.cancel()
-    main.inspection.stop()
-    qtbot.waitUntil(lambda: not main.trainer.running and not main.camera.running, timeout=20000)
-
-
-@pytest.fixture
-def project_with_model(tmp_path, demo_line, patchcore_model):
-    project = projects.create_project(tmp_path / "project", "washers", demo_line / "train" / "good")
-    projects.set_up_single_user(project, "tester")
-    shutil.copytree(patchcore_model, project.models_dir / "trained")
-    project.current_model = "trained"
-    project.training.image_size = 128
-    project.save()
-    return project
 
 
 def _load(qtbot, window, project):
@@ -66,6 +37,7 @@ def test_evaluate_in_the_window_at_the_working_threshold_and_export_png_and_csv(
         window.inspection_flow.evaluate(demo_line)
     result = finished.args[0]
     assert result["threshold"] == pytest.approx(0.6)
+    assert "evaluation done" in window.status_line.message()  # not the last step's "pixel metrics" (trap 5)
     qtbot.waitUntil(lambda: getattr(window, "evaluation_plots", None) is not None, timeout=5000)
     table = _table(window.evaluation_plots)
     assert table["Threshold used"] == "0.600"

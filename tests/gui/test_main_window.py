@@ -2,46 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings
 
 from anomalyapp.services import project as projects
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    from anomalyapp.gui.app import create_application
-    from anomalyapp.gui.main_window import MainWindow
-
-    create_application()
-    settings = QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat)
-    main = MainWindow(settings)
-    qtbot.addWidget(main)
-    main.show()
-    yield main
-    main.camera.stop()
-    main.trainer.cancel()
-    main.inspection.stop()
-    qtbot.waitUntil(lambda: not main.trainer.running and not main.camera.running, timeout=20000)
-
-
-@pytest.fixture
-def project_with_model(tmp_path, demo_line, patchcore_model):
-    project = projects.create_project(tmp_path / "project", "washers", demo_line / "train" / "good")
-    projects.set_up_single_user(project, "tester")
-    shutil.copytree(patchcore_model, project.models_dir / "trained")
-    project.current_model = "trained"
-    project.training.image_size = 128
-    project.save()
-    return project
 
 
 def _load(qtbot, window, project):
@@ -236,4 +206,5 @@ def test_false_positive_is_fixed_in_place_without_retraining(qtbot, window, proj
     assert model.counts()["NG"] < ng_before
     project = projects.open_project(project_with_model.root)
     assert project.current_model != "trained" and (project.models_dir / "trained").is_dir()
-    assert window.last_correction["gui_seconds"] < 30
+    assert window.last_correction.gui_seconds < 30
+    assert window.last_correction.correction.folder.name == project.current_model

@@ -5,24 +5,11 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from PySide6.QtCore import QSettings
 
 from anomalyapp.services import project as projects
 from anomalyapp.services.records import RecordsService
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    from anomalyapp.gui.app import create_application
-    from anomalyapp.gui.main_window import MainWindow
-
-    create_application()
-    main = MainWindow(QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(main)
-    main.show()
-    return main
 
 
 def _project(tmp_path, name):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from PySide6.QtCore import QSettings
 
 from anomalyapp.services import project as projects
 from anomalyapp.services.records import InspectionQuery, RecordsService
@@ -14,21 +13,6 @@ pytestmark = pytest.mark.gui
 
 SUPERVISOR = ("Sam", "Supervisor1")
 OPERATOR = ("Olga", "Operator1")
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    from anomalyapp.gui.app import create_application
-    from anomalyapp.gui.main_window import MainWindow
-
-    create_application()
-    main = MainWindow(QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(main)
-    main.show()
-    yield main
-    main.trainer.cancel()
-    main.inspection.stop()
-    qtbot.waitUntil(lambda: not main.trainer.running, timeout=20000)
 
 
 @pytest.fixture
@@ -94,7 +78,7 @@ def test_operator_inspects_and_labels_but_cannot_change_threshold_model_or_users
         assert history[0].note == "scratch visible at 3 o'clock"
     # an operator's OK on an NG part is recorded as a false positive but does not change the model
     window.label_current("OK")
-    assert "recorded as a false positive" in window.statusBar().currentMessage()
+    assert "recorded as a false positive" in window.status_line.message()
     assert projects.open_project(project.root).current_model == "trained"
     with RecordsService(project.root) as records:
         assert len(records.query(InspectionQuery(label="OK"))) == 1
@@ -127,8 +111,10 @@ def test_false_positive_fix_is_recorded_as_a_version_and_can_be_rolled_back(qtbo
     with qtbot.waitSignal(window.inspection.model_loaded, timeout=30000):
         dialog.rollback_selected()
     assert projects.open_project(project.root).current_model == "trained"
-    dialog.export_csv(str(tmp_path / "inspections.csv"))
-    dialog.export_pdf(str(tmp_path / "report.pdf"))
+    with qtbot.waitSignal(dialog.exported, timeout=60000):  # exports run in background jobs
+        dialog.export_csv(str(tmp_path / "inspections.csv"))
+    with qtbot.waitSignal(dialog.exported, timeout=120000):
+        dialog.export_pdf(str(tmp_path / "report.pdf"))
     assert (tmp_path / "inspections.csv").read_text().count("\n") > 10
     assert (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF")
     actions = [entry.action for entry in dialog.records.audit_log()]

@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
 from anomalyapp.services.records import InspectionQuery, RecordsService
-from tests.gui.test_review_and_roles import OPERATOR, _inspect, _open_and_log_in, project, window  # noqa: F401
+from tests.gui.test_review_and_roles import OPERATOR, _inspect, _open_and_log_in, project  # noqa: F401
 
 pytestmark = pytest.mark.gui
 

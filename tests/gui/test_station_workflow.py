@@ -3,43 +3,15 @@ or cancelling during a training, inspecting a folder tree, creating a project.""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from anomalyapp.services import project as projects
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    from anomalyapp.gui.app import create_application
-    from anomalyapp.gui.main_window import MainWindow
-
-    create_application()
-    main = MainWindow(QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(main)
-    main.show()
-    yield main
-    main.camera.stop()
-    main.trainer.cancel()
-    main.inspection.stop()
-    qtbot.waitUntil(lambda: not main.trainer.running, timeout=20000)
-
-
-@pytest.fixture
-def project_with_model(tmp_path, demo_line, patchcore_model):
-    project = projects.create_project(tmp_path / "project", "washers", demo_line / "train" / "good")
-    projects.set_up_single_user(project, "tester")
-    shutil.copytree(patchcore_model, project.models_dir / "trained")
-    project.current_model = "trained"
-    project.training.image_size = 128
-    project.save()
-    return project
 
 
 def _load(qtbot, window, project):

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QInputDialog,
@@ -39,7 +40,7 @@ class CameraPanel(QWidget):
         # Short entries (a video by its file name), the full path or URL in the tooltip; the combo fits the
         # dock instead of widening it, and the list shortens long entries in the middle.
         self.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.source.setMinimumContentsLength(18)
+        self.source.setMinimumContentsLength(12)
         self.source.view().setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.source.currentIndexChanged.connect(
             lambda i: self.source.setToolTip(self.source.itemData(i, Qt.ItemDataRole.ToolTipRole) or ""))
@@ -66,6 +67,7 @@ class CameraPanel(QWidget):
             self.resolution.addItem("camera default" if size is None else f"{size[0]} x {size[1]}", size)
 
         form = QFormLayout()
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # a narrow dock (1280x800) wraps the rows
         form.addRow("Source", source_row)
         form.addRow("", extra_row)
         form.addRow("Resolution", self.resolution)
@@ -89,9 +91,9 @@ class CameraPanel(QWidget):
         self.capture_button.setToolTip("Save the current frame into the project's captures folder (C)")
         self.capture_button.setShortcut("C")
         self.capture_button.clicked.connect(self.capture_requested)
-        buttons = QHBoxLayout()
-        for button in (self.start_button, self.stop_button, self.pause_button, self.capture_button):
-            buttons.addWidget(button)
+        buttons = QGridLayout()  # two by two: four in a row would widen a narrow dock
+        for index, button in enumerate((self.start_button, self.stop_button, self.pause_button, self.capture_button)):
+            buttons.addWidget(button, index // 2, index % 2)
 
         self.status_label = QLabel("stopped")
         self.status_label.setObjectName("camera_status_label")

@@ -157,13 +157,17 @@ class EvaluationPlots(QWidget):
         bold.setBold(True)
         for row, (label, _key, _kind) in enumerate(METRIC_ROWS):
             name = QTableWidgetItem(label)
+            name.setToolTip(label)
             value = QTableWidgetItem(NOT_AVAILABLE)
             value.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             value.setFont(bold)
             self.metrics_table.setItem(row, 0, name)
             self.metrics_table.setItem(row, 1, value)
         self.metrics_table.resizeRowsToContents()
-        self.metrics_table.setMinimumWidth(230)
+        # Wide enough for the longest metric's name and a value: a name cut to "False-reject rate (good judged ..."
+        # says nothing.
+        longest = max(self.metrics_table.fontMetrics().horizontalAdvance(label) for label, _, _ in METRIC_ROWS)
+        self.metrics_table.setMinimumWidth(max(230, longest + 90))
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.histogram)

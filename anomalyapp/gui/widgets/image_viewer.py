@@ -33,29 +33,18 @@ import cv2
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QFontDatabase, QKeySequence, QPainterPath
-from PySide6.QtWidgets import (
-    QFrame,
-    QGraphicsPathItem,
-    QHBoxLayout,
-    QLabel,
-    QSizePolicy,
-    QSlider,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtGui import QPainterPath
+from PySide6.QtWidgets import QGraphicsPathItem, QVBoxLayout, QWidget
 
 from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
-from anomalyapp.gui.widgets.paint_layer import PaintBar, PaintLayer
+from anomalyapp.gui.widgets.paint_layer import PaintLayer
+from anomalyapp.gui.widgets.viewer_controls import build_controls, build_shortcuts
 from anomalyapp.gui.widgets.viewer_parts import (
-    ElidedLabel,
     ImagePyramid,
     OutlineItem,
     cosmetic_pen,
     display_levels,
     format_value,
-    separator,
 )
 from anomalyapp.services.rendering import regions_above
 
@@ -91,8 +80,8 @@ class ImageViewer(QWidget):
         self._colormap = pg.colormap.get(colormap)
 
         self._build_view()
-        self._build_controls()
-        self._build_shortcuts()
+        build_controls(self)
+        build_shortcuts(self)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -166,109 +155,6 @@ class ImageViewer(QWidget):
         self._graphics.addItem(self._color_bar, row=0, col=1)
 
         self._graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
-
-    def _build_controls(self) -> None:
-        self._toolbar = QFrame()
-        self._toolbar.setObjectName("viewer_toolbar")
-        bar = QHBoxLayout(self._toolbar)
-        bar.setContentsMargins(4, 3, 4, 3)
-        bar.setSpacing(4)
-
-        def button(text: str, name: str, tip: str, checkable: bool = False, checked: bool = False) -> QToolButton:
-            b = QToolButton()
-            b.setText(text)
-            b.setObjectName(name)
-            b.setToolTip(tip)
-            b.setCheckable(checkable)
-            b.setChecked(checked)
-            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-            bar.addWidget(b)
-            return b
-
-        self.fit_button = button("Fit", "fit_button", "Fit the whole image in the view (F)")
-        self.one_to_one_button = button("1:1", "one_to_one_button", "One image pixel per screen pixel (1)")
-        bar.addWidget(separator())
-        self.overlay_toggle = button("Overlay", "overlay_toggle", "Show the heat map over the image, or the "
-                                     "original image alone (O)", checkable=True, checked=self._overlay_on)
-        self.outlines_toggle = button("Outlines", "outlines_toggle", "Outline regions at or above the threshold",
-                                      checkable=True, checked=self._outlines_on)
-        self.boxes_toggle = button("Boxes", "boxes_toggle", "Bounding boxes around regions at or above the "
-                                   "threshold", checkable=True, checked=self._boxes_on)
-        bar.addWidget(separator())
-
-        opacity_caption = QLabel("Opacity")
-        bar.addWidget(opacity_caption)
-        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
-        self.opacity_slider.setObjectName("opacity_slider")
-        self.opacity_slider.setRange(0, 100)
-        self.opacity_slider.setSingleStep(5)
-        self.opacity_slider.setPageStep(10)
-        self.opacity_slider.setMinimumWidth(80)
-        self.opacity_slider.setMaximumWidth(140)
-        self.opacity_slider.setToolTip("Heat-map opacity")
-        opacity_caption.setBuddy(self.opacity_slider)
-        bar.addWidget(self.opacity_slider)
-        self.opacity_label = QLabel()
-        self.opacity_label.setObjectName("opacity_label")
-        self.opacity_label.setMinimumWidth(self.opacity_label.fontMetrics().horizontalAdvance("100 %") + 4)
-        bar.addWidget(self.opacity_label)
-        bar.addSpacing(8)
-
-        self.title_label = ElidedLabel()
-        self.title_label.setObjectName("title_label")
-        self.title_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.title_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        bar.addWidget(self.title_label, 1)
-
-        self._status = QFrame()
-        self._status.setObjectName("viewer_status")
-        status = QHBoxLayout(self._status)
-        status.setContentsMargins(6, 2, 6, 2)
-        self.readout_label = ElidedLabel()
-        self.readout_label.setObjectName("readout_label")
-        self.readout_label.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.readout_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self.readout_label.setToolTip("Pixel under the cursor: position, original value and anomaly score")
-        status.addWidget(self.readout_label, 1)
-        self.image_info_label = QLabel()
-        self.image_info_label.setObjectName("image_info_label")
-        status.addWidget(self.image_info_label)
-
-        self.paint_bar = PaintBar(self._paint_layer)
-        self.paint_bar.setVisible(False)
-
-        self.fit_button.clicked.connect(self.fit)
-        self.one_to_one_button.clicked.connect(self.zoom_one_to_one)
-        self.overlay_toggle.toggled.connect(self.set_overlay_visible)
-        self.outlines_toggle.toggled.connect(self.set_outlines_visible)
-        self.boxes_toggle.toggled.connect(self.set_boxes_visible)
-        # Opacity only repaints (no recomputation), so the slider drives it directly, unthrottled.
-        self.opacity_slider.valueChanged.connect(lambda value: self.set_opacity(value / 100.0))
-
-    def _build_shortcuts(self) -> None:
-        def action(name: str, key: str, slot, text: str) -> QAction:
-            a = QAction(text, self)
-            a.setObjectName(name)
-            a.setShortcut(QKeySequence(key))
-            a.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-            a.triggered.connect(slot)
-            self.addAction(a)
-            return a
-
-        self.fit_action = action("fit_action", "F", self.fit, "Fit the image in the view")
-        self.one_to_one_action = action("one_to_one_action", "1", self.zoom_one_to_one, "One image pixel per "
-                                        "screen pixel")
-        self.overlay_action = action("overlay_action", "O", self.overlay_toggle.toggle, "Original image / overlay")
-        layer = self._paint_layer
-        self.brush_smaller_action = action("brush_smaller_action", "[", lambda: layer.grow_brush(-1),
-                                           "Smaller brush (painting)")
-        self.brush_bigger_action = action("brush_bigger_action", "]", lambda: layer.grow_brush(+1),
-                                          "Bigger brush (painting)")
-        self.eraser_action = action("eraser_action", "E", lambda: layer.set_eraser(not layer.eraser),
-                                    "Eraser on / off (painting; the right button always erases)")
-        self.undo_paint_action = action("undo_paint_action", "Ctrl+Z", layer.undo, "Undo the last stroke")
-        self.redo_paint_action = action("redo_paint_action", "Ctrl+Shift+Z", layer.redo, "Redo the stroke undone")
-        self.redo_paint_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
 
     # ----------------------------------------------------------------------------------------- public API
     @property

@@ -1,10 +1,13 @@
 """Records: search the inspection history, export CSV/PDF reports, threshold from labels, model versions.
 
-Thin: every query, export and change goes through the callbacks the window passes in.
+Thin: every query, export and change goes through the records service the window passes in. Searches and
+exports (queries, thumbnails, the PDF) run in background jobs (``gui.workers``) while the dialog shows a busy
+bar; a newer search supersedes one still running, whose result is dropped.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMessageBox,
+    QProgressBar,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -29,10 +33,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from anomalyapp.core.cancel import check
 from anomalyapp.core.errors import AppError
 from anomalyapp.core.image_names import shown_name
+from anomalyapp.gui.workers import start_job
 from anomalyapp.services import reports
-from anomalyapp.services.records import InspectionQuery
+from anomalyapp.services.records import InspectionQuery, InspectionRecord, LabelRecord, Summary
 
 SHOWN_ROWS = 500
 RECORD_COLUMNS = ("Time", "File", "Score", "Verdict", "Label", "Note", "Threshold", "Model", "Source")
@@ -42,9 +48,28 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+@dataclass(frozen=True, eq=False)
+class SearchResult:
+    """What one search found: the rows shown (at most ``SHOWN_ROWS``), their current labels, all matches."""
+
+    rows: list[InspectionRecord]
+    labels: dict[int, LabelRecord]
+    total: int
+    summary: Summary
+
+
+def search_records(records, query: InspectionQuery) -> SearchResult:
+    """The queries behind the Inspections tab; run in a background job."""
+    rows = records.query(query)
+    labels = records.store.current_labels([r.id for r in rows if r.label])
+    return SearchResult(rows, labels, records.count(query), records.summary(replace_limit(query)))
+
+
 class RecordsDialog(QDialog):
     threshold_applied = Signal(float)
     version_restored = Signal(object)  # ModelVersion
+    searched = Signal(int)  # a search's rows are in the table (how many)
+    exported = Signal(str)  # an export's file is written (its path)
 
     def __init__(self, records, access, parent=None, *, label_scorer=None, target_false_reject_rate=None):
         """``label_scorer(cancel)``: a generator returning every labelled part scored by the model in use
@@ -57,6 +82,9 @@ class RecordsDialog(QDialog):
         self.label_scorer, self.target_false_reject_rate = label_scorer, target_false_reject_rate
         self.labelled_scores = None  # LabelledScores once the background scoring is done
         self.label_job = None
+        self._search_job = None
+        self._search_generation = 0  # only the newest search's result is shown
+        self._busy_jobs: set = set()  # searches and exports under way
         tabs = QTabWidget()
         tabs.addTab(self._search_tab(), "Inspections")
         tabs.addTab(self._threshold_tab(), "Threshold from labels")
@@ -117,6 +145,13 @@ class RecordsDialog(QDialog):
         self.table.verticalHeader().hide()
         self.count_label = QLabel("")
         self.count_label.setObjectName("records_count")
+        self.busy_bar = QProgressBar()
+        self.busy_bar.setObjectName("records_busy")
+        self.busy_bar.setRange(0, 0)  # no measure of how far a query is: a moving bar says it is running
+        self.busy_bar.setMaximumWidth(120)
+        self.busy_bar.setTextVisible(False)
+        self.busy_bar.hide()
+        self.export_buttons: list[QPushButton] = []
         buttons = QHBoxLayout()
         for text, slot, name in (("Export CSV…", self.export_csv, "export_csv_button"),
                                  ("Export labels CSV…", self.export_labels, "export_labels_button"),
@@ -127,7 +162,9 @@ class RecordsDialog(QDialog):
             button.setObjectName(name)
             button.clicked.connect(slot)
             buttons.addWidget(button)
+            self.export_buttons.append(button)
         buttons.addStretch(1)
+        buttons.addWidget(self.busy_bar)
         buttons.addWidget(self.count_label)
         page = QWidget()
         layout = QVBoxLayout(page)
@@ -154,10 +191,27 @@ class RecordsDialog(QDialog):
         )
 
     def search(self) -> None:
-        query = self.query()
-        rows = self.records.query(query)
-        total = self.records.count(query)
-        labels = self.records.store.current_labels([r.id for r in rows if r.label])
+        """Run the filters in the background; a search still running is superseded (its result dropped)."""
+        query, records = self.query(), self.records
+        if self._search_job is not None:
+            self._search_job.cancel()
+        self._search_generation += 1
+        generation = self._search_generation
+
+        def run(token):
+            yield
+            check(token)  # superseded before it started
+            return search_records(records, query)
+
+        self.count_label.setText("searching…")
+        self._search_job = self._start("Searching the records", run,
+                                       succeeded=lambda result: self._show_search(generation, result),
+                                       failed=lambda message: self._search_failed(generation, message))
+
+    def _show_search(self, generation: int, result: SearchResult) -> None:
+        if generation != self._search_generation:
+            return  # a newer search is on its way
+        rows, labels, total = result.rows, result.labels, result.total
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(rows))
         for r, record in enumerate(rows):
@@ -177,11 +231,40 @@ class RecordsDialog(QDialog):
                 self.table.setItem(r, c, item)
         self.table.setSortingEnabled(True)
         self.table.resizeColumnsToContents()
-        summary = self.records.summary(replace_limit(query))
         self.count_label.setText(
             f"{total} inspections ({'first ' + str(len(rows)) + ' shown' if total > len(rows) else 'all shown'}); "
-            f"NG rate {summary.ng_rate:.1%}"
+            f"NG rate {result.summary.ng_rate:.1%}"
         )
+        self.searched.emit(len(rows))
+
+    def _search_failed(self, generation: int, message: str) -> None:
+        if generation == self._search_generation:
+            self.count_label.setText("")
+            QMessageBox.warning(self, "Search", message)
+
+    # ----------------------------------------------------------------------------- background jobs
+    def _start(self, name: str, make_generator, **slots):
+        """A background job with the dialog busy until it ends (signals connected before it starts)."""
+        job = start_job(name, make_generator, self, **slots)
+        self._busy_jobs.add(job)
+        job.ended.connect(lambda: self._job_ended(job))
+        self._show_busy()
+        return job
+
+    def _job_ended(self, job) -> None:
+        self._busy_jobs.discard(job)
+        self._show_busy()
+
+    def is_busy(self) -> bool:
+        return bool(self._busy_jobs)
+
+    def _show_busy(self) -> None:
+        busy = self.is_busy()
+        self.busy_bar.setVisible(busy)
+        if busy:
+            self.setCursor(Qt.CursorShape.BusyCursor)
+        else:
+            self.unsetCursor()
 
     def _save_path(self, title: str, suffix: str) -> str | None:
         # Opens in the project's folder, not in the program's working directory.
@@ -189,47 +272,69 @@ class RecordsDialog(QDialog):
         path, _ = QFileDialog.getSaveFileName(self, title, start, f"*{suffix}")
         return path or None
 
-    def _run(self, title: str, action) -> None:
-        try:
-            message = action()
-        except AppError as error:
-            QMessageBox.warning(self, title, str(error))
-            return
-        if message:
+    def _export(self, title: str, path: str, write) -> None:
+        """Run ``write() -> message`` in the background; the export buttons wait until it is done."""
+        def run(token):
+            yield
+            return write()
+
+        def written(message: str) -> None:
+            self._enable_exports(True)
             self.count_label.setText(message)
+            self.exported.emit(path)
+
+        self._enable_exports(False)
+        self.count_label.setText(f"writing {Path(path).name}…")
+        job = self._start(title, run, succeeded=written, failed=lambda message: self._export_failed(title, message))
+        job.ended.connect(lambda: self._enable_exports(True))
+
+    def _enable_exports(self, enabled: bool) -> None:
+        for button in self.export_buttons:
+            button.setEnabled(enabled)
+
+    def _export_failed(self, title: str, message: str) -> None:
+        self._enable_exports(True)
+        self.count_label.setText("")
+        QMessageBox.warning(self, title, message)
 
     def export_csv(self, path: str | None = None) -> None:
         path = path or self._save_path("Export inspections", ".csv")
         if path:
-            self._run("Export", lambda: f"{reports.export_inspections(self.records, self.query(None), path)} rows written to {path}")
+            records, query = self.records, self.query(None)
+            self._export("Export", path, lambda: f"{reports.export_inspections(records, query, path)} rows written to {path}")
 
     def export_labels(self, path: str | None = None) -> None:
         path = path or self._save_path("Export labels", ".csv")
         if path:
-            self._run("Export", lambda: f"{reports.labels_export(self.records, self.query(None), path)} labels written to {path}")
+            records, query = self.records, self.query(None)
+            self._export("Export", path, lambda: f"{reports.labels_export(records, query, path)} labels written to {path}")
 
-    def _pdf(self, report, path: str) -> str:
+    @staticmethod
+    def _pdf(build_report, path: str) -> str:
+        """Gather the report and draw it (both in the background job: queries, thumbnails, heat maps, PDF)."""
         from anomalyapp.render.pdf_report import write_pdf
 
-        write_pdf(report, path)
+        write_pdf(build_report(), path)
         return f"report written to {path}"
 
     def export_pdf(self, path: str | None = None) -> None:
         path = path or self._save_path("PDF report", ".pdf")
         if path:
-            self._run("Report", lambda: self._pdf(reports.build_report(self.records, self.query(None)), path))
+            records, query = self.records, self.query(None)
+            self._export("Report", path, lambda: self._pdf(lambda: reports.build_report(records, query), path))
 
     def export_daily(self, path: str | None = None) -> None:
         path = path or self._save_path("Daily report", ".pdf")
         if path:
-            day = self.date_to.date().toPython()
-            self._run("Report", lambda: self._pdf(reports.daily_summary(self.records, day), path))
+            records, day = self.records, self.date_to.date().toPython()
+            self._export("Report", path, lambda: self._pdf(lambda: reports.daily_summary(records, day), path))
 
     def export_monthly(self, path: str | None = None) -> None:
         path = path or self._save_path("Monthly report", ".pdf")
         if path:
-            day = self.date_to.date().toPython()
-            self._run("Report", lambda: self._pdf(reports.monthly_summary(self.records, day.year, day.month), path))
+            records, day = self.records, self.date_to.date().toPython()
+            self._export("Report", path,
+                         lambda: self._pdf(lambda: reports.monthly_summary(records, day.year, day.month), path))
 
     # ------------------------------------------------------------------------ threshold from labels
     def _threshold_tab(self) -> QWidget:
@@ -253,8 +358,6 @@ class RecordsDialog(QDialog):
         self._current_threshold = current
         if self.label_scorer is not None and self.labelled_scores is None:
             if self.label_job is None or not self.label_job.running:
-                from anomalyapp.gui.workers import start_job
-
                 self.label_job = start_job("Scoring the labelled parts", self.label_scorer, self,
                                            succeeded=self._labels_scored, failed=self._labels_failed)
         self._show_proposal(current)

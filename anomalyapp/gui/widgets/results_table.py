@@ -209,7 +209,9 @@ class ResultsPanel(QWidget):
         header.setSectionResizeMode(ResultsModel.THUMBNAIL, QHeaderView.ResizeMode.Fixed)
         header.resizeSection(ResultsModel.THUMBNAIL, THUMBNAIL_SIZE + 8)
         header.setSectionResizeMode(ResultsModel.NAME, QHeaderView.ResizeMode.Stretch)
-        for column, width in ((ResultsModel.SCORE, 70), (ResultsModel.VERDICT, 78), (ResultsModel.LABEL, 56)):
+        # Narrow fixed columns leave the name its room in a 360 px dock (1280x800); the folder shows its start.
+        for column, width in ((ResultsModel.SCORE, 56), (ResultsModel.VERDICT, 70), (ResultsModel.LABEL, 50),
+                              (ResultsModel.FOLDER, 72)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
             header.resizeSection(column, width)
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignCenter)

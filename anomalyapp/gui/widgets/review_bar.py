@@ -43,7 +43,7 @@ class ReviewBar(QWidget):
         super().__init__(parent)
         self.note_edit = NoteEdit()
         self.note_edit.setObjectName("review_note")
-        self.note_edit.setPlaceholderText("Note for the next decision (optional); Enter keeps it")
+        self.note_edit.setPlaceholderText("Note for the next decision (optional)")
         self.note_edit.setToolTip("Keys type here; Enter or Esc returns to the list, where G and B decide")
         self.note_edit.finished.connect(self._leave_note)
         ok_button = QPushButton("OK — false positive (G)")
@@ -55,13 +55,15 @@ class ReviewBar(QWidget):
         self.paint_toggle = QCheckBox("Paint region (D)")
         self.paint_toggle.setObjectName("review_paint_toggle")
         self.paint_toggle.toggled.connect(self.paint_toggled)
+        note_row = QHBoxLayout()  # two short rows rather than one wide one: the dock may be narrow
+        note_row.addWidget(self.note_edit, 1)
+        note_row.addWidget(self.paint_toggle)
         buttons = QHBoxLayout()
         buttons.addWidget(ok_button)
         buttons.addWidget(ng_button)
-        buttons.addWidget(self.paint_toggle)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.note_edit)
+        layout.addLayout(note_row)
         layout.addLayout(buttons)
 
     def _leave_note(self) -> None:

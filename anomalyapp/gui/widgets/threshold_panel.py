@@ -135,7 +135,7 @@ class ThresholdPanel(QWidget):
     def _build_plot(self) -> None:
         self.plot = pg.PlotWidget()
         self.plot.setObjectName("threshold_plot")
-        self.plot.setMinimumHeight(160)
+        self.plot.setMinimumHeight(120)  # room for the image on a 1280x800 screen; the dock can grow it
         style_plot(self.plot)
         self.plot.setLabel("bottom", f"Score (normalised, calibrated threshold = {CALIBRATED_THRESHOLD:g})")
         self.plot.setLabel("left", "% of images")

@@ -45,6 +45,7 @@ class TrainingPanel(QWidget):
         self.good_folder = QLineEdit()
         self.good_folder.setObjectName("good_folder_edit")
         self.good_folder.setPlaceholderText("Folder of good images")
+        self.good_folder.textChanged.connect(self.good_folder.setToolTip)  # a narrow field shows only part of it
         self.good_folder.editingFinished.connect(lambda: self.good_folder_changed.emit(self.good_folder.text()))
         browse = QPushButton("Browse…")
         browse.setObjectName("browse_good_button")
@@ -55,8 +56,13 @@ class TrainingPanel(QWidget):
 
         self.detector = QComboBox()
         self.detector.setObjectName("detector_combo")
-        self.detector.addItem("PatchCore (memory bank, instant corrections)", "patchcore")
-        self.detector.addItem("Autoencoder (feature reconstruction)", "autoencoder")
+        # Short names that fit a narrow dock; what each one is, in the tooltips.
+        self.detector.addItem("PatchCore", "patchcore")
+        self.detector.setItemData(0, "PatchCore: a memory bank of good patches; learns corrections at once",
+                                  Qt.ItemDataRole.ToolTipRole)
+        self.detector.addItem("Autoencoder", "autoencoder")
+        self.detector.setItemData(1, "Autoencoder: feature reconstruction; corrections by a short fine-tune",
+                                  Qt.ItemDataRole.ToolTipRole)
         self.backbone = QComboBox()
         self.backbone.setObjectName("backbone_combo")
         for name in BACKBONES:
@@ -93,8 +99,14 @@ class TrainingPanel(QWidget):
             "and says what it expects, with its uncertainty."
         )
         self.detector.currentIndexChanged.connect(self._detector_changed)
+        for combo in (self.detector, self.backbone):  # the dock may be narrow (1280x800): the combos shrink
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(12)
+        self.detector.setToolTip("PatchCore: a memory bank of good patches, learns corrections at once. "
+                                 "Autoencoder: feature reconstruction, corrections by a short fine-tune.")
 
         form = QFormLayout()
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # long labels go above their field
         form.addRow("Good images", folder_row)
         form.addRow("Detector", self.detector)
         form.addRow("Backbone", self.backbone)

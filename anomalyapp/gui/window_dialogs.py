@@ -125,6 +125,8 @@ def show_evaluation(window, result: dict) -> None:
     dialog.setWindowTitle(f"Evaluation — {Path(result['data']).name}")
     plots = EvaluationPlots()
     plots.show_evaluation(result)
+    # The images behind a clicked cell or ROC point go through the window's own inspection: scored and listed.
+    plots.images_requested.connect(window.inspect)
     layout = QVBoxLayout(dialog)
     layout.addWidget(plots)
     buttons = QHBoxLayout()

@@ -111,8 +111,11 @@ def evaluate(
     result["image_auroc"] = metrics.auroc(labels_array, scores_array) if both_classes else None
     # The curve for plotting, from the engine's one ROC (front ends draw it, they never recompute it).
     if both_classes:
-        fpr, tpr, _ = metrics.roc_curve(labels_array, scores_array)
-        result["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+        fpr, tpr, roc_thresholds = metrics.roc_curve(labels_array, scores_array)
+        # Each point's threshold, so that a front end can list the images behind a point; the first point's
+        # (+inf: nothing judged NG) is None, which JSON can hold.
+        thresholds = [float(t) if np.isfinite(t) else None for t in roc_thresholds]
+        result["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds}
     else:
         result["roc"] = None
     if both_classes:

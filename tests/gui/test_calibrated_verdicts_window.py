@@ -55,6 +55,16 @@ def test_evaluate_in_the_window_at_the_working_threshold_and_export_png_and_csv(
     for row in rows:  # verdicts at the working threshold
         assert row["verdict"] == ("NG" if float(row["score"]) >= 0.6 else "OK")
 
+    # The images behind a confusion cell open in the window: scored and listed (trap 5).
+    plots = window.evaluation_plots
+    assert len(result["roc"]["thresholds"]) == len(result["roc"]["fpr"])
+    plots.show_cell_images(next(r for r in range(plots.metrics_table.rowCount())
+                                if plots.metrics_table.item(r, 0).text().startswith("TN")))
+    listed = plots.listed_paths()
+    assert len(listed) == result["confusion_matrix"][0][0] > 0
+    plots.open_images_button.click()
+    qtbot.waitUntil(lambda: window.results_panel.model().rowCount() == len(listed), timeout=60000)
+
 
 def test_the_training_panel_sets_the_false_reject_rate_of_the_training(qtbot, window, project_with_model):
     _load(qtbot, window, project_with_model)

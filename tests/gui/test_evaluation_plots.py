@@ -22,8 +22,9 @@ def _result(**overrides) -> dict:
         "recall": 0.88, "accuracy": 0.91, "f1": 0.89, "confusion_matrix": [[28, 2], [3, 17]], "threshold": 0.5,
         "per_image": per_image,
     }
-    fpr, tpr, _ = metrics.roc_curve([0] * len(good) + [1] * len(bad), np.r_[good, bad])  # as the service does
-    result["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+    fpr, tpr, thresholds = metrics.roc_curve([0] * len(good) + [1] * len(bad), np.r_[good, bad])  # as the service
+    result["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(),
+                     "thresholds": [float(t) if np.isfinite(t) else None for t in thresholds]}
     result.update(overrides)
     return result
 
@@ -97,3 +98,53 @@ def test_screenshot(plots, tmp_path):
     image = plots.grab()
     assert not image.isNull()
     assert image.save(str(tmp_path / "evaluation_plots.png"))
+
+
+def _paths_with(result: dict, defective: bool, judged_ng: bool, threshold: float) -> list[str]:
+    return [r["path"] for r in result["per_image"] if r["score"] is not None
+            and (r["defect_type"] != "good") == defective and (r["score"] >= threshold) == judged_ng]
+
+
+def test_clicking_a_confusion_cell_lists_its_images_and_opening_emits_their_paths(plots, qtbot):
+    from PySide6.QtCore import Qt
+
+    result = _result(threshold=0.4)
+    plots.resize(1000, 700)
+    plots.show()
+    plots.show_evaluation(result)
+    table = plots.metrics_table
+    labels = [label for label, _key, _kind in METRIC_ROWS]
+    for label, defective, judged_ng in (("TN (good passed)", False, False), ("FP (good rejected)", False, True),
+                                        ("FN (defect passed)", True, False), ("TP (defect rejected)", True, True)):
+        cell = table.item(labels.index(label), 1)
+        table.scrollToItem(cell)
+        qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=table.visualItemRect(cell).center())
+        expected = _paths_with(result, defective, judged_ng, 0.4)
+        assert expected, label  # the data has images in every cell at this threshold
+        assert plots.listed_paths() == expected, label
+    # The last click was TP: the open action emits exactly its paths, a double-click the one clicked.
+    with qtbot.waitSignal(plots.images_requested, timeout=1000) as opened:
+        qtbot.mouseClick(plots.open_images_button, Qt.MouseButton.LeftButton)
+    assert opened.args == [_paths_with(result, True, True, 0.4)]
+    images = plots.images_list
+    second = images.item(1)
+    images.scrollToItem(second)
+    centre = images.visualItemRect(second).center()
+    qtbot.mouseClick(images.viewport(), Qt.MouseButton.LeftButton, pos=centre)  # a view's double-click follows a press
+    with qtbot.waitSignal(plots.images_requested, timeout=1000) as opened:
+        qtbot.mouseDClick(images.viewport(), Qt.MouseButton.LeftButton, pos=centre)
+    assert opened.args == [[second.data(Qt.ItemDataRole.UserRole)]]
+
+
+def test_a_roc_point_lists_the_good_above_its_threshold_and_the_defects_below(plots):
+    result = _result()
+    plots.show_evaluation(result)
+    index = len(result["roc"]["fpr"]) // 2
+    threshold = result["roc"]["thresholds"][index]
+    plots._roc_points.sigClicked.emit(plots._roc_points, plots._roc_points.points()[index:index + 1], None)
+    expected = _paths_with(result, False, True, threshold) + _paths_with(result, True, False, threshold)
+    assert plots.listed_paths() == expected
+    good = sum(r["defect_type"] == "good" for r in result["per_image"] if r["score"] is not None)
+    assert len(_paths_with(result, False, True, threshold)) == pytest.approx(result["roc"]["fpr"][index] * good)
+    plots.show_roc_point_images(0)  # threshold +inf: nothing judged NG, every defect passed
+    assert plots.listed_paths() == _paths_with(result, True, False, np.inf)

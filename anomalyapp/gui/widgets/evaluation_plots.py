@@ -2,25 +2,32 @@
 
 The widget only displays the dict returned by the evaluation service (``services.evaluation.evaluate``),
 ROC curve included: the curve is the engine's, computed once by the service, never re-implemented here.
+A click on a confusion-matrix row of the table or on a point of the ROC lists the images behind it; opening
+them only emits ``images_requested`` with their paths (the window scores and lists them).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QVBoxLayout,
     QWidget,
 )
 
-from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
+from anomalyapp.core.verdicts import NORMALISED_THRESHOLD, Verdict, verdict_for
 from anomalyapp.gui.widgets.threshold_panel import (
     DEFECT_COLOUR,
     GOOD_COLOUR,
@@ -68,6 +75,10 @@ def _lookup(result: dict, key):
     return result.get(key)
 
 
+def _is_defective(item: dict) -> bool:
+    return item.get("defect_type", "good") != "good"
+
+
 def _format(value, kind: str) -> str:
     if value is None:
         return NOT_AVAILABLE
@@ -83,10 +94,13 @@ def _format(value, kind: str) -> str:
 class EvaluationPlots(QWidget):
     """Score histogram by class, ROC curve and metrics table for one evaluation result.
 
-    Object names: ``evaluation_histogram``, ``roc_plot``, ``metrics_table``.
+    Object names: ``evaluation_histogram``, ``roc_plot``, ``metrics_table``, ``evaluation_images`` (the images
+    behind the clicked cell or point), ``open_evaluation_images``.
     """
 
     BINS = 40
+    #: The image paths (str) the user asked to open in the window's viewer.
+    images_requested = Signal(list)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -139,6 +153,11 @@ class EvaluationPlots(QWidget):
         )
         self._operating_point.setToolTip("Operating point at the threshold")
         self.roc.addItem(self._operating_point)
+        self._roc_points = pg.ScatterPlotItem(size=7, pen=pg.mkPen(None), brush=pg.mkBrush(THRESHOLD_COLOUR))
+        self._roc_points.setToolTip("Click a point: the images it misjudges")
+        self._roc_points.sigClicked.connect(lambda _item, points, _event: points and self.show_roc_point_images(
+            points[0].index()))
+        self.roc.addItem(self._roc_points)
 
         self.metrics_table = QTableWidget(len(METRIC_ROWS), 2)
         self.metrics_table.setObjectName("metrics_table")
@@ -168,11 +187,30 @@ class EvaluationPlots(QWidget):
         # says nothing.
         longest = max(self.metrics_table.fontMetrics().horizontalAdvance(label) for label, _, _ in METRIC_ROWS)
         self.metrics_table.setMinimumWidth(max(230, longest + 90))
+        self.metrics_table.cellClicked.connect(lambda row, _column: self.show_cell_images(row))
+
+        self.images_caption = QLabel("Click a TN/FP/FN/TP row or a ROC point to list its images.")
+        self.images_caption.setWordWrap(True)
+        self.images_list = QListWidget()
+        self.images_list.setObjectName("evaluation_images")
+        self.images_list.itemDoubleClicked.connect(
+            lambda item: self.images_requested.emit([item.data(Qt.ItemDataRole.UserRole)]))
+        self.open_images_button = QPushButton("Open in viewer")
+        self.open_images_button.setObjectName("open_evaluation_images")
+        self.open_images_button.setToolTip("Score and list these images in the main window")
+        self.open_images_button.clicked.connect(self._open_listed_images)
+        side = QWidget()
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(0, 0, 0, 0)
+        side_layout.addWidget(self.metrics_table, 3)
+        side_layout.addWidget(self.images_caption)
+        side_layout.addWidget(self.images_list, 2)
+        side_layout.addWidget(self.open_images_button)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.histogram)
         splitter.addWidget(self.roc)
-        splitter.addWidget(self.metrics_table)
+        splitter.addWidget(side)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         splitter.setStretchFactor(2, 0)
@@ -180,6 +218,9 @@ class EvaluationPlots(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
+        self._per_image: list[dict] = []
+        self._threshold = NORMALISED_THRESHOLD
+        self._roc_thresholds: list[float | None] = []
         self.clear()
 
     # -- API -------------------------------------------------------------------------------------
@@ -192,8 +233,11 @@ class EvaluationPlots(QWidget):
         self._defect_item.setData([], [])
         self._roc_item.setData([], [])
         self._operating_point.setData([], [])
+        self._roc_points.setData([], [])
         self._threshold_line.setValue(NORMALISED_THRESHOLD)
         self.roc.setTitle("ROC")
+        self._per_image, self._threshold, self._roc_thresholds = [], NORMALISED_THRESHOLD, []
+        self._list_images("", [])
 
     def show_evaluation(self, result: dict) -> None:
         """Show an evaluation result dict (see ``services.evaluation.evaluate``); None values show "n/a"."""
@@ -203,12 +247,15 @@ class EvaluationPlots(QWidget):
 
         threshold = result.get("threshold")
         threshold = NORMALISED_THRESHOLD if threshold is None else float(threshold)
+        self._threshold = threshold
+        self._per_image = [item for item in result.get("per_image") or ()
+                           if item.get("score") is not None and np.isfinite(item["score"])]
         labels, scores = [], []
         for item in result.get("per_image") or ():
             score = item.get("score")
             if score is None or not np.isfinite(score):
                 continue
-            labels.append(item.get("defect_type", "good") != "good")
+            labels.append(_is_defective(item))
             scores.append(float(score))
         labels_arr = np.asarray(labels, dtype=bool)
         scores_arr = np.asarray(scores, dtype=np.float64)
@@ -227,7 +274,55 @@ class EvaluationPlots(QWidget):
         buffer.close()
         return bytes(data.data())
 
+    def listed_paths(self) -> list[str]:
+        """The paths of the images listed now, in list order."""
+        return [self.images_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.images_list.count())]
+
+    def show_cell_images(self, row: int) -> None:
+        """List the images of a confusion-matrix row of the table (TN, FP, FN, TP); other rows do nothing."""
+        key = METRIC_ROWS[row][1] if 0 <= row < len(METRIC_ROWS) else None
+        if not (isinstance(key, tuple) and key[0] == "confusion_matrix"):
+            return
+        defective, judged_ng = bool(key[1]), bool(key[2])
+        chosen = [item for item in self._per_image
+                  if _is_defective(item) == defective and self._judged_ng(item, self._threshold) == judged_ng]
+        self._list_images(f"{METRIC_ROWS[row][0]} at threshold {self._threshold:.3f}: {len(chosen)} images", chosen)
+
+    def show_roc_point_images(self, index: int) -> None:
+        """List the images a ROC point misjudges: good ones judged NG (false positives), then defects passed."""
+        if not 0 <= index < len(self._roc_thresholds):
+            return
+        threshold = self._roc_thresholds[index]
+        threshold = np.inf if threshold is None else float(threshold)
+        false_positives = [i for i in self._per_image if not _is_defective(i) and self._judged_ng(i, threshold)]
+        misses = [i for i in self._per_image if _is_defective(i) and not self._judged_ng(i, threshold)]
+        self._list_images(f"ROC point at threshold {threshold:.3f}: {len(false_positives)} good judged NG, "
+                          f"{len(misses)} defects passed", false_positives + misses)
+
     # -- internals -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _judged_ng(item: dict, threshold: float) -> bool:
+        return verdict_for(item["score"], threshold) == Verdict.NG
+
+    def _list_images(self, caption: str, items: list[dict]) -> None:
+        self.images_list.clear()
+        for item in items:
+            path = str(item["path"])
+            entry = QListWidgetItem(f"{path}  ·  {item.get('defect_type', 'good')}  ·  {float(item['score']):.3f}")
+            entry.setData(Qt.ItemDataRole.UserRole, path)
+            entry.setToolTip(path)
+            self.images_list.addItem(entry)
+        if caption:
+            self.images_caption.setText(caption + " (double-click one to open it)")
+        else:
+            self.images_caption.setText("Click a TN/FP/FN/TP row or a ROC point to list its images.")
+        self.open_images_button.setEnabled(bool(items))
+
+    def _open_listed_images(self) -> None:
+        paths = self.listed_paths()
+        if paths:
+            self.images_requested.emit(paths)
 
     def _show_histogram(self, labels: np.ndarray, scores: np.ndarray, threshold: float) -> None:
         xmax = max(1.5, 1.1 * float(scores.max()) if scores.size else 0.0, 1.1 * threshold)
@@ -252,7 +347,12 @@ class EvaluationPlots(QWidget):
         self.roc.setTitle(f"ROC (AUROC {_format(auroc, 'ratio')})")
         if not roc:
             return
-        self._roc_item.setData(np.asarray(roc["fpr"], dtype=np.float64), np.asarray(roc["tpr"], dtype=np.float64))
+        fpr, tpr = np.asarray(roc["fpr"], dtype=np.float64), np.asarray(roc["tpr"], dtype=np.float64)
+        self._roc_item.setData(fpr, tpr)
+        thresholds = roc.get("thresholds")
+        if thresholds is not None and len(thresholds) == len(fpr):  # older results carry no thresholds
+            self._roc_thresholds = list(thresholds)
+            self._roc_points.setData(fpr, tpr)
         # The operating point: the rates at the model's threshold, from the result's confusion matrix
         # [[tn, fp], [fn, tp]] (the curve's point for the same threshold).
         try:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from anomalyapp.core.verdicts import Verdict
 
-__all__ = ["VerdictColour", "VERDICT_COLOURS", "THRESHOLD_COLOUR"]
+__all__ = ["VerdictColour", "VERDICT_COLOURS", "THRESHOLD_COLOUR", "ANOMALY_COLOUR_MAP"]
 
 
 @dataclass(frozen=True)
@@ -32,3 +32,7 @@ VERDICT_COLOURS = {
 
 #: The threshold line on every plot.
 THRESHOLD_COLOUR = "#1e88e5"
+
+#: The anomaly map's colour map on the normalised scale, in the viewer (pyqtgraph) and in every written overlay and
+#: report (OpenCV): the same name in both libraries, so a heat colour means the same score on screen and on paper.
+ANOMALY_COLOUR_MAP = "turbo"

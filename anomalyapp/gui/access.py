@@ -57,6 +57,10 @@ class AccessController(QObject):
     def login(self, name: str, password: str) -> None:
         self._set_user(self.records.auth.authenticate(name, password))
 
+    def change_own_password(self, current: str, new: str) -> None:
+        """Raises AppError (wrong current password, a weak new one) for the dialog to show; the service audits."""
+        self.records.auth.set_password(self.user, self.user.id, new, old_password=current)
+
     def lock(self) -> None:
         if self.records is None or self.records.auth.needs_first_user():
             return

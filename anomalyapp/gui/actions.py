@@ -13,7 +13,8 @@ PERMISSIONS = {
     "mark_ng_action": "label", "false_positive_action": "train",
 }
 # Usable by anyone logged in, by nobody while the station is locked.
-LOGGED_IN = ("records_action", "new_project_action", "open_project_action", "preferences_action", "lock_action")
+LOGGED_IN = ("records_action", "new_project_action", "open_project_action", "preferences_action", "lock_action",
+             "change_password_action")
 
 # (attribute, text, handler name on the window, shortcut, tip)
 _ACTIONS = (
@@ -37,6 +38,7 @@ _ACTIONS = (
     ("records_action", "&Records and reports…", "show_records", "Ctrl+R",
      "Search inspections, export CSV/PDF, threshold from labels, model versions"),
     ("users_action", "&Users…", "show_users", None, "Accounts and single-user mode (supervisor)"),
+    ("change_password_action", "Change my &password…", "change_password", None, ""),
     ("lock_action", "&Lock station", "lock", "Ctrl+L", ""),
     ("paint_action", "Paint defect region", "toggle_paint", "D", ""),
     ("quit_action", "&Quit", "close", QKeySequence.StandardKey.Quit, ""),
@@ -75,7 +77,7 @@ def build_actions(window, fill_recent) -> None:
     window.recent_menu.aboutToShow.connect(fill_recent)
     file_menu.addMenu(window.recent_menu)
     file_menu.addSeparator()
-    file_menu.addActions([w.records_action, w.users_action, w.lock_action])
+    file_menu.addActions([w.records_action, w.users_action, w.change_password_action, w.lock_action])
     file_menu.addSeparator()
     file_menu.addActions([w.preferences_action, w.quit_action])
     inspect_menu = menu.addMenu("&Inspect")

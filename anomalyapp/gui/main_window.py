@@ -193,6 +193,7 @@ class MainWindow(QMainWindow):
     zoom_out = property(lambda self: lambda: self.viewer.zoom(0.8))
     lock = property(lambda self: self.access.lock)
     show_users = window_dialogs.show_users
+    change_password = window_dialogs.change_password
     show_records = window_dialogs.show_records
     edit_preferences = window_dialogs.edit_preferences
     show_shortcuts = window_dialogs.show_shortcuts

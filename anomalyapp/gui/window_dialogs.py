@@ -87,6 +87,16 @@ def show_users(window) -> None:
         window.users_dialog.open()
 
 
+def change_password(window) -> None:
+    from anomalyapp.gui.widgets.account_dialogs import ChangePasswordDialog
+
+    if window.access.records is None or window.access.user is None:
+        return
+    window.change_password_dialog = ChangePasswordDialog(window.access.change_own_password, window.access.user.name,
+                                                         window)
+    window.change_password_dialog.open()
+
+
 def show_records(window) -> None:
     from anomalyapp.gui.widgets.records_dialog import RecordsDialog
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from anomalyapp.core.colours import ANOMALY_COLOUR_MAP
 from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
 
 # Overlays are drawn at the image's own size up to this many pixels (an 8000 x 6000 camera fits), and shrunk to
@@ -35,10 +36,14 @@ def display_rgb(pixels: np.ndarray) -> np.ndarray:
     return np.repeat(pixels[:, :, None], 3, axis=2) if pixels.ndim == 2 else pixels
 
 
+# core names the map; OpenCV has a constant of the same name (pyqtgraph, in the viewer, takes the name itself).
+_OPENCV_COLOUR_MAP = getattr(cv2, f"COLORMAP_{ANOMALY_COLOUR_MAP.upper()}")
+
+
 def heat_colours(normalised_map: np.ndarray) -> np.ndarray:
     """Normalised map (threshold at 0.5) -> RGB uint8 with a fixed scale: 0 -> dark blue, >= 1 -> dark red."""
     levels = (np.clip(normalised_map, 0.0, 1.0) * 255).astype(np.uint8)
-    return cv2.applyColorMap(levels, cv2.COLORMAP_TURBO)[:, :, ::-1]
+    return cv2.applyColorMap(levels, _OPENCV_COLOUR_MAP)[:, :, ::-1]
 
 
 def regions_above(normalised_map: np.ndarray, level: float = NORMALISED_THRESHOLD) -> list[np.ndarray]:

@@ -88,3 +88,15 @@ def test_no_verdict_colour_outside_core():
         problems += [f"{path.relative_to(PACKAGE)}: {c}" for c in re.findall(r"#[0-9a-fA-F]{6}\b", text)
                      if c.lower() in fills]
     assert not problems, problems
+
+
+def test_the_anomaly_colour_map_is_named_in_core_only():
+    """The viewer and the written overlays colour a score alike because both read core's name for the map."""
+    problems = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.parent.name == "core":
+            continue
+        text = path.read_text(encoding="utf-8")
+        problems += [f"{path.relative_to(PACKAGE)}: {m}" for m in re.findall(r"[\"']turbo[\"']|applyColorMap\([^)]*COLORMAP_\w+",
+                                                                            text)]
+    assert not problems, problems

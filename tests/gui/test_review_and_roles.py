@@ -199,3 +199,34 @@ def test_an_operator_may_not_create_a_project(qtbot, window, project, tmp_path):
     assert "operator Olga may not create projects" in window.last_error
     assert not (tmp_path / "mine" / "project.json").exists() and window.project.root == project.root
 
+
+
+def test_an_operator_changes_their_own_password_from_the_menu(qtbot, window, project):
+    _open_and_log_in(qtbot, window, project, OPERATOR)
+    assert window.change_password_action.isEnabled() and not window.users_action.isEnabled()
+    window.change_password_action.trigger()
+    dialog = window.change_password_dialog
+    assert dialog.isVisible()
+    dialog.current.setText("not-it")
+    dialog.new.setText("Newpass12")
+    dialog.repeat.setText("Newpass12")
+    dialog._try()
+    assert "the current password is wrong" in dialog.message.text() and dialog.isVisible()
+    dialog.current.setText(OPERATOR[1])
+    dialog.repeat.setText("Newpass13")
+    dialog._try()
+    assert "differ" in dialog.message.text() and dialog.isVisible()
+    dialog.repeat.setText("Newpass12")
+    dialog._try()
+    assert not dialog.isVisible()
+    window.lock_action.trigger()
+    login = window.login_dialog
+    login.name.setText(OPERATOR[0])
+    login.password.setText(OPERATOR[1])
+    login._try()
+    assert window.access.user is None
+    login.password.setText("Newpass12")
+    login._try()
+    assert window.access.user.name == OPERATOR[0]
+    olga = window.access.user.id
+    assert any(entry.action == "password_changed" and entry.user_id == olga for entry in window.access.records.audit_log())

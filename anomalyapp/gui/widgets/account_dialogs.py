@@ -116,6 +116,45 @@ class FirstSupervisorDialog(QDialog):
         pass
 
 
+class ChangePasswordDialog(QDialog):
+    """Anyone logged in changes their own password, giving the current one (supervisors reset others' in Users)."""
+
+    def __init__(self, change: Callable[[str, str], None], user_name: str, parent=None):
+        super().__init__(parent)
+        self.setObjectName("change_password_dialog")
+        self.setWindowTitle("Change my password")
+        self._change = change
+        self.current = _password_field("current_password")
+        self.new = _password_field("new_password")
+        self.repeat = _password_field("repeat_password")
+        self.message = QLabel("At least 8 characters with an upper-case letter, a lower-case letter and a digit.")
+        self.message.setObjectName("change_password_message")
+        self.message.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Change")
+        buttons.accepted.connect(self._try)
+        buttons.rejected.connect(self.reject)
+        form = QFormLayout(self)
+        form.addRow(QLabel(f"<b>{user_name}</b>"))
+        form.addRow("Current password", self.current)
+        form.addRow("New password", self.new)
+        form.addRow("Repeat", self.repeat)
+        form.addRow(self.message)
+        form.addRow(buttons)
+
+    def _try(self) -> None:
+        if self.new.text() != self.repeat.text():
+            self.message.setText("the two new passwords differ")
+            return
+        try:
+            self._change(self.current.text(), self.new.text())
+        except AppError as error:
+            self.message.setText(str(error))
+            self.current.clear()
+            return
+        self.accept()
+
+
 class UsersDialog(QDialog):
     """Supervisors: add operators and supervisors, change roles, deactivate, single-user mode."""
 

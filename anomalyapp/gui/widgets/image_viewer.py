@@ -36,6 +36,7 @@ from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QPainterPath
 from PySide6.QtWidgets import QGraphicsPathItem, QVBoxLayout, QWidget
 
+from anomalyapp.core.colours import ANOMALY_COLOUR_MAP
 from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
 from anomalyapp.gui.widgets.paint_layer import PaintLayer
 from anomalyapp.gui.widgets.viewer_controls import build_controls, build_shortcuts
@@ -64,7 +65,7 @@ class ImageViewer(QWidget):
 
     hover_changed = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None, colormap: str = "turbo") -> None:
+    def __init__(self, parent: QWidget | None = None, colormap: str = ANOMALY_COLOUR_MAP) -> None:
         super().__init__(parent)
         self._pixels: np.ndarray | None = None  # the caller's array, unchanged: the readout reads it
         self._levels: tuple[float, float] = (0.0, 255.0)

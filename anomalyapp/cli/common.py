@@ -7,6 +7,7 @@ import sys
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 EXIT_TAMPERED = 3  # records verify: the records were changed outside the app
+EXIT_NOT_SENT = 4  # line test: the test verdict did not reach every sink in time (it stays queued)
 
 
 class Parser(argparse.ArgumentParser):

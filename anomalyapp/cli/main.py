@@ -1,7 +1,8 @@
-"""The command-line front end: train, predict, evaluate, bench, demo, report, labels, records.
+"""The command-line front end: train, predict, evaluate, bench, demo, report, labels, records, watch, line.
 
 Exit codes: 0 success, 2 bad input or usage (one clear line on stderr, no traceback), 1 unexpected failure,
-130 cancelled with Ctrl+C; ``records verify`` exits 3 when the records were changed outside the app.
+130 cancelled with Ctrl+C; ``records verify`` exits 3 when the records were changed outside the app; ``line test``
+exits 4 when the test verdict did not reach every sink in time.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import sys
 from pathlib import Path
 
 from anomalyapp import __version__
+from anomalyapp.cli import line as line_commands
 from anomalyapp.cli import records as record_commands
+from anomalyapp.cli import watch as watch_command
 from anomalyapp.cli.common import EXIT_CANCELLED, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from anomalyapp.cli.common import Parser as _Parser
 from anomalyapp.cli.common import positive_int as _positive_int
@@ -42,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--aspect", choices=("auto", "keep", "square"), default="auto",
                        help="keep the images' aspect, or squeeze each into a square; auto (default) keeps it when "
                             "the training images share one shape")
+    train.add_argument("--roi", type=_rectangle, action="append", metavar="LEFT,TOP,RIGHT,BOTTOM",
+                       help="region of interest: a rectangle as shares of the image (0 to 1); repeat for more. Only "
+                            "the region is trained on and scored; the part must sit in the same place every time")
+    train.add_argument("--smallest-defect", type=_positive_float, metavar="PX",
+                       help="the smallest defect that matters, in image pixels: the image is cut into tiles when "
+                            "squeezing it to the image size would shrink such a defect below about 3 pixels")
+    train.add_argument("--tile-scale", type=_positive_float, metavar="S",
+                       help="cut each image, resized by S (1 = its own pixels), into overlapping tiles of the image "
+                            "size; default: from --smallest-defect, else no tiles")
     train.add_argument("--coreset-ratio", type=float, help="PatchCore: share of patches kept (default 0.1)")
     train.add_argument("--max-bank-size", type=_positive_int, help="PatchCore: cap on the memory bank")
     train.add_argument("--index", choices=("auto", "flat", "hnsw", "ivf"), help="PatchCore: nearest-neighbour index")
@@ -53,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--defects", type=Path, help="optional folder of known defects: also offers the F1-optimal threshold")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--estimate", action="store_true",
+                       help="first print the time and peak memory the training will take, measured on a few images")
     _add_pixel_limit(train)
 
     predict = commands.add_parser("predict", help="score images; writes results.csv and overlays with --out")
@@ -63,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--weights", help="backbone weights file, if not where training found it")
     predict.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     _add_pixel_limit(predict)
+    cluster = predict.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="score on the Dask cluster of this scheduler (tcp://host:8786); the images must be "
+                              "readable by the workers at the same paths")
+    cluster.add_argument("--workers", type=_positive_int, metavar="N",
+                         help="score on a Dask cluster of N worker processes started on this machine")
 
     evaluate = commands.add_parser("evaluate", help="metrics on an MVTec-layout folder (test/, ground_truth/)")
     evaluate.add_argument("model", type=Path)
@@ -82,13 +102,39 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--markdown", type=Path, default=Path("docs/benchmarks.md"))
     bench.add_argument("--repeats", type=_positive_int, default=30)
     bench.add_argument("--no-scale", action="store_true", help="skip the 10x-training-patches run")
+    bench.add_argument("--no-line-300", action="store_true", help="skip the generated 300-good-image line")
 
     demo = commands.add_parser("demo", help="generate the demo line, train, evaluate and write overlays")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.add_argument("--detector", choices=("patchcore", "autoencoder"), default="patchcore")
 
     record_commands.add_parsers(commands)
+    line_commands.add_parsers(commands)
+    watch_command.add_parser(commands)
     return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+def _rectangle(text: str) -> tuple[float, float, float, float]:
+    """'0.1,0.2,0.9,0.8' -> (left, top, right, bottom), shares of the image's width and height."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(0 <= v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"'{text}' is not LEFT,TOP,RIGHT,BOTTOM with each from 0 to 1")
+    if not (values[0] < values[2] and values[1] < values[3]):
+        raise argparse.ArgumentTypeError(f"'{text}' must have LEFT < RIGHT and TOP < BOTTOM")
+    return values
 
 
 def _megapixels(text: str) -> float:
@@ -163,6 +209,9 @@ def _train(args) -> int:
         allow_download=args.allow_download,
         image_size=args.image_size,
         keep_aspect={"auto": None, "keep": True, "square": False}[args.aspect],
+        roi=tuple(args.roi) if args.roi else None,
+        tile_scale=args.tile_scale,
+        smallest_defect=args.smallest_defect,
         coreset_ratio=args.coreset_ratio,
         max_bank_size=args.max_bank_size,
         index=args.index,
@@ -176,6 +225,10 @@ def _train(args) -> int:
         raise AppError(f"--holdout must be between 0 and 1, not {args.holdout}")
     if not 0 < args.false_reject_rate < 0.5:
         raise AppError(f"--false-reject-rate must be above 0 and below 0.5, not {args.false_reject_rate}")
+    if args.estimate:
+        from anomalyapp.services.training import estimate
+
+        print(f"estimate: {estimate(request).describe()}", flush=True)
     result = _drive(train(request, actor=_acting_user(request.out)), _ProgressPrinter())
     print(
         f"trained {result.detector} on {result.train_images} images ({result.device}, fit {result.fit_seconds:.1f} s, "
@@ -209,9 +262,15 @@ def _predict(args) -> int:
     from anomalyapp.core.csv_cells import safe_cell
     from anomalyapp.services.inference import ImageResult, InferenceSession, predict_to_folder
 
-    session = InferenceSession(args.model, device=args.device, weights=args.weights)
+    if args.scheduler or args.workers:  # distributed is imported only on this path
+        from anomalyapp.services.batch_scoring import predict_with_cluster
+
+        job = predict_with_cluster(args.model, args.inputs, args.out, scheduler=args.scheduler, workers=args.workers,
+                                   device=args.device, weights=args.weights)
+    else:
+        job = predict_to_folder(InferenceSession(args.model, device=args.device, weights=args.weights), args.inputs,
+                                args.out)
     printer = _ProgressPrinter()
-    job = predict_to_folder(session, args.inputs, args.out)
     show_each = args.out is None
     from anomalyapp.core.types import Progress
 
@@ -288,16 +347,21 @@ def _print_metrics(result: dict) -> None:
 def _bench(args) -> int:
     from anomalyapp.services.benchmark import BenchRequest, run_benchmark, write_markdown
 
-    request = BenchRequest(data=args.data, backbones=args.backbones, repeats=args.repeats, scale=not args.no_scale)
+    request = BenchRequest(data=args.data, backbones=args.backbones, repeats=args.repeats, scale=not args.no_scale,
+                           line_300=not args.no_line_300)
     result = _drive(run_benchmark(request), _ProgressPrinter())
     write_markdown(result, args.markdown, "anomalyapp " + " ".join(args.argv))
-    for name, figures in result["backbones"].items():
-        print(
-            f"{name}: predict {figures['predict_ms']:.1f} ms, floor {figures['floor_ms']:.1f} ms, "
-            f"ratio {figures['latency_ratio']:.2f} (to the detector's own stages {figures['ratio_to_backbone']:.2f}, "
-            f"with resizing {figures['ratio_to_preprocess_backbone']:.2f}); fit {figures['fit_s']:.1f} s (coreset {figures['coreset_s']:.1f} s); "
-            f"bank {figures['bank_size']}; peak RSS {figures['peak_rss_mb']:.0f} MB"
-        )
+    for section, title in (("backbones", ""), ("scaled_10x", " x10 patches"), ("line_300", " 300 good images")):
+        for name, figures in result.get(section, {}).items():
+            rss = "n/a" if figures["peak_rss_mb"] is None else f"{figures['peak_rss_mb']:.0f} MB"
+            print(
+                f"{name}{title}: predict {figures['predict_ms']:.1f} ms, floor {figures['floor_ms']:.1f} ms, "
+                f"ratio {figures['latency_ratio']:.2f} (to the detector's own stages {figures['ratio_to_backbone']:.2f}, "
+                f"with resizing {figures['ratio_to_preprocess_backbone']:.2f}); fit {figures['fit_s']:.1f} s: features "
+                f"{figures['features_s']:.1f} s (floor {figures['features_floor_s']:.1f} s), coreset "
+                f"{figures['coreset_s']:.1f} s, bank {figures['bank_s']:.1f} s; bank {figures['bank_size']} of "
+                f"{figures['training_patches']} patches; peak RSS {rss}"
+            )
     if args.json:
         _write_json(args.json, result)
     print(f"written: {args.markdown}")
@@ -315,7 +379,7 @@ def _demo(args) -> int:
 
 
 _COMMANDS = {"train": _train, "predict": _predict, "evaluate": _evaluate, "bench": _bench, "demo": _demo,
-             **record_commands.COMMANDS}
+             **record_commands.COMMANDS, **watch_command.COMMANDS, **line_commands.COMMANDS}
 
 
 def configure_process() -> None:

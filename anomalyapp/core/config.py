@@ -10,6 +10,10 @@ from typing import ClassVar
 IMAGE_SIZE_RANGE = (32, 2048)
 # PatchCore's nearest-neighbour index: auto picks flat (exact) or hnsw by the bank's size.
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+# How a detector joins its backbone stages into one vector (engine.features.stage_weights): "concatenated" as they
+# come (the wider stage dominates the distance), "balanced" with each stage scaled so that all weigh the same.
+# A model saved without the field was concatenated.
+STAGE_WEIGHTINGS = ("concatenated", "balanced")
 # Images larger than this many megapixels are refused from their header, before decoding: a 1 MB PNG can hold
 # 20000 x 20000 pixels (1.2 GB decoded). 100 covers every industrial camera we know; raised with --max-pixels,
 # the ANOMALYAPP_MAX_PIXELS environment variable or the settings file (data.images.set_pixel_limit).
@@ -19,6 +23,12 @@ DEFAULT_MAX_MEGAPIXELS = 100.0
 MIN_TRAINING_SIDE = 32
 
 
+def stage_weighting_problem(value: str) -> str | None:
+    if value not in STAGE_WEIGHTINGS:
+        return f"stage weighting {value!r} must be one of {', '.join(STAGE_WEIGHTINGS)}"
+    return None
+
+
 class _JsonConfig:
     def to_dict(self) -> dict:
         return asdict(self)
@@ -26,12 +36,53 @@ class _JsonConfig:
     @classmethod
     def from_dict(cls, data: dict):
         known = {f.name for f in fields(cls)}
-        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
+        values = {k: _tuples(v) for k, v in data.items() if k in known}
         return cls(**values)
 
 
+def _tuples(value):
+    """JSON lists back into the tuples a config holds, nested ones too (the region's rectangles)."""
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
+
+
+# A rectangle of the region of interest: (left, top, right, bottom) as shares of the image's width and height, so
+# it holds whatever size the images come in.
+Rectangle = tuple[float, float, float, float]
+# Tile overlap, as a share of the tile's side: enough that a defect on one tile's edge is inside the next.
+DEFAULT_TILE_OVERLAP = 0.125
+
+
 @dataclass(frozen=True)
-class PatchCoreConfig(_JsonConfig):
+class FramingConfig(_JsonConfig):
+    """What of each image a detector sees: its region of interest and its tiles (engine.framing).
+
+    Fields every detector's config has; their defaults keep the whole image, squeezed to ``image_size``.
+    """
+
+    # Empty: the whole image. Otherwise only these rectangles are trained on and scored; the map is zero outside.
+    roi: tuple[Rectangle, ...] = ()
+    # None: the image (or the region's bounding box) is resized to image_size as a whole. A scale (1.0 the
+    # image's own pixels) cuts it, resized by that factor, into overlapping tiles of image_size px.
+    tile_scale: float | None = None
+    tile_overlap: float = DEFAULT_TILE_OVERLAP
+
+    def framing_problem(self) -> str | None:
+        """Why this region or these tiles cannot be used, in one line; None when they can."""
+        for rectangle in self.roi:
+            if len(rectangle) != 4 or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in rectangle):
+                return f"region of interest rectangle {list(rectangle)} must be 4 numbers from 0 to 1"
+            left, top, right, bottom = rectangle
+            if not (left < right and top < bottom):
+                return f"region of interest rectangle {list(rectangle)} must have left < right and top < bottom"
+        if self.tile_scale is not None and not 0 < self.tile_scale <= 4:
+            return f"tile scale {self.tile_scale} must be above 0 and at most 4"
+        if not 0 <= self.tile_overlap <= 0.75:
+            return f"tile overlap {self.tile_overlap} must be from 0 to 0.75"
+        return None
+
+
+@dataclass(frozen=True)
+class PatchCoreConfig(FramingConfig):
     backbone: str = "efficientnet_lite0"
     layers: tuple[str, ...] = ("layer2", "layer3")
     image_size: int = 224  # the input's short side, or its side when keep_aspect is off
@@ -45,6 +96,7 @@ class PatchCoreConfig(_JsonConfig):
     reweight_neighbours: int = 9  # b in the paper's score re-weighting
     index: str = "auto"
     sigma: float = 4.0
+    stage_weighting: str = "concatenated"  # one of STAGE_WEIGHTINGS (docs/accuracy.md: stage balance)
     seed: int = 0
 
     # The fields a user sets per training (CLI flags, GUI fields) beside backbone, image size and aspect.
@@ -54,11 +106,11 @@ class PatchCoreConfig(_JsonConfig):
         """Why this config cannot be trained, in one line; None when it can."""
         if not 0 < self.coreset_ratio <= 1:
             return f"coreset ratio {self.coreset_ratio} must be in (0, 1]"
-        return None
+        return stage_weighting_problem(self.stage_weighting)
 
 
 @dataclass(frozen=True)
-class AutoencoderConfig(_JsonConfig):
+class AutoencoderConfig(FramingConfig):
     backbone: str = "efficientnet_lite0"
     layers: tuple[str, ...] = ("layer1", "layer2", "layer3")
     image_size: int = 224  # the input's short side, or its side when keep_aspect is off
@@ -72,6 +124,7 @@ class AutoencoderConfig(_JsonConfig):
     learning_rate: float = 1e-3
     score_top_k: int = 10  # image score = mean of the k highest map values
     sigma: float = 4.0
+    stage_weighting: str = "concatenated"  # one of STAGE_WEIGHTINGS (docs/accuracy.md: stage balance)
     seed: int = 0
 
     training_options: ClassVar[tuple[str, ...]] = ("epochs",)
@@ -80,7 +133,7 @@ class AutoencoderConfig(_JsonConfig):
         """Why this config cannot be trained, in one line; None when it can."""
         if self.epochs < 1:
             return f"epochs must be at least 1, not {self.epochs}"
-        return None
+        return stage_weighting_problem(self.stage_weighting)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ MARKER_FILE = "demo.json"
 _MIN_DEFECT_AREA, _MAX_DEFECT_AREA = 0.004, 0.025
 _METAL_TINT = np.array([0.97, 1.0, 1.04], np.float32)  # a cool steel tone so the colour channels differ
 _SPLITS = {"train": 0, "test_good": 1, "scratch": 2, "spot": 3}
+# Small defects for high-resolution lines: spots this many pixels across, scratches this wide (and a few times
+# as long), whatever the image size. Squeezed to 224 px, a 6 px spot on a 2048 px frame is under one pixel.
+SMALL_DEFECT_PX = (4, 10)
 
 
 def make_good_image(rng: np.random.Generator, size: int = 256) -> np.ndarray:
@@ -35,26 +38,37 @@ def make_good_image(rng: np.random.Generator, size: int = 256) -> np.ndarray:
     return _make_part(rng, size)[0]
 
 
-def make_defect_image(rng: np.random.Generator, size: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+def make_defect_image(rng: np.random.Generator, size: int, kind: str, small: bool = False
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """A washer with one defect of ``kind`` and its mask (HxW uint8, 0 or 255).
 
     The part is drawn first from ``rng``, so the same seed gives the same washer as ``make_good_image`` and
-    the two images differ only inside the mask.
+    the two images differ only inside the mask. ``small``: the defect is ``SMALL_DEFECT_PX`` pixels across
+    whatever ``size`` is, instead of a share of the image.
     """
     if kind not in DEFECT_KINDS:
         raise ValueError(f"unknown defect kind {kind!r}; expected one of {DEFECT_KINDS}")
     image, surface = _make_part(rng, size)
+    if small:
+        draw = _draw_small_scratch if kind == "scratch" else _draw_small_spots
+        paint, colour = draw(rng, surface)
+        mask = cv2.dilate(paint, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
+        return _painted(image, paint, colour, rng), mask
     draw = _draw_scratch if kind == "scratch" else _draw_spots
     for _ in range(100):  # redraw until the area is in range; bounded so a tiny size cannot loop forever
         paint, colour = draw(rng, size, surface)
         mask = cv2.dilate(paint, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
         if _MIN_DEFECT_AREA <= np.count_nonzero(mask) / mask.size <= _MAX_DEFECT_AREA:
             break
+    return _painted(image, paint, colour, rng), mask
+
+
+def _painted(image: np.ndarray, paint: np.ndarray, colour: float, rng: np.random.Generator) -> np.ndarray:
     defective = image.copy()
     painted = paint > 0
     shade = colour + rng.normal(0.0, 4.0, np.count_nonzero(painted))
     defective[painted] = np.clip(shade[:, None] * _METAL_TINT, 0, 255).astype(np.uint8)
-    return defective, mask
+    return defective
 
 
 def generate_demo(
@@ -65,11 +79,13 @@ def generate_demo(
     n_test_good: int = 12,
     n_test_per_defect: int = 12,
     size: int = 256,
+    small_defects: bool = False,
 ) -> Path:
     """Write the demo as an MVTec category folder at ``out_dir`` and return it.
 
     The folder appears complete or not at all (built beside it, then renamed). A complete demo with the same
     settings is returned untouched; an older demo is replaced; any other existing folder is an error.
+    ``small_defects``: defects ``SMALL_DEFECT_PX`` pixels across whatever ``size`` is (a high-resolution line).
     """
     if size < 64 or n_train < 1 or n_test_good < 0 or n_test_per_defect < 0:
         raise ValueError("the demo needs size >= 64, n_train >= 1 and non-negative test counts")
@@ -78,6 +94,8 @@ def generate_demo(
         "generator": GENERATOR_NAME, "version": GENERATOR_VERSION, "seed": seed, "size": size,
         "n_train": n_train, "n_test_good": n_test_good, "n_test_per_defect": n_test_per_defect,
     }
+    if small_defects:  # only when set, so the markers of demos written before stay equal
+        settings["small_defects"] = True
     existing = _read_marker(target)
     if existing == settings:
         return target
@@ -121,7 +139,7 @@ def _write_demo(root: Path, settings: dict) -> None:
     for kind in DEFECT_KINDS:
         images, masks = folder("test", kind), folder("ground_truth", kind)
         for index in range(settings["n_test_per_defect"]):
-            image, mask = make_defect_image(rng(kind, index), size, kind)
+            image, mask = make_defect_image(rng(kind, index), size, kind, settings.get("small_defects", False))
             save_image(images / f"{index:03d}.png", image)
             save_image(masks / f"{index:03d}_mask.png", mask)
     (root / MARKER_FILE).write_text(json.dumps(settings, indent=2), encoding="utf-8")
@@ -191,4 +209,28 @@ def _draw_spots(rng: np.random.Generator, size: int, surface: np.ndarray) -> tup
         axes = (max(1, round(major)), max(1, round(major * rng.uniform(0.6, 1.0))))
         cv2.ellipse(paint, centre, axes, rng.uniform(0, 180), 0, 360, 255, -1, cv2.LINE_8)
     colour = rng.uniform(45, 75) if rng.random() < 0.7 else rng.uniform(215, 240)
+    return paint & (surface * 255), colour
+
+
+def _draw_small_spots(rng: np.random.Generator, surface: np.ndarray) -> tuple[np.ndarray, float]:
+    """One or two round blobs ``SMALL_DEFECT_PX`` pixels across, on the surface."""
+    low, high = SMALL_DEFECT_PX
+    paint = np.zeros(surface.shape, np.uint8)
+    for _ in range(rng.integers(1, 3)):
+        centre = tuple(int(v) for v in _pick_point(rng, surface))
+        cv2.circle(paint, centre, max(1, int(rng.integers(low, high + 1)) // 2), 255, -1, cv2.LINE_8)
+    colour = rng.uniform(45, 75) if rng.random() < 0.7 else rng.uniform(215, 240)
+    return paint & (surface * 255), colour
+
+
+def _draw_small_scratch(rng: np.random.Generator, surface: np.ndarray) -> tuple[np.ndarray, float]:
+    """A short straight scratch 2-3 pixels wide and 3-5 times ``SMALL_DEFECT_PX`` long, on the surface."""
+    low, high = SMALL_DEFECT_PX
+    start = _pick_point(rng, surface)
+    angle, length = rng.uniform(0, 2 * np.pi), rng.uniform(3 * low, 4 * high)
+    end = start + length * np.array([np.cos(angle), np.sin(angle)])
+    paint = np.zeros(surface.shape, np.uint8)
+    cv2.line(paint, tuple(np.round(start).astype(int)), tuple(np.round(end).astype(int)), 255,
+             int(rng.integers(2, 4)), cv2.LINE_8)
+    colour = rng.uniform(225, 245) if rng.random() < 0.5 else rng.uniform(35, 60)
     return paint & (surface * 255), colour

@@ -160,6 +160,16 @@ def load_training_image(path: str | os.PathLike) -> LoadedImage:
 
 def save_image(path: str | os.PathLike, pixels: np.ndarray) -> None:
     """Write gray, RGB or RGBA pixels; the suffix picks the format. A reader never sees a half-written file."""
+    save_encoded_image(path, encode_image(path, pixels))
+
+
+def save_encoded_image(path: str | os.PathLike, data: bytes) -> None:
+    """Write the bytes ``encode_image`` made (elsewhere: a cluster worker), as ``save_image`` would."""
+    _write_atomically(Path(path), data)
+
+
+def encode_image(path: str | os.PathLike, pixels: np.ndarray) -> bytes:
+    """The bytes ``save_image`` writes to ``path`` (its suffix picks the format); nothing is written."""
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix not in _WRITABLE_DTYPES:
@@ -181,7 +191,7 @@ def save_image(path: str | os.PathLike, pixels: np.ndarray) -> None:
         ok = False
     if not ok:
         raise DataError(f"cannot write image {target}: the {suffix[1:]} encoder refused {array.dtype} {array.shape}")
-    _write_atomically(target, encoded.tobytes())
+    return encoded.tobytes()
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

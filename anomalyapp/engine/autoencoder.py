@@ -27,7 +27,7 @@ from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.engine import anomaly_map
 from anomalyapp.engine.calibration import Calibration
 from anomalyapp.engine.cost import TrainingCost, time_features
-from anomalyapp.engine.features import FeatureExtractor
+from anomalyapp.engine.features import FeatureExtractor, stage_weights
 from anomalyapp.engine.preprocessing import batched, input_shape, input_shape_key, preprocess
 
 # Training vectors kept in memory at most; beyond it each image contributes a seeded random subset.
@@ -83,6 +83,12 @@ class AutoencoderDetector:
         self.config = config
         self.extractor = extractor
         self.channels = sum(extractor.channels())
+        stage_channels = [extractor.spec.channels[name] for name in config.layers]
+        weights = stage_weights(stage_channels, config.stage_weighting)
+        # Each channel's share of the error (stage weight squared); None: the plain mean over channels. The
+        # features are standardised per channel, so a weight must act on the error, not on the features.
+        self.error_weights = None if all(w == 1.0 for w in weights) else torch.cat(
+            [torch.full((count,), weight * weight) for count, weight in zip(stage_channels, weights)])
         self.autoencoder: FeatureAutoencoder | None = None
         self.feature_mean = torch.zeros(self.channels)
         self.feature_std = torch.ones(self.channels)
@@ -233,7 +239,10 @@ class AutoencoderDetector:
         with torch.inference_mode():
             features = self._normalised(self.regional_features(images))
             reconstruction = self.autoencoder(features)
-            return ((reconstruction - features) ** 2).mean(1).cpu()
+            squared = (reconstruction - features) ** 2
+            if self.error_weights is not None:
+                squared = squared * self.error_weights.to(squared.device).view(1, -1, 1, 1)
+            return squared.mean(1).cpu()
 
     def raw_predict(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         grids = self.error_grids(images).numpy()

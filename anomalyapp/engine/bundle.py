@@ -17,6 +17,7 @@ is repaired by the next save or load of that name (``recover_interrupted_save``)
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import glob
 import hashlib
@@ -168,7 +169,7 @@ def save_model(detector, path: str | os.PathLike, *, backbone: dict, training_se
     except OSError as exc:
         raise ModelFileError(f"cannot create folder {parent}: {exc.strerror or exc}") from None
     recover_interrupted_save(target)
-    data_files = type(detector).data_files
+    data_files = detector.data_files  # a framed detector's are its inner detector's (engine.framing)
     tensors, state = detector.state_dict()
     staging = parent / f".{target.name}.saving-{uuid.uuid4().hex[:8]}"
     try:
@@ -283,7 +284,12 @@ def load_model(path: str | os.PathLike, *, weights: str | None = None, device: s
         config_values = dict(manifest["config"])
         if manifest["format_version"] < 2:
             config_values.setdefault("keep_aspect", False)
-        config = config_class(name).from_dict(config_values)
+        # Models saved before stage weighting existed joined their stages as they came; the new default must
+        # not change how they score.
+        config_type = config_class(name)
+        if "stage_weighting" in {f.name for f in dataclasses.fields(config_type)}:
+            config_values.setdefault("stage_weighting", "concatenated")
+        config = config_type.from_dict(config_values)
         backbone = manifest["backbone"]
         if weights is None and backbone.get("source") == "random":
             resolved = ResolvedWeights("random", None)

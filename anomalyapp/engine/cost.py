@@ -18,6 +18,7 @@ class TrainingCost:
     memory_mb: float
     per_image_seconds: float
     bank_size: int | None = None  # the memory bank's size, for detectors that keep one
+    tiles_per_image: int = 1  # views each image is cut into (engine.framing); per_image_seconds covers them all
 
 
 def time_features(features: Callable[[list[np.ndarray]], torch.Tensor], images: list[np.ndarray], size: int,

@@ -19,6 +19,7 @@ from anomalyapp.engine.autoencoder import AutoencoderDetector
 from anomalyapp.engine.calibration import Calibration
 from anomalyapp.engine.cost import TrainingCost
 from anomalyapp.engine.features import FeatureExtractor
+from anomalyapp.engine.framing import framed
 from anomalyapp.engine.patchcore import PatchCoreDetector
 from anomalyapp.engine.weights import ResolvedWeights, load_network, state_dict_sha256
 
@@ -29,7 +30,8 @@ class Detector(Protocol):
     # ``TENSORS`` (engine.bundle) is written from state_dict()'s tensors, any other file by write_file.
     data_files: ClassVar[tuple[str, ...]]
     # A frozen dataclass from core.config with ``training_options`` (the fields a user sets per training)
-    # and ``problem()`` (why a config cannot be trained).
+    # and ``problem()`` (why a config cannot be trained). Deriving it from ``FramingConfig`` gives the detector
+    # a region of interest and tiles (engine.framing wraps it), with nothing more to write.
     config_class: ClassVar[type]
     config: object
     extractor: FeatureExtractor
@@ -81,4 +83,5 @@ def build_detector(name: str, config, weights: ResolvedWeights, device: str = "c
     network = load_network(config.backbone, weights, seed=config.seed)
     weights_sha256 = state_dict_sha256(network)
     extractor = FeatureExtractor(config.backbone, config.layers, network).to(device)
-    return cls(config, extractor), weights_sha256
+    # A region of interest or tiles wrap the detector; without them it is returned as it is.
+    return framed(cls(config, extractor)), weights_sha256

@@ -6,6 +6,8 @@ come from ``engine.weights`` and its input from ``engine.preprocessing``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -34,3 +36,19 @@ class FeatureExtractor(nn.Module):
 
     def channels(self) -> list[int]:
         return [self.spec.channels[layer] for layer in self.layers]
+
+
+def stage_weights(channels: list[int], weighting: str) -> list[float]:
+    """The factor each stage's features are multiplied by before the stages are joined into one vector.
+
+    "concatenated": 1 for every stage, so a stage weighs in a distance by its channel count (Lite0's stride-16
+    stage holds 112 of PatchCore's 152 dimensions). "balanced": sqrt(total / (stages * channels)), so that every
+    stage holds the same share of the squared distance (for channels of alike spread), as the authors' per-stage
+    projection to a common width gives, while the vector keeps its width and overall scale.
+    """
+    if weighting == "concatenated":
+        return [1.0] * len(channels)
+    if weighting == "balanced":
+        total = sum(channels)
+        return [math.sqrt(total / (len(channels) * count)) for count in channels]
+    raise ValueError(f"unknown stage weighting {weighting!r}")

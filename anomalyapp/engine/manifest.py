@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from anomalyapp.core.config import IMAGE_SIZE_RANGE, INDEX_KINDS
+from anomalyapp.core.config import IMAGE_SIZE_RANGE, INDEX_KINDS, STAGE_WEIGHTINGS
 from anomalyapp.core.errors import ModelFileError
 from anomalyapp.engine.backbones import BACKBONES, LAYER_NAMES
 from anomalyapp.engine.detector import config_class
@@ -113,6 +113,17 @@ _LAYERS: Check = (
     f"a list of distinct layer names from {', '.join(LAYER_NAMES)}",
 )
 
+
+
+def _is_rectangle(value) -> bool:
+    return (isinstance(value, list) and len(value) == 4 and all(_is_real(v) and 0 <= v <= 1 for v in value)
+            and value[0] < value[2] and value[1] < value[3])
+
+
+_ROI: Check = (lambda v: isinstance(v, list) and len(v) <= 64 and all(_is_rectangle(r) for r in v),
+               "a list of up to 64 rectangles [left, top, right, bottom], shares of the image from 0 to 1, "
+               "left < right and top < bottom")
+
 # Ranges of config fields, by name; a field not named here is checked by its type annotation alone.
 _CONFIG_LIMITS: dict[str, Check] = {
     "backbone": _choice(BACKBONES),
@@ -133,6 +144,10 @@ _CONFIG_LIMITS: dict[str, Check] = {
     "batch_size": _whole(1),
     "learning_rate": _number(0, above=True),
     "score_top_k": _whole(1),
+    "stage_weighting": _choice(STAGE_WEIGHTINGS),
+    "roi": _ROI,
+    "tile_scale": _optional(_number(0, 4, above=True)),
+    "tile_overlap": _number(0, 0.75),
 }
 _BY_TYPE: dict[object, Check] = {int: _whole(), float: _number(), bool: _FLAG, str: _TEXT}
 

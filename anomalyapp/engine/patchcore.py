@@ -24,10 +24,10 @@ from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.engine import anomaly_map
 from anomalyapp.engine.calibration import Calibration
 from anomalyapp.engine.cost import TrainingCost, time_features
-from anomalyapp.engine.features import FeatureExtractor
+from anomalyapp.engine.features import FeatureExtractor, stage_weights
 from anomalyapp.engine.memory_bank import MemoryBank
 from anomalyapp.engine.preprocessing import batched, input_shape, input_shape_key, preprocess
-from anomalyapp.engine.sampling import greedy_coreset
+from anomalyapp.engine.sampling import coreset_seconds, greedy_coreset
 
 
 class PatchCoreModel(nn.Module):
@@ -39,12 +39,15 @@ class PatchCoreModel(nn.Module):
         self.config = config
         self.native_dim = sum(extractor.channels())
         self.dim = min(self.native_dim, config.embedding_dim)
+        channels = [extractor.spec.channels[name] for name in config.layers]
+        self.stage_weights = stage_weights(channels, config.stage_weighting)
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         stages = self.extractor(batch)
         k = self.config.neighbourhood
         pooled = [F.avg_pool2d(stages[name], k, 1, k // 2) if k > 1 else stages[name] for name in self.config.layers]
+        pooled = [p if weight == 1.0 else p * weight for p, weight in zip(pooled, self.stage_weights)]
         grid = pooled[0].shape[-2:]
         pooled = [pooled[0]] + [F.interpolate(p, size=grid, mode="bilinear", align_corners=False) for p in pooled[1:]]
         patches = torch.cat(pooled, dim=1).permute(0, 2, 3, 1).float()
@@ -118,6 +121,7 @@ class PatchCoreDetector:
         patches = yield from self._embed_all(images, total, cancel)
         self.training_patches = patches.shape[0]
         count = self.bank_size_for(patches.shape[0])
+        result = None
         if count < patches.shape[0]:
             result = yield from greedy_coreset(
                 patches, count, seed=self.config.seed, projection_dim=self.config.coreset_projection_dim, cancel=cancel
@@ -129,9 +133,16 @@ class PatchCoreDetector:
             self._bank_owners = self._patch_owners
         check(cancel)
         bank = MemoryBank.build(selected.numpy(), self.config.index, self.config.seed)
-        distances = bank.nearest_distances(patches)
         # Every training patch lies within this distance of the bank; add_normal keeps that promise.
-        self.coverage_radius = float(distances.max())
+        if result is not None and result.assignment is not None and bank.is_exact:
+            # Each patch's distance to the bank vector the coreset assigned it bounds its distance to the bank.
+            bounds = torch.cat([
+                torch.linalg.vector_norm(patches[start : start + 65536] - selected[part], dim=1)
+                for start, part in zip(range(0, patches.shape[0], 65536), result.assignment.split(65536))
+            ])
+            self.coverage_radius = bank.largest_nearest_distance(patches, bounds)
+        else:
+            self.coverage_radius = float(bank.nearest_distances(patches).max())
         self.bank = bank
         # Kept until unseen_scores scores each fitted image without itself from this table, then dropped.
         self._fit_patches = (patches, self._patch_grids)
@@ -324,26 +335,35 @@ class PatchCoreDetector:
         return {"bank_size": self._require_bank().size, "training_patches": self.training_patches}
 
     def training_cost(self, images: list[np.ndarray], count: int) -> TrainingCost:
-        """Features timed on ``images``; the coreset costs about one pass over all patches per selected patch,
-        timed here as one matrix-vector product; memory is that of the patch table."""
+        """Features timed on ``images``; the coreset and the leave-one-out calibration timed on tables of the
+        real size (``engine.sampling.coreset_seconds``; one slice of the patches-by-bank product); peak memory
+        is this process's so far (the network, the libraries) plus the tables the fit and calibration hold."""
         config = self.config
         parts, per_image = time_features(self.embed, images, config.image_size, config.keep_aspect)
         per_image_patches = sum(part.shape[0] * part.shape[1] * part.shape[2] for part in parts) / len(images)
         dim = parts[0].shape[3]
         total_patches = int(per_image_patches * count)
         bank = self.bank_size_for(total_patches)
-        table = torch.randn(total_patches, min(dim, config.coreset_projection_dim))
-        norms = (table * table).sum(1)
-        nearest = torch.full((total_patches,), float("inf"))
-
-        def coreset_step():  # the work of one greedy step, as in engine.sampling
-            torch.minimum(nearest, norms - 2 * (table @ table[0]), out=nearest)
-            torch.argmax(nearest)
-
-        coreset_step()
+        projected = min(dim, config.coreset_projection_dim)
+        coreset = coreset_seconds(total_patches, bank, projected) if bank < total_patches else 0.0
+        # Leave-one-out calibration scores every training patch against the whole bank.
+        rows, columns = min(total_patches, 4096), min(bank, 4096)
+        queries, vectors_t = torch.randn(rows, dim), torch.randn(dim, columns)
+        torch.addmm(torch.zeros(columns), queries, vectors_t).amin(1)
         started = time.perf_counter()
-        for _ in range(20):
-            coreset_step()
-        coreset_seconds = (time.perf_counter() - started) / 20 * bank
-        seconds = per_image * count * 1.2 + coreset_seconds
-        return TrainingCost(seconds, total_patches * dim * 4 * 2 / 2**20, per_image, bank)
+        torch.addmm(torch.zeros(columns), queries, vectors_t).amin(1)
+        calibration = (time.perf_counter() - started) * (total_patches / rows) * (bank / columns)
+        seconds = per_image * count * 1.2 + coreset + calibration
+        block = max(1 << 24, int(per_image_patches) * bank)  # unseen_scores' distance block, in entries
+        table_bytes = (total_patches * (dim + projected + 5) * 4 + total_patches * 8  # patches, coreset tables
+                       + bank * dim * 4 * 2 + block * 4 * 2)  # the bank and its transposed copy, one distance block
+        return TrainingCost(seconds, _peak_rss_mb() + table_bytes / 2**20, per_image, bank)
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB; 0 where the platform does not say (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return 0.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QMainWindow, QMenu
 PERMISSIONS = {
     "train_action": "train", "users_action": "manage_users", "inspect_folder_action": "inspect",
     "inspect_files_action": "inspect", "evaluate_action": "inspect", "mark_ok_action": "label",
-    "mark_ng_action": "label", "false_positive_action": "train",
+    "mark_ng_action": "label", "false_positive_action": "train", "watch_folder_action": "inspect",
 }
 # Usable by anyone logged in, by nobody while the station is locked.
 LOGGED_IN = ("records_action", "new_project_action", "open_project_action", "preferences_action", "lock_action",
@@ -23,6 +23,8 @@ _ACTIONS = (
     ("inspect_folder_action", "Inspect &folder…", "inspect_folder_dialog", "Ctrl+I",
      "Score every image in a folder and its subfolders"),
     ("inspect_files_action", "Inspect fi&les…", "inspect_files_dialog", "Ctrl+Shift+I", ""),
+    ("watch_folder_action", "&Watch folder…", "watch_folder_dialog", None,
+     "Inspect every image the line drops into a folder, as it arrives (start and stop)"),
     ("train_action", "&Train", "start_training", "Ctrl+T", "Train on the good images"),
     ("cancel_action", "&Cancel", "cancel_work", "Esc", "Cancel training or inspection"),
     ("evaluate_action", "&Evaluate…", "evaluate_dialog", "Ctrl+E",
@@ -76,6 +78,8 @@ def build_actions(window, fill_recent) -> None:
     window.recent_menu = QMenu("Open &recent", window)
     window.recent_menu.aboutToShow.connect(fill_recent)
     file_menu.addMenu(window.recent_menu)
+    file_menu.addSeparator()
+    file_menu.addAction(w.watch_folder_action)
     file_menu.addSeparator()
     file_menu.addActions([w.records_action, w.users_action, w.change_password_action, w.lock_action])
     file_menu.addSeparator()

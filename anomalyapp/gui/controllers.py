@@ -77,6 +77,8 @@ class TrainingController(QObject):
             image_size=values["image_size"],
             coreset_ratio=values["coreset_ratio"],  # the service reads the options of the chosen detector only
             epochs=values["epochs"],
+            roi=tuple(tuple(r) for r in values.get("roi") or ()) or None,
+            smallest_defect=values.get("smallest_defect") or None,
             calibration=CalibrationConfig(target_false_reject_rate=values.get(
                 "false_reject_rate", CalibrationConfig().target_false_reject_rate)),
             device=project.training.device,

@@ -21,6 +21,7 @@ class TrainingFlow(QObject):
         super().__init__(parent)
         self.session, self.access, self.trainer, self.panel = session, access, trainer, panel
         self.view_model, self.review = view_model, review
+        self.region_dialog = None  # the open region-of-interest editor, if any
         trainer.started.connect(view_model.start)
         trainer.progress.connect(view_model.show_progress)
         trainer.ended.connect(view_model.end)
@@ -41,6 +42,24 @@ class TrainingFlow(QObject):
             setattr(project.training, key, value)
         self.session.save()
         self.trainer.start(project, values, self.access.user)
+
+    def draw_region(self) -> None:
+        """Open the region-of-interest editor on the project's first good image; OK sets the panel's region."""
+        from anomalyapp.gui.widgets.roi_editor import RoiDialog
+        from anomalyapp.services.project import first_good_image
+
+        project = self.session.project
+        if project is None or not project.good_folder:
+            self.error.emit("Region of interest", "choose the folder of good images first")
+            return
+        try:
+            pixels = first_good_image(project.good_folder)
+        except AppError as error:
+            self.error.emit("Region of interest", str(error))
+            return
+        self.region_dialog = RoiDialog(pixels, self.panel.region, self.panel.window())
+        self.region_dialog.accepted.connect(lambda: self.panel.set_region(self.region_dialog.rectangles))
+        self.region_dialog.open()
 
     def estimate(self) -> None:
         if self.session.project is not None:

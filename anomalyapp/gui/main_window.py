@@ -19,6 +19,7 @@ from anomalyapp.gui.flows import InspectionFlow, TrainingFlow
 from anomalyapp.gui.review import ReviewController
 from anomalyapp.gui.session import ProjectSession
 from anomalyapp.gui.viewmodels import CameraViewModel, StatusViewModel, ThresholdViewModel, TrainingViewModel
+from anomalyapp.gui.watch_controller import WatchController, open_watch_dialog
 from anomalyapp.gui.widgets.camera_panel import CameraPanel
 from anomalyapp.gui.widgets.image_viewer import ImageViewer
 from anomalyapp.gui.widgets.results_table import ResultsPanel
@@ -56,6 +57,7 @@ class MainWindow(QMainWindow):
                                        self.review_bar, self.status, self.threshold_view, self)
         self.training = TrainingFlow(self.session, self.access, self.trainer, self.training_panel,
                                      self.training_view, self.review, self)
+        self.watch = WatchController(self.inspection, self.access, self.session, self)
         actions.build_actions(self, lambda: window_dialogs.fill_recent(self))
         self._wire()
         window_layout.restore(self, self.settings)
@@ -67,6 +69,7 @@ class MainWindow(QMainWindow):
         panel.train_requested.connect(self.start_training)
         panel.cancel_requested.connect(self.trainer.cancel)
         panel.estimate_requested.connect(self.training.estimate)
+        panel.region_requested.connect(self.training.draw_region)
         panel.good_folder_changed.connect(self.session.set_good_folder)
         view.running_changed.connect(panel.set_running)
         view.progress.connect(panel.show_progress)
@@ -93,6 +96,8 @@ class MainWindow(QMainWindow):
         self.viewer.hover_changed.connect(lambda text: status.show(text))
         self.inspection.model_loaded.connect(self.review.model_loaded)
         self.inspection.model_loaded.connect(lambda _: self._show_device())
+        # The model's region of interest, dimmed around on the viewer (nothing outside it is scored).
+        self.inspection.model_loaded.connect(lambda manifest: self.viewer.set_region(manifest.values["config"].get("roi")))
         for source, title in ((self.inspection.model_failed, "Model"), (self.inspection.error, "Inspection"),
                               (self.evaluation.failed, "Evaluation"), (self.access.error, "Permission"),
                               (self.access.records_warning, "Records changed outside anomalyapp"),
@@ -108,6 +113,10 @@ class MainWindow(QMainWindow):
         self.access.login_needed.connect(lambda: window_dialogs.ask_login(self))
         self.access.first_user_needed.connect(lambda: window_dialogs.ask_first_user(self))
         self.trainer.ended.connect(lambda *_: self.close() if self._quit_confirmed else None)
+        self.watch.result_ready.connect(self.inspection.result_ready)  # into the table like any inspection
+        self.watch.status_text.connect(lambda text: status.show(text))
+        self.watch.error.connect(lambda message: self.show_error("Watch folder", message))
+        self.session.about_to_replace.connect(self.watch.stop)
         self.camera.attach(self.camera_panel, self.viewer)
         # Probing cameras takes a moment: done in the background when the Camera tab is first opened.
         self.left_tabs.currentChanged.connect(lambda index: self.camera.refresh() if self.left_tabs.widget(index)
@@ -164,6 +173,7 @@ class MainWindow(QMainWindow):
     inspect_folder_dialog = window_dialogs.inspect_folder_dialog
     inspect_files_dialog = window_dialogs.inspect_files_dialog
     evaluate_dialog = window_dialogs.evaluate_dialog
+    watch_folder_dialog = open_watch_dialog
 
     def inspect(self, inputs) -> None:
         self.inspection_flow.inspect(inputs)
@@ -219,6 +229,7 @@ class MainWindow(QMainWindow):
         self.review.flush()
         window_layout.save(self, self.settings)
         self.camera.stop()
+        self.watch.stop()
         self.trainer.cancel()
         self.inspection.stop()
         super().closeEvent(event)

@@ -11,7 +11,10 @@ and ``preprocess_backbone_ms``, those plus the resize and normalisation of the d
 calls take turns, round by round, so a busy moment on the machine touches them all alike.
 
 The whole is repeated with ten times the training patches (each training image also flipped and rotated)
-to show how time and memory grow.
+to show how time and memory grow, and once on a generated line of 300 good images (the demo generator at
+its defaults but for the count): the size of a real station's good set, 235,200 patches at 224 px. Fit
+time is split into features, coreset, and bank (index and coverage radius), and printed beside the floor
+of the features: the floor forward once per training image.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class BenchRequest:
     scale: bool = True
     image_size: int = 224
     coreset_ratio: float = 0.1
+    line_300: bool = True  # also fit and predict on the generated 300-good-image line
 
 
 def _peak_rss_mb() -> float | None:
@@ -97,14 +101,13 @@ def _measure(backbone: str, weights: str | None, train_paths: list[str], probe_p
     resolved = resolve_weights(backbone, weights)
     detector, _ = build_detector("patchcore", config, resolved, "cpu")
     started = time.perf_counter()
-    coreset_seconds = 0.0
-    coreset_started = None
+    stage_ends: dict[str, float] = {}  # when each stage last reported: stages follow one another
     for progress in detector.fit(iter(images), len(images)):
-        if progress.stage == "coreset" and coreset_started is None:
-            coreset_started = time.perf_counter()
-        if progress.stage == "bank" and coreset_started is not None:
-            coreset_seconds = time.perf_counter() - coreset_started
+        stage_ends[progress.stage] = time.perf_counter()
     fit_seconds = time.perf_counter() - started
+    features_end = stage_ends.get("features", started)
+    coreset_seconds = stage_ends["coreset"] - features_end if "coreset" in stage_ends else 0.0
+    bank_seconds = time.perf_counter() - stage_ends.get("coreset", features_end)
     raw, maps = detector.raw_predict([probe])
     detector.calibration = calibrate([raw[0]], [float(maps[0].max())], sigmas=3.0, source="bench")
 
@@ -133,7 +136,11 @@ def _measure(backbone: str, weights: str | None, train_paths: list[str], probe_p
         "bank_size": detector.bank.size,
         "embedding_dim": detector.model.dim,
         "fit_s": fit_seconds,
+        "features_s": features_end - started,
         "coreset_s": coreset_seconds,
+        "bank_s": bank_seconds,
+        # The floor of the fit's features: the bare backbone once per training image.
+        "features_floor_s": medians["floor"] * len(images) / 1000.0,
         "predict_ms": medians["predict"],
         "floor_ms": medians["floor"],
         "latency_ratio": medians["predict"] / medians["floor"],
@@ -177,14 +184,25 @@ def run_benchmark(request: BenchRequest) -> Generator[Progress, None, dict]:
         "coreset_ratio": request.coreset_ratio,
         "backbones": {},
         "scaled_10x": {},
+        "line_300": {},
     }
-    runs = [(name, 1) for name in backbones] + ([(name, 10) for name in backbones] if request.scale else [])
-    for index, (name, factor) in enumerate(runs):
-        yield Progress("bench", index, len(runs), f"{name}{' x10 patches' if factor > 1 else ''}")
+    runs = [("backbones", name, 1) for name in backbones]
+    runs += [("scaled_10x", name, 10) for name in backbones] if request.scale else []
+    line_paths = None
+    if request.line_300:
+        from anomalyapp.core import paths
+        from anomalyapp.data.demo import generate_demo
+
+        line = discover_dataset(generate_demo(paths.data_dir() / "demo" / "demo_line_300", seed=0, n_train=300))
+        line_paths = ([str(p) for p in line.train_good], str(line.test[0].path))
+        runs += [("line_300", name, 1) for name in backbones]
+    titles = {"backbones": "", "scaled_10x": " x10 patches", "line_300": " 300 good images"}
+    for index, (section, name, factor) in enumerate(runs):
+        yield Progress("bench", index, len(runs), f"{name}{titles[section]}")
         options = {"factor": factor, "repeats": request.repeats, "image_size": request.image_size,
                    "coreset_ratio": request.coreset_ratio}
-        figures = run_in_child(_measure, (name, _weights_for(name), train_paths, probe, options))
-        (result["backbones"] if factor == 1 else result["scaled_10x"])[name] = figures
+        run_paths, run_probe = line_paths if section == "line_300" else (train_paths, probe)
+        result[section][name] = run_in_child(_measure, (name, _weights_for(name), run_paths, run_probe, options))
     yield Progress("bench", len(runs), len(runs), "done")
     return result
 
@@ -261,19 +279,22 @@ def write_markdown(result: dict, path: Path, command: str) -> None:
         "Medians at batch 1; the timed calls take turns round by round. Peak RSS is the benchmark process's own.",
         "",
     ]
-    for title, table in (("Training set as given", result["backbones"]), ("Ten times the training patches", result["scaled_10x"])):
+    sections = (("Training set as given", result["backbones"]), ("Ten times the training patches", result["scaled_10x"]),
+                ("A line of 300 good images (generated)", result.get("line_300", {})))
+    for title, table in sections:
         if not table:
             continue
         lines += [f"## {title}", "",
                   "| backbone | weights | predict ms | floor ms | ratio | stages ms | ratio | resize+stages ms | ratio "
-                  "| fit s | coreset s | bank | patches | peak RSS MB |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| fit s | features s | features floor s | coreset s | bank s | bank | patches | peak RSS MB |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, f in table.items():
             rss = "n/a" if f["peak_rss_mb"] is None else f"{f['peak_rss_mb']:.0f}"
             lines.append(
                 f"| {name} | {f['weights']} | {f['predict_ms']:.1f} | {f['floor_ms']:.1f} | {f['latency_ratio']:.2f} | "
                 f"{f['backbone_ms']:.1f} | {f['ratio_to_backbone']:.2f} | {f['preprocess_backbone_ms']:.1f} | "
-                f"{f['ratio_to_preprocess_backbone']:.2f} | {f['fit_s']:.1f} | {f['coreset_s']:.1f} | "
+                f"{f['ratio_to_preprocess_backbone']:.2f} | {f['fit_s']:.1f} | {f.get('features_s', 0.0):.1f} | "
+                f"{f.get('features_floor_s', 0.0):.1f} | {f['coreset_s']:.1f} | {f.get('bank_s', 0.0):.1f} | "
                 f"{f['bank_size']} | {f['training_patches']} | {rss} |"
             )
         lines.append("")

@@ -14,7 +14,7 @@ from anomalyapp.core.errors import DataError, ImageReadError
 from anomalyapp.core.files import write_text_atomically
 from anomalyapp.core.image_names import folder_of
 from anomalyapp.core.types import Prediction, Progress
-from anomalyapp.data.images import images_in, is_image_file, load_image, save_image
+from anomalyapp.data.images import encode_image, images_in, is_image_file, load_image, save_encoded_image, save_image
 from anomalyapp.services import rendering
 from anomalyapp.services.training import resolve_device
 
@@ -170,6 +170,51 @@ def run_folder(parent: str | os.PathLike) -> Path:
     raise DataError(f"cannot create a new run folder in {parent}: {stem} and its numbered variants all exist")
 
 
+RESULTS_COLUMNS = ["path", "score", "verdict", "raw_score", "error", "folder"]
+
+
+class RunOutput:
+    """What one predict run writes, fed its results in input order: the rows of ``results.csv``, one overlay
+    per scored image (in ``out``, when there is one) and the counts. Shared by the plain run and the cluster
+    run (``services.batch_scoring``), so both write the same table and the same overlay names."""
+
+    def __init__(self, out: Path | None):
+        self.out = out
+        self.rows: list[list[str]] = []
+        self.counts = {"OK": 0, "NG": 0, "error": 0}
+        self._overlay_names: set[str] = set()
+
+    def add(self, result: ImageResult, overlay_png: bytes | None = None) -> str:
+        """Record one result (its overlay drawn from ``result.pixels``, or given already encoded); its verdict."""
+        if result.ok:
+            verdict = result.prediction.verdict
+            self.rows.append([str(result.path), f"{result.prediction.score:.6f}", verdict,
+                              f"{result.prediction.raw_score:.6f}", "", folder_of(result.path)])
+            if self.out is not None:
+                target = self.out / _overlay_name(result.path, self._overlay_names)
+                if overlay_png is not None:
+                    save_encoded_image(target, overlay_png)
+                elif result.pixels is not None:
+                    save_image(target, rendering.overlay(result.pixels, result.prediction.anomaly_map))
+                result.pixels = None
+        else:
+            verdict = "error"
+            self.rows.append([str(result.path), "", "error", "", result.error.reason, folder_of(result.path)])
+        self.counts[verdict] += 1
+        return verdict
+
+    def finish(self, images: int) -> dict:
+        """Write ``results.csv`` (last, atomically) and return the run's summary."""
+        if self.out is not None:
+            write_text_atomically(self.out / "results.csv", csv_text(RESULTS_COLUMNS, self.rows))
+        return {"images": images, **self.counts, "out": str(self.out) if self.out else None}
+
+
+def overlay_png(result: ImageResult) -> bytes:
+    """The overlay file ``RunOutput`` would write for a scored result that kept its pixels, as bytes."""
+    return encode_image("overlay.png", rendering.overlay(result.pixels, result.prediction.anomaly_map))
+
+
 def predict_to_folder(
     session: InferenceSession,
     inputs: Iterable[str | os.PathLike],
@@ -184,23 +229,9 @@ def predict_to_folder(
     is one that was interrupted, and runs at the same time never share a folder.
     """
     paths = expand_inputs(inputs)
-    out = run_folder(out_dir) if out_dir else None
-    rows, used, counts = [], set(), {"OK": 0, "NG": 0, "error": 0}
-    for index, result in enumerate(session.predict_paths(paths, cancel, keep_pixels=out is not None)):
-        if result.ok:
-            verdict = result.prediction.verdict
-            rows.append([str(result.path), f"{result.prediction.score:.6f}", verdict, f"{result.prediction.raw_score:.6f}", "",
-                         folder_of(result.path)])
-            if out is not None:
-                picture = rendering.overlay(result.pixels, result.prediction.anomaly_map)
-                save_image(out / _overlay_name(result.path, used), picture)
-                result.pixels = None
-        else:
-            verdict = "error"
-            rows.append([str(result.path), "", "error", "", result.error.reason, folder_of(result.path)])
-        counts[verdict] += 1
+    output = RunOutput(run_folder(out_dir) if out_dir else None)
+    for index, result in enumerate(session.predict_paths(paths, cancel, keep_pixels=output.out is not None)):
+        verdict = output.add(result)
         yield result
         yield Progress("predict", index + 1, len(paths), f"{result.path.name}: {verdict}")
-    if out is not None:
-        write_text_atomically(out / "results.csv", csv_text(["path", "score", "verdict", "raw_score", "error", "folder"], rows))
-    return {"images": len(paths), **counts, "out": str(out) if out else None}
+    return output.finish(len(paths))

@@ -22,6 +22,7 @@ from pathlib import Path
 from anomalyapp.core import paths
 from anomalyapp.core.errors import DataError
 from anomalyapp.core.files import write_text_atomically
+from anomalyapp.core.line import LineSettings
 from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
 
 PROJECT_FILE = "project.json"
@@ -38,6 +39,10 @@ class TrainingSettings:
     epochs: int = 40
     device: str = "auto"
     false_reject_rate: float = 0.01  # the share of new good parts the threshold may judge NG
+    # The region of interest drawn in the window (rectangles as shares of the image; empty: the whole image) and
+    # the smallest defect that matters in px (0: not said, no tiles): what the model sees (engine.framing).
+    roi: tuple = ()
+    smallest_defect: float = 0.0
 
 
 TEST_PAUSE_ENV = "ANOMALYAPP_TEST_PAUSE_AT"  # tests only: "<point>:<marker file>" pauses there (kill -9 tests)
@@ -61,6 +66,8 @@ class Project:
     current_model: str | None = None  # folder name under models/
     training: TrainingSettings = field(default_factory=TrainingSettings)
     created: str = ""
+    # A copy of the line settings in force (the records hold them: services.line_link.save_line_settings).
+    line: LineSettings = field(default_factory=LineSettings)
     # A copy of the decision rule in use (normalised; the calibrated threshold is NORMALISED_THRESHOLD), kept
     # for display and for projects older than the records' rule. Read-only: RecordsService.set_threshold.
     _threshold: float = field(default=NORMALISED_THRESHOLD, repr=False)
@@ -107,6 +114,7 @@ class Project:
         data = asdict(self)
         data["threshold"], data["uncertain_low"] = data.pop("_threshold"), data.pop("_uncertain_low")
         data["root"] = None  # the folder is where the file is, not what it says
+        data["line"] = self.line.to_dict()
         data["version"] = PROJECT_VERSION
         return data
 
@@ -185,6 +193,19 @@ def preview_good_images(folder: str | os.PathLike, sample: int = 6) -> GoodImage
     return GoodImagesPreview(Path(folder), len(good), good[::step][:sample])
 
 
+def first_good_image(folder: str | os.PathLike):
+    """The first readable good image a training would use, as RGB pixels: the picture the region is drawn on."""
+    from anomalyapp.core.errors import DataError, ImageReadError
+    from anomalyapp.data.images import load_image
+
+    for path in preview_good_images(folder).sample:
+        try:
+            return load_image(path).to_rgb()
+        except ImageReadError:
+            continue
+    raise DataError(f"none of the good images in {folder} could be read")
+
+
 def project_root_of(path: str | os.PathLike) -> Path | None:
     """The project folder that holds ``path`` (itself or a parent with ``project.json``), or None."""
     path = Path(path).resolve()
@@ -253,6 +274,10 @@ def open_project(root: str | os.PathLike) -> Project:
         if data.get("version", 0) > PROJECT_VERSION:
             raise DataError(f"project {root} was saved by a newer anomalyapp")
         training = TrainingSettings(**data.pop("training", {}))
+        try:
+            data["line"] = LineSettings.from_dict(data.pop("line", None))
+        except DataError as exc:
+            raise DataError(f"project file {file}: {exc}") from None
         data.pop("version", None)
         data.pop("root", None)
         data["_threshold"] = data.pop("threshold", NORMALISED_THRESHOLD)

@@ -40,10 +40,16 @@ class TrainRequest:
     allow_download: bool = False
     image_size: int | None = None
     keep_aspect: bool | None = None  # None: decided from the training images (choose_keep_aspect)
+    # Region of interest: rectangles (left, top, right, bottom) as shares of the image; None or (): the whole image.
+    roi: tuple | None = None
+    # Tiles at this scale (1.0: the image's own pixels); None: decided from smallest_defect (choose_framing).
+    tile_scale: float | None = None
+    smallest_defect: float | None = None  # px: the smallest defect that matters; None: no tiling unless asked
     coreset_ratio: float | None = None
     max_bank_size: int | None = None
     index: str | None = None
     epochs: int | None = None
+    stage_weighting: str | None = None  # core.config.STAGE_WEIGHTINGS; None: the detector's default
     seed: int = 0
     device: str = "auto"
     defects: Path | None = None  # optional folder of known defective images: offers an F1-optimal threshold
@@ -88,15 +94,55 @@ def build_config(request: TrainRequest):
     except ValueError as error:
         raise DataError(str(error)) from None
     overrides = {name: getattr(request, name) for name in cls.training_options}
-    overrides |= {"backbone": request.backbone, "image_size": request.image_size, "keep_aspect": request.keep_aspect}
+    overrides |= {"backbone": request.backbone, "image_size": request.image_size, "keep_aspect": request.keep_aspect,
+                  "stage_weighting": request.stage_weighting}
+    if (request.roi or request.tile_scale is not None) and not hasattr(cls(), "tile_scale"):
+        raise DataError(f"the {request.detector} detector offers no region of interest or tiles")
+    if request.roi is not None:
+        overrides["roi"] = tuple(tuple(float(v) for v in rectangle) for rectangle in request.roi)
+    overrides["tile_scale"] = request.tile_scale
+    if request.smallest_defect is not None and not request.smallest_defect > 0:
+        raise DataError(f"smallest defect {request.smallest_defect} px must be above 0")
     config = replace(cls(seed=request.seed), **{k: v for k, v in overrides.items() if v is not None})
     smallest, largest = IMAGE_SIZE_RANGE
     if not smallest <= config.image_size <= largest:
         raise DataError(f"image size {config.image_size} is out of range ({smallest} to {largest})")
-    problem = config.problem()
+    framing_problem = getattr(config, "framing_problem", None)  # configs without core.config.FramingConfig
+    problem = (framing_problem() if framing_problem else None) or config.problem()
     if problem:
         raise DataError(problem)
     return config
+
+
+def choose_framing(config, request: TrainRequest, paths: list[Path]):
+    """The config with its tile scale chosen from the images' size and the smallest defect that matters.
+
+    An explicit ``tile_scale`` is kept; without ``smallest_defect`` nothing is tiled (today's squeezed path).
+    The size is the first readable training image's: a fixed camera gives one size.
+    """
+    from anomalyapp.engine.framing import choose_tile_scale
+
+    if request.tile_scale is not None or not request.smallest_defect or not hasattr(config, "tile_scale"):
+        return config
+    for path in paths[:ASPECT_SAMPLE]:
+        try:
+            height, width = load_training_image(path).pixels.shape[:2]
+        except ImageReadError:
+            continue
+        scale = choose_tile_scale(height, width, config.image_size, request.smallest_defect, config.roi)
+        return replace(config, tile_scale=scale)
+    return config
+
+
+def framing_note(config) -> str | None:
+    """One line on the region and tiles a training uses, or None when it sees whole images."""
+    parts = []
+    if getattr(config, "roi", ()):
+        parts.append(f"region of interest: {len(config.roi)} rectangle{'s' if len(config.roi) > 1 else ''}")
+    if getattr(config, "tile_scale", None) is not None:
+        parts.append(f"tiles of {config.image_size} px at {config.tile_scale:g} x the image's pixels, "
+                     f"overlapping by {config.tile_overlap:.0%}")
+    return "; ".join(parts) or None
 
 
 # Training images whose aspects (height / width) lie within this factor of each other count as one shape.
@@ -250,6 +296,7 @@ def _train(request: TrainRequest, cancel: CancelToken | None) -> Generator[Progr
     defect_paths = list_images(request.defects) if request.defects else []
     if request.keep_aspect is None:
         config = replace(config, keep_aspect=choose_keep_aspect(dataset.train_good))
+    config = choose_framing(config, request, dataset.train_good)
 
     yield Progress("setup", 0, None, f"backbone {config.backbone} ({resolved.source}) on {device}")
     if config.keep_aspect:
@@ -260,6 +307,8 @@ def _train(request: TrainRequest, cancel: CancelToken | None) -> Generator[Progr
     else:
         input_note = f"input: {config.image_size} x {config.image_size} px"
     yield Progress("setup", 0, None, input_note)
+    if framing_note(config):
+        yield Progress("setup", 0, None, framing_note(config))
     detector, weights_sha = build_detector(request.detector, config, resolved, device)
 
     skipped: list[ImageReadError] = []
@@ -346,12 +395,14 @@ class Estimate:
     bank_size: int | None
     memory_mb: float
     per_image_ms: float
+    tiles_per_image: int = 1
 
     def describe(self) -> str:
         bank = f", memory bank {self.bank_size:,} patches" if self.bank_size else ""
         minutes, seconds = divmod(max(1, round(self.seconds)), 60)
         duration = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
-        return f"{self.images} images: about {duration}, {self.memory_mb:,.0f} MB{bank}"
+        tiles = f" ({self.tiles_per_image} tiles each)" if self.tiles_per_image > 1 else ""
+        return f"{self.images} images{tiles}: about {duration}, peak memory about {self.memory_mb:,.0f} MB{bank}"
 
 
 def estimate(request: TrainRequest, sample: int = 3) -> Estimate:
@@ -369,10 +420,12 @@ def estimate(request: TrainRequest, sample: int = 3) -> Estimate:
     paths = dataset.train_good
     if request.keep_aspect is None:
         config = replace(config, keep_aspect=choose_keep_aspect(paths))
+    config = choose_framing(config, request, paths)
     skipped: list[ImageReadError] = []
     images = list(iter_pixels(paths[:sample], skipped))
     if not images:
         raise DataError(f"none of the first {sample} images in {request.data} could be read")
     detector, _ = build_detector(request.detector, config, resolve_weights(config.backbone, request.weights), device)
     cost = detector.training_cost(images, len(paths))
-    return Estimate(len(paths), cost.seconds, cost.bank_size, cost.memory_mb, cost.per_image_seconds * 1000)
+    return Estimate(len(paths), cost.seconds, cost.bank_size, cost.memory_mb, cost.per_image_seconds * 1000,
+                    cost.tiles_per_image)

@@ -29,6 +29,7 @@ from anomalyapp.store import schema
 from anomalyapp.store.accounts import AccountRecords
 from anomalyapp.store.inspections import InspectionRecords
 from anomalyapp.store.ledger import LedgerRecords, LedgerReport
+from anomalyapp.store.outbox import OutboxRecords
 from anomalyapp.store.rows import (
     LABEL_FILTERS,
     LABELS,
@@ -48,6 +49,7 @@ from anomalyapp.store.rows import (
     to_ms,
 )
 from anomalyapp.store.versions import CURRENT_MODEL_VERSION, VersionRecords
+from anomalyapp.store.watched_files import WatchedFileRecords
 
 # The record types and time helpers live beside the store (rows.py and the part modules); this module is
 # where the rest of the app imports them from.
@@ -62,7 +64,8 @@ BUSY_TIMEOUT_MS = 10_000
 VERIFY_LIMIT_MB = 64  # files up to this size are checked whole at open (about a quarter of a second)
 
 
-class RecordStore(InspectionRecords, AccountRecords, VersionRecords, LedgerRecords):
+class RecordStore(InspectionRecords, AccountRecords, VersionRecords, LedgerRecords, WatchedFileRecords,
+                  OutboxRecords):
     """The project's records database. Open with ``RecordStore.open(path)`` or as a context manager."""
 
     def __init__(self, path: str | os.PathLike, *, verify: bool | None = None):

@@ -254,7 +254,49 @@ def _v4_ledger(conn: sqlite3.Connection) -> None:
         )
 
 
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [_V1, _V2, _V3, _v4_ledger]
+# Version 5: the outbox of verdicts waiting to be sent to the line (``store.outbox``), one row per verdict and
+# sink. It is a queue, not a record: rows are marked sent and later pruned, so it is not in the ledger. A row is
+# written with its verdict's payload and a message id that stays the same on every retry (delivery is
+# at-least-once; a receiver drops repeats by that id); ``id`` gives the order of sending per sink.
+_V5 = """
+CREATE TABLE outbox (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    sink         TEXT    NOT NULL CHECK (sink IN ('mqtt', 'opcua', 'opcua_client', 'webhook')),
+    message_id   TEXT    NOT NULL,
+    payload      TEXT    NOT NULL,
+    created_at   INTEGER NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    sent_at      INTEGER
+);
+CREATE INDEX outbox_pending ON outbox(sink, sent_at, id);
+"""
+
+# Version 6: the hot folder's watched files (``store.watched_files``): one row per file seen complete in a watched
+# folder, keyed by folder, name, size and modification time (a new file under an old name is a new part), with
+# its state: queued (waiting for the model), done (inspected: ``inspection_id``), skipped (not an image),
+# dropped (the queue was full) or error (unreadable), and the reason. A restart re-queues the queued ones and
+# skips every other one it knows, so no file is scored twice and none that arrived meanwhile is missed. Like
+# the outbox it is working state, not a record (rows change state), so it is not in the ledger; the
+# inspections it points to are.
+_V6 = """
+CREATE TABLE watched_files (
+    id            INTEGER PRIMARY KEY,
+    folder        TEXT    NOT NULL,
+    name          TEXT    NOT NULL,
+    size          INTEGER NOT NULL,
+    mtime_ns      INTEGER NOT NULL,
+    state         TEXT    NOT NULL CHECK (state IN ('queued', 'done', 'skipped', 'dropped', 'error')),
+    reason        TEXT,
+    inspection_id INTEGER REFERENCES inspections(id),
+    seen_at       INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+);
+CREATE INDEX watched_files_name ON watched_files(folder, name, id);
+CREATE INDEX watched_files_state ON watched_files(folder, state, id);
+"""
+
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [_V1, _V2, _V3, _v4_ledger, _V5, _V6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -40,7 +40,8 @@ def test_evaluate_writes_all_metric_keys(patchcore_model, demo_line, tmp_path):
 
     rows = metrics["per_image"]
     fpr, tpr, _ = roc_curve([r["defect_type"] != "good" for r in rows], [r["score"] for r in rows])
-    assert metrics["roc"] == {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+    assert {key: metrics["roc"][key] for key in ("fpr", "tpr")} == {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+    assert len(metrics["roc"]["thresholds"]) == len(fpr)  # each point's threshold, for the window's drill-down
 
 
 def test_train_skips_an_unreadable_image_and_names_it(demo_line, tmp_path, capsys):

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -79,3 +81,38 @@ def test_generate_demo_reuses_replaces_or_refuses(tmp_path):
 def test_generate_demo_defaults_are_quick_enough(tmp_path):
     dataset = discover_dataset(generate_demo(tmp_path / "washers"))
     assert len(dataset.train_good) == 40 and len(dataset.test) == 12 + 12 * len(DEFECT_KINDS)
+
+
+@pytest.mark.parametrize("kind", DEFECT_KINDS)
+@pytest.mark.parametrize("seed", range(3))
+def test_small_defects_are_a_few_pixels_whatever_the_size(kind, seed):
+    """The high-resolution line (tools/make_highres_set.py): defects 4-10 px across on a large image."""
+    import cv2
+
+    from anomalyapp.data.demo import SMALL_DEFECT_PX
+
+    image, mask = make_defect_image(np.random.default_rng(seed), 768, kind, small=True)
+    good = make_good_image(np.random.default_rng(seed), 768)
+    changed = (image != good).any(axis=2)
+    assert changed.any() and not (changed & (mask == 0)).any()  # visible, and only inside the mask
+    count, _, stats, _ = cv2.connectedComponentsWithStats((changed * 255).astype(np.uint8))
+    low, high = SMALL_DEFECT_PX
+    for width, height in stats[1:count, 2:4]:
+        if kind == "spot":
+            assert low - 1 <= max(width, height) <= high + 1  # a spot of 4-10 px, a pixel either way for the circle
+        else:
+            assert max(width, height) <= 4 * high + 4  # a short scratch, 2-3 px wide
+    assert np.count_nonzero(mask) / mask.size < 0.002  # far smaller than the usual defects (0.4-2.5 %)
+
+
+def test_small_defect_demo_is_its_own_set(tmp_path):
+    kwargs = dict(seed=1, n_train=1, n_test_good=0, n_test_per_defect=1, size=256)
+    plain = generate_demo(tmp_path / "plain", **kwargs)
+    small = generate_demo(tmp_path / "small", small_defects=True, **kwargs)
+    assert load_image(plain / "train" / "good" / "000.png").pixels.tobytes() == \
+        load_image(small / "train" / "good" / "000.png").pixels.tobytes()  # the same parts
+    assert np.count_nonzero(load_image(small / "ground_truth" / "spot" / "000_mask.png").pixels) < \
+        np.count_nonzero(load_image(plain / "ground_truth" / "spot" / "000_mask.png").pixels)
+    # Asking for small defects where plain ones are is a different demo: it is replaced, not reused.
+    again = generate_demo(tmp_path / "plain", small_defects=True, **kwargs)
+    assert json.loads((again / "demo.json").read_text())["small_defects"] is True

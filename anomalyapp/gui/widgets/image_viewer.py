@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QPainterPath
+from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QVBoxLayout, QWidget
 
 from anomalyapp.core.colours import ANOMALY_COLOUR_MAP
@@ -134,6 +134,14 @@ class ImageViewer(QWidget):
         self._view_box.addItem(self._box_item, ignoreBounds=True)
         self._view_box.sigTransformChanged.connect(self._on_transform_changed)
 
+        # Outside the model's region of interest the image is dimmed: nothing there is scored.
+        self._region_rectangles: tuple = ()
+        self._region_shade = QGraphicsPathItem()
+        self._region_shade.setPen(QPen(Qt.PenStyle.NoPen))
+        self._region_shade.setBrush(QBrush(QColor(0, 0, 0, 150)))
+        self._region_shade.setZValue(15)
+        self._view_box.addItem(self._region_shade, ignoreBounds=True)
+
         self._paint_layer = PaintLayer()
         self._view_box.addItem(self._paint_layer, ignoreBounds=True)
         self._view_box.addItem(self._paint_layer.cursor_item, ignoreBounds=True)
@@ -156,6 +164,30 @@ class ImageViewer(QWidget):
         self._graphics.addItem(self._color_bar, row=0, col=1)
 
         self._graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+
+    @property
+    def region_shade_item(self) -> QGraphicsPathItem:
+        return self._region_shade
+
+    def set_region(self, rectangles) -> None:
+        """Dim the image outside these rectangles (left, top, right, bottom as shares of the image); () or None:
+        nothing dimmed."""
+        self._region_rectangles = tuple(tuple(r) for r in (rectangles or ()))
+        self._update_region_shade()
+
+    def _update_region_shade(self) -> None:
+        shape = self.image_shape()
+        path = QPainterPath()
+        if self._region_rectangles and shape is not None:
+            height, width = shape[:2]
+            path.addRect(QRectF(0, 0, width, height))
+            inside = QPainterPath()
+            for left, top, right, bottom in self._region_rectangles:
+                rectangle = QPainterPath()
+                rectangle.addRect(QRectF(left * width, top * height, (right - left) * width, (bottom - top) * height))
+                inside = inside.united(rectangle)
+            path = path.subtracted(inside)
+        self._region_shade.setPath(path)
 
     # ----------------------------------------------------------------------------------------- public API
     @property
@@ -234,6 +266,7 @@ class ImageViewer(QWidget):
         self.title_label.setToolTip(title)
         if previous is None or previous[:2] != pixels.shape[:2]:
             self.fit()
+            self._update_region_shade()
         self._update_base_level()
         self._refresh_readout()
 
@@ -299,6 +332,7 @@ class ImageViewer(QWidget):
         self._shown_level = None
         self._clear_map()
         self._image_item.clear()
+        self._update_region_shade()
         self.title_label.setText("")
         self.title_label.setToolTip("")
         self.image_info_label.setText("")

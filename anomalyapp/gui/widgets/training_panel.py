@@ -31,6 +31,7 @@ class TrainingPanel(QWidget):
     train_requested = Signal()
     cancel_requested = Signal()
     estimate_requested = Signal()
+    region_requested = Signal()  # the person wants to draw the region of interest on a good image
     good_folder_changed = Signal(str)
 
     def __init__(self, parent: QWidget | None = None):
@@ -98,6 +99,30 @@ class TrainingPanel(QWidget):
             "The share of new good parts the threshold may judge NG. Training sets the threshold to meet it "
             "and says what it expects, with its uncertainty."
         )
+        self.smallest_defect = QSpinBox()
+        self.smallest_defect.setObjectName("smallest_defect_spin")
+        self.smallest_defect.setRange(0, 500)
+        self.smallest_defect.setSuffix(" px")
+        self.smallest_defect.setSpecialValueText("not set")
+        self.smallest_defect.setToolTip(
+            "The smallest defect that matters, in image pixels. When squeezing the image to the image size would "
+            "shrink it below about 3 pixels, the model is trained on tiles at a finer scale instead (slower)."
+        )
+        self.region: tuple = ()
+        self.region_label = QLabel("whole image")
+        self.region_label.setObjectName("region_label")
+        self.region_button = QPushButton("Draw…")
+        self.region_button.setObjectName("region_button")
+        self.region_button.setToolTip("Draw rectangles on a good image: only they are trained on and scored. "
+                                      "The part must sit in the same place in every image.")
+        self.region_button.clicked.connect(self.region_requested)
+        region_clear = QPushButton("Clear")
+        region_clear.setObjectName("region_clear_button")
+        region_clear.clicked.connect(lambda: self.set_region(()))
+        region_row = QHBoxLayout()
+        region_row.addWidget(self.region_label, 1)
+        region_row.addWidget(self.region_button)
+        region_row.addWidget(region_clear)
         self.detector.currentIndexChanged.connect(self._detector_changed)
         for combo in (self.detector, self.backbone):  # the dock may be narrow (1280x800): the combos shrink
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -116,6 +141,8 @@ class TrainingPanel(QWidget):
         self._epochs_label = QLabel("Epochs")
         form.addRow(self._epochs_label, self.epochs)
         form.addRow("False rejects allowed", self.false_reject_rate)
+        form.addRow("Region of interest", region_row)
+        form.addRow("Smallest defect", self.smallest_defect)
         settings = QGroupBox("Training")
         settings.setLayout(form)
 
@@ -185,6 +212,14 @@ class TrainingPanel(QWidget):
         self.coreset_ratio.setValue(settings.coreset_ratio)
         self.epochs.setValue(settings.epochs)
         self.false_reject_rate.setValue(100.0 * settings.false_reject_rate)
+        self.set_region(getattr(settings, "roi", ()))
+        self.smallest_defect.setValue(round(getattr(settings, "smallest_defect", 0) or 0))
+
+    def set_region(self, rectangles) -> None:
+        """The region of interest to train with (rectangles as shares of the image); () for the whole image."""
+        self.region = tuple(tuple(float(v) for v in r) for r in (rectangles or ()))
+        count = len(self.region)
+        self.region_label.setText(f"{count} rectangle{'s' if count > 1 else ''}" if count else "whole image")
 
     def settings_values(self) -> dict:
         return {
@@ -194,6 +229,8 @@ class TrainingPanel(QWidget):
             "coreset_ratio": self.coreset_ratio.value(),
             "epochs": self.epochs.value(),
             "false_reject_rate": self.false_reject_rate.value() / 100.0,
+            "roi": self.region,
+            "smallest_defect": float(self.smallest_defect.value()),
         }
 
     def set_running(self, running: bool) -> None:

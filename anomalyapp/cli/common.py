@@ -21,3 +21,18 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def positive_number(unit: str):
+    """An argparse type: a number above 0, its errors naming ``unit`` ("seconds", "megapixels")."""
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number of {unit}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0 {unit}, not {text}")
+        return value
+
+    return convert

@@ -17,7 +17,7 @@ from anomalyapp import __version__
 from anomalyapp.cli import line as line_commands
 from anomalyapp.cli import records as record_commands
 from anomalyapp.cli import watch as watch_command
-from anomalyapp.cli.common import EXIT_CANCELLED, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from anomalyapp.cli.common import EXIT_CANCELLED, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, positive_number
 from anomalyapp.cli.common import Parser as _Parser
 from anomalyapp.cli.common import positive_int as _positive_int
 from anomalyapp.core.errors import AppError
@@ -137,18 +137,8 @@ def _rectangle(text: str) -> tuple[float, float, float, float]:
     return values
 
 
-def _megapixels(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number of megapixels") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0 megapixels, not {text}")
-    return value
-
-
 def _add_pixel_limit(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-pixels", type=_megapixels, metavar="MEGAPIXELS",
+    parser.add_argument("--max-pixels", type=positive_number("megapixels"), metavar="MEGAPIXELS",
                         help="refuse larger images before decoding them (default 100, or ANOMALYAPP_MAX_PIXELS)")
 
 

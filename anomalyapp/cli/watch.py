@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import getpass
 import os
@@ -14,18 +13,8 @@ import signal
 import sys
 from pathlib import Path
 
-from anomalyapp.cli.common import EXIT_OK, positive_int
+from anomalyapp.cli.common import EXIT_OK, positive_int, positive_number
 from anomalyapp.core.errors import AppError
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0 seconds, not {text}")
-    return value
 
 
 def add_parser(commands) -> None:
@@ -40,7 +29,7 @@ def add_parser(commands) -> None:
                        help="move or copy each inspected file into OK/, NG/ or Review/ inside FOLDER")
     watch.add_argument("--queue", type=positive_int, default=20, metavar="N",
                        help="files that may wait for the model; beyond, the oldest waiting is dropped (default 20)")
-    watch.add_argument("--settle", type=_seconds, default=0.5, metavar="SECONDS",
+    watch.add_argument("--settle", type=positive_number("seconds"), default=0.5, metavar="SECONDS",
                        help="a file unchanged this long is complete (default 0.5; files renamed in are taken at once)")
     watch.add_argument("--weights", help="backbone weights file, if not where training found it")
     watch.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

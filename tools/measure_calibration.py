@@ -83,6 +83,8 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "calibration")
     parser.add_argument("--detectors", nargs="+", default=["patchcore", "autoencoder"])
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS), metavar="SET",
+                        help=f"which of {', '.join(SETS)} (default: all)")
     parser.add_argument("--rows-from-json", nargs="+", type=Path, metavar="JSON")
     args = parser.parse_args()
     table = []
@@ -105,7 +107,7 @@ def main() -> int:
             return stop.value
 
     for detector in args.detectors:
-        for name, folder in SETS.items():
+        for name, folder in ((name, SETS[name]) for name in args.sets):
             model = args.out / f"{Path(folder).name}-{detector}"
             trained = drive(train(TrainRequest(data=args.data / folder, detector=detector, out=model, device="cpu")))
             result = drive(evaluate(InferenceSession(model, device="cpu"), args.data / folder))

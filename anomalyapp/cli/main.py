@@ -20,6 +20,7 @@ from anomalyapp.cli import watch as watch_command
 from anomalyapp.cli.common import EXIT_CANCELLED, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, positive_number
 from anomalyapp.cli.common import Parser as _Parser
 from anomalyapp.cli.common import positive_int as _positive_int
+from anomalyapp.core.config import STAGE_WEIGHTINGS
 from anomalyapp.core.errors import AppError
 from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
 
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--coreset-ratio", type=float, help="PatchCore: share of patches kept (default 0.1)")
     train.add_argument("--max-bank-size", type=_positive_int, help="PatchCore: cap on the memory bank")
     train.add_argument("--index", choices=("auto", "flat", "hnsw", "ivf"), help="PatchCore: nearest-neighbour index")
+    train.add_argument("--stage-weighting", choices=STAGE_WEIGHTINGS,
+                       help="how the backbone stages weigh in the patch distance (docs/accuracy.md, stage balance); "
+                            "default: the detector's")
     train.add_argument("--epochs", type=_positive_int, help="autoencoder: training epochs (default 40)")
     train.add_argument("--holdout", type=float, default=0.2,
                        help="share of good images, the last in name order, held out to set the threshold")
@@ -205,6 +209,7 @@ def _train(args) -> int:
         coreset_ratio=args.coreset_ratio,
         max_bank_size=args.max_bank_size,
         index=args.index,
+        stage_weighting=args.stage_weighting,
         epochs=args.epochs,
         seed=args.seed,
         device=args.device,

@@ -12,8 +12,18 @@ IMAGE_SIZE_RANGE = (32, 2048)
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
 # How a detector joins its backbone stages into one vector (engine.features.stage_weights): "concatenated" as they
 # come (the wider stage dominates the distance), "balanced" with each stage scaled so that all weigh the same.
+# "score_concatenated_map_balanced" (PatchCore only): one bank of concatenated vectors searched under both
+# distances, the image score from the concatenated nearest neighbour and the map from the balanced one.
 # A model saved without the field was concatenated.
-STAGE_WEIGHTINGS = ("concatenated", "balanced")
+STAGE_WEIGHTINGS = ("concatenated", "balanced", "score_concatenated_map_balanced")
+# Each weighting as (the bank's vectors and the image score's distance, the anomaly map's distance).
+STAGE_WEIGHTING_PARTS = {
+    "concatenated": ("concatenated", "concatenated"),
+    "balanced": ("balanced", "balanced"),
+    "score_concatenated_map_balanced": ("concatenated", "balanced"),
+}
+# The weightings that weigh the stages one way for everything; the mixed rule needs a nearest-neighbour search.
+UNIFORM_STAGE_WEIGHTINGS = tuple(name for name, (bank, image_map) in STAGE_WEIGHTING_PARTS.items() if bank == image_map)
 # Images larger than this many megapixels are refused from their header, before decoding: a 1 MB PNG can hold
 # 20000 x 20000 pixels (1.2 GB decoded). 100 covers every industrial camera we know; raised with --max-pixels,
 # the ANOMALYAPP_MAX_PIXELS environment variable or the settings file (data.images.set_pixel_limit).
@@ -23,9 +33,9 @@ DEFAULT_MAX_MEGAPIXELS = 100.0
 MIN_TRAINING_SIDE = 32
 
 
-def stage_weighting_problem(value: str) -> str | None:
-    if value not in STAGE_WEIGHTINGS:
-        return f"stage weighting {value!r} must be one of {', '.join(STAGE_WEIGHTINGS)}"
+def stage_weighting_problem(value: str, allowed: tuple[str, ...] = STAGE_WEIGHTINGS) -> str | None:
+    if value not in allowed:
+        return f"stage weighting {value!r} must be one of {', '.join(allowed)}"
     return None
 
 
@@ -100,7 +110,7 @@ class PatchCoreConfig(FramingConfig):
     seed: int = 0
 
     # The fields a user sets per training (CLI flags, GUI fields) beside backbone, image size and aspect.
-    training_options: ClassVar[tuple[str, ...]] = ("coreset_ratio", "max_bank_size", "index")
+    training_options: ClassVar[tuple[str, ...]] = ("coreset_ratio", "max_bank_size", "index", "stage_weighting")
 
     def problem(self) -> str | None:
         """Why this config cannot be trained, in one line; None when it can."""
@@ -133,7 +143,7 @@ class AutoencoderConfig(FramingConfig):
         """Why this config cannot be trained, in one line; None when it can."""
         if self.epochs < 1:
             return f"epochs must be at least 1, not {self.epochs}"
-        return stage_weighting_problem(self.stage_weighting)
+        return stage_weighting_problem(self.stage_weighting, UNIFORM_STAGE_WEIGHTINGS)
 
 
 @dataclass(frozen=True)

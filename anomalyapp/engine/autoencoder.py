@@ -12,7 +12,7 @@ features' variance.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,8 @@ from anomalyapp.engine.preprocessing import batched, input_shape, input_shape_ke
 
 # Training vectors kept in memory at most; beyond it each image contributes a seeded random subset.
 MAX_TRAINING_VECTORS = 2_000_000
+# Fewer held-out images than this give too loose a median to rescale the fold scores with.
+MIN_REFERENCE_IMAGES = 5
 
 
 def _block(c_in: int, c_out: int, last: bool = False) -> list[nn.Module]:
@@ -194,15 +196,22 @@ class AutoencoderDetector:
         return model.eval()
 
     def unseen_scores(
-        self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None = None, folds: int = 3
+        self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None = None, folds: int = 3,
+        reference: Callable[[], Iterable[np.ndarray]] | None = None,
     ) -> Generator[Progress, None, tuple[list[float], list[float]]]:
         """Cross-validated raw scores and map maxima of the fitted images, right after ``fit``.
 
         ``images`` are the fitted images again, in the same order. The images are dealt into ``folds``
         interleaved folds (so each fold spans the whole capture period); an autoencoder with the same
         latent width, epochs and normalisation is trained on the other folds' vectors and scores the fold's
-        images, which it has not seen. It sees (folds - 1) / folds of the data, so its errors lean slightly
-        high: the cautious side for a false-reject rate.
+        images, which it has not seen. It sees (folds - 1) / folds of the data, so its errors lean high, and a
+        threshold set from them alone sits too high for the final model (docs/accuracy.md).
+
+        ``reference`` gives good images that neither the folds nor the final model saw (the held-out ones),
+        afresh on each call. Each fold scores them too, and the fold's scores and map maxima are scaled by
+        the ratio of the final model's median to the fold's median on them: the fold's scores put on the
+        final model's scale, which is the one the threshold is applied to. With fewer than
+        ``MIN_REFERENCE_IMAGES`` of them the fold scores are kept as they are.
         """
         material = getattr(self, "_fold_material", None)
         if material is None or self.autoencoder is None:
@@ -212,6 +221,10 @@ class AutoencoderDetector:
         scores: list[float] = [0.0] * len(images)
         maxima: list[float] = [0.0] * len(images)
         final = self.autoencoder
+        final_reference = self._medians(reference, cancel) if reference is not None else None
+        if final_reference is not None and final_reference[2] < MIN_REFERENCE_IMAGES:
+            final_reference = None
+        factors = []
         try:
             for fold in range(folds):
                 members = [i for i in range(len(images)) if i % folds == fold]
@@ -221,15 +234,38 @@ class AutoencoderDetector:
                 self.autoencoder = yield from self._train(
                     vectors[keep], latent, self.config.seed + 1 + fold, f"fold {fold + 1}/{folds}", cancel
                 )
+                score_factor = map_factor = 1.0
+                if final_reference is not None:
+                    fold_score, fold_map, _ = self._medians(reference, cancel)
+                    score_factor = final_reference[0] / fold_score if fold_score > 0 else 1.0
+                    map_factor = final_reference[1] / fold_map if fold_map > 0 else 1.0
+                    factors.append(score_factor)
                 for i in members:
                     check(cancel)
                     raw, maps = self.raw_predict([images[i]])
-                    scores[i], maxima[i] = float(raw[0]), float(maps[0].max())
+                    scores[i], maxima[i] = float(raw[0]) * score_factor, float(maps[0].max()) * map_factor
                 yield Progress("calibrate", fold + 1, folds, f"fold {fold + 1}/{folds} scored")
         finally:
             self.autoencoder = final
         self._fold_material = None
+        self.fold_score_factors = factors  # per fold, what its image scores were multiplied by (none: kept as is)
+        if factors:
+            yield Progress("calibrate", folds, folds, "fold scores scaled to the final model's by "
+                           + ", ".join(f"{f:.2f}" for f in factors) + f" ({final_reference[2]} held-out images)")
         return scores, maxima
+
+    def _medians(self, images: Callable[[], Iterable[np.ndarray]], cancel: CancelToken | None
+                 ) -> tuple[float, float, int]:
+        """Median raw score and median map maximum of ``images()`` under the current autoencoder, and their count."""
+        scores, maxima = [], []
+        for image in images():
+            check(cancel)
+            raw, maps = self.raw_predict([image])
+            scores.append(float(raw[0]))
+            maxima.append(float(maps[0].max()))
+        if not scores:
+            return 0.0, 0.0, 0
+        return float(np.median(scores)), float(np.median(maxima)), len(scores)
 
     # ---------------------------------------------------------------------------------------- scoring
     def error_grids(self, images: list[np.ndarray]) -> torch.Tensor:

@@ -253,8 +253,8 @@ class FramedDetector:
         self._fit_view_counts = []
         yield from self.inner.fit(self._all_views(images, self._fit_view_counts), view_total, cancel)
 
-    def unseen_scores(self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None = None
-                      ) -> Generator[Progress, None, tuple[list[float], list[float]]]:
+    def unseen_scores(self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None = None,
+                      reference=None) -> Generator[Progress, None, tuple[list[float], list[float]]]:
         """The inner detector's unseen scores of every fitted view; an image's are the highest of its views'.
 
         With tiles, a tile is left out but the overlapping strips of its neighbours are not, so these lean
@@ -264,7 +264,8 @@ class FramedDetector:
         if not counts:
             raise ModelNotFitted("unseen scores need a fit in this session")
         views = self._all_views(images, []) if images is not None else None
-        job = self.inner.unseen_scores(views, sum(counts), cancel)
+        views_of_reference = None if reference is None else (lambda: self._all_views(reference(), []))
+        job = self.inner.unseen_scores(views, sum(counts), cancel, reference=views_of_reference)
         while True:  # the inner detector counts views; the caller counts images
             try:
                 progress = next(job)

@@ -3,7 +3,9 @@
 The bank is stored in faiss's own file format. Exact search ("flat") is computed with torch's GEMM over
 the very vectors of the faiss flat index: on a 2-core CPU faiss-cpu's flat search of 784 queries against
 3,300 vectors of 152 dimensions takes about 26 ms, torch (MKL) about 3.3 ms, for the same exact answer.
-Approximate indexes (HNSW, IVF) are searched by faiss itself; they pay off only for very large banks.
+A big exact bank is searched with cluster pruning (``engine.pruned_search``): the same answer, a fraction
+of the product. Approximate indexes (HNSW, IVF) are searched by faiss itself; they pay off only for very
+large banks.
 """
 
 from __future__ import annotations
@@ -14,9 +16,15 @@ import faiss
 import numpy as np
 import torch
 
+from anomalyapp.engine.pruned_search import PrunedSearch
+
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
 # Above this many vectors "auto" picks HNSW: exact search then costs more than the backbone.
 AUTO_APPROXIMATE_ABOVE = 200_000
+# From this many vectors an exact bank is searched cluster by cluster, skipping the clusters a query cannot
+# reach (same answer). Measured on bottle (docs/performance.md): pruning wins from about 4,000 vectors at one
+# thread; the threshold keeps a margin for two threads, whose per-call overhead is larger.
+PRUNED_SEARCH_FROM = 8192
 # Bound on the (queries x bank) distance block held in memory at once, in float32 elements.
 _BLOCK_ELEMENTS = 1 << 24
 # Neighbourhoods kept for re-weighting; a bound keeps a huge bank's cache to tens of megabytes.
@@ -52,6 +60,9 @@ class MemoryBank:
         self._sq_norms: torch.Tensor | None = None
         self._vectors_t: torch.Tensor | None = None
         self._neighbourhoods: dict[tuple[int, int], torch.Tensor] = {}
+        self._pruned: PrunedSearch | None = None
+        # Banks of at least this many vectors use the pruned search; a benchmark or test may move it.
+        self.pruned_search_from = PRUNED_SEARCH_FROM
         self._refresh_exact_cache()
 
     @classmethod
@@ -74,6 +85,13 @@ class MemoryBank:
         return "hnsw" if isinstance(self.index, faiss.IndexHNSW) else "ivf"
 
     @property
+    def search(self) -> str:
+        """How a query is answered: "pruned" or "product" (both exact), or "faiss" (the approximate kinds)."""
+        if not self.is_exact:
+            return "faiss"
+        return "pruned" if self.size >= self.pruned_search_from else "product"
+
+    @property
     def size(self) -> int:
         return int(self.index.ntotal)
 
@@ -86,6 +104,7 @@ class MemoryBank:
 
     def _refresh_exact_cache(self) -> None:
         self._neighbourhoods.clear()
+        self._pruned = None  # derived again from the vectors on the next search
         if self.is_exact:
             # Held transposed and contiguous, the layout GEMM reads fastest; rows are a view of it.
             self._vectors_t = torch.from_numpy(self.vectors()).T.contiguous()
@@ -97,6 +116,14 @@ class MemoryBank:
         if isinstance(self.index, faiss.IndexIVF):
             self.index.make_direct_map()
         self._refresh_exact_cache()
+
+    def _pruned_search(self) -> PrunedSearch | None:
+        """The bank's clusters for the pruned search, built on first use; None when the plain product is used."""
+        if self.search != "pruned":
+            return None
+        if self._pruned is None:
+            self._pruned = PrunedSearch(self._vectors)
+        return self._pruned
 
     def _exact_blocks(self, queries: torch.Tensor):
         """(start, partial) per block of queries; partial[i, j] = |b_j|^2 - 2 q_i.b_j, i.e. |q_i - b_j|^2 - |q_i|^2."""
@@ -113,6 +140,9 @@ class MemoryBank:
         queries = queries.float().contiguous()
         if not self.is_exact:
             return self.nearest(queries)[0]
+        pruned = self._pruned_search()
+        if pruned is not None:
+            return pruned.nearest(queries, with_index=False)[0].clamp_min_(0).sqrt_()
         best = torch.empty(queries.shape[0])
         for start, partial in self._exact_blocks(queries):
             block = queries[start : start + partial.shape[0]]
@@ -145,6 +175,10 @@ class MemoryBank:
         if not self.is_exact:
             distances, indices = self.index.search(queries.numpy(), 1)
             return torch.from_numpy(distances[:, 0]).clamp_min_(0).sqrt_(), torch.from_numpy(indices[:, 0])
+        pruned = self._pruned_search()
+        if pruned is not None:
+            squared, indices = pruned.nearest(queries, with_index=True)
+            return squared.clamp_min_(0).sqrt_(), indices
         best_distance = torch.empty(queries.shape[0])
         best_index = torch.empty(queries.shape[0], dtype=torch.int64)
         for start, partial in self._exact_blocks(queries):

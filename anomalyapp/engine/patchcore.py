@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anomalyapp.core.cancel import CancelToken, check
-from anomalyapp.core.config import PatchCoreConfig
+from anomalyapp.core.config import STAGE_WEIGHTING_PARTS, PatchCoreConfig
 from anomalyapp.core.errors import ModelFileError, ModelNotFitted
 from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.engine import anomaly_map
@@ -27,7 +27,8 @@ from anomalyapp.engine.cost import TrainingCost, time_features
 from anomalyapp.engine.features import FeatureExtractor, stage_weights
 from anomalyapp.engine.memory_bank import MemoryBank
 from anomalyapp.engine.preprocessing import batched, input_shape, input_shape_key, preprocess
-from anomalyapp.engine.sampling import coreset_seconds, greedy_coreset
+from anomalyapp.engine.sampling import coreset_pending_bytes, coreset_seconds, greedy_coreset
+from anomalyapp.engine.stage_split_search import StageSplitSearch
 
 
 class PatchCoreModel(nn.Module):
@@ -40,7 +41,16 @@ class PatchCoreModel(nn.Module):
         self.native_dim = sum(extractor.channels())
         self.dim = min(self.native_dim, config.embedding_dim)
         channels = [extractor.spec.channels[name] for name in config.layers]
-        self.stage_weights = stage_weights(channels, config.stage_weighting)
+        weighting = config.stage_weighting
+        bank_weighting, map_weighting = STAGE_WEIGHTING_PARTS.get(weighting, (weighting, weighting))
+        self.stage_weights = stage_weights(channels, bank_weighting)
+        # Where the map weighs the stages unlike the bank (score_concatenated_map_balanced): the factor each
+        # column's squared difference takes in the map's distance; None when the map uses the bank's distance.
+        self.map_column_weights = None
+        if map_weighting != bank_weighting:
+            map_weights = stage_weights(channels, map_weighting)
+            self.map_column_weights = _column_weights(channels, map_weights, self.dim) / _column_weights(
+                channels, self.stage_weights, self.dim)
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -72,6 +82,7 @@ class PatchCoreDetector:
         self.training_patches = 0
         self._bank_owners: torch.Tensor | None = None  # fitted image of each bank vector, this session only
         self._fit_patches: tuple | None = None  # the fit's patch table and grids, until unseen_scores
+        self._split: tuple | None = None  # (bank, its size, StageSplitSearch) when the map weighs stages apart
 
     @property
     def extractor(self) -> FeatureExtractor:
@@ -149,7 +160,7 @@ class PatchCoreDetector:
         yield Progress("bank", 1, 1, f"memory bank: {bank.size} of {patches.shape[0]} patches ({bank.kind})")
 
     def unseen_scores(
-        self, images: Iterable[np.ndarray] | None, total: int, cancel: CancelToken | None = None
+        self, images: Iterable[np.ndarray] | None, total: int, cancel: CancelToken | None = None, reference=None
     ) -> Generator[Progress, None, tuple[list[float], list[float]]]:
         """Leave-one-image-out raw scores and map maxima of the fitted images, right after ``fit``.
 
@@ -157,7 +168,8 @@ class PatchCoreDetector:
         out: the score a new good part like it would get, since the bank cannot simply remember it.
         Re-weighting uses the bank as it is. The patches come from the fit's own table, so no image is
         embedded again (``images`` is part of the detector contract and not read here); the table is
-        dropped afterwards.
+        dropped afterwards. A bank without one image of n scores like the final bank, so ``reference`` (the
+        held-out images, which the autoencoder's folds use to rescale) is not needed here.
         """
         bank = self._require_bank()
         owners = self._bank_owners
@@ -168,6 +180,7 @@ class PatchCoreDetector:
         vectors = torch.from_numpy(bank.vectors())
         vectors_t = vectors.T.contiguous()
         sq_norms = (vectors * vectors).sum(1)
+        split = self._split_search()
         # The bank columns each image contributed, to be masked on that image's rows.
         order = torch.argsort(owners, stable=True)
         ends = torch.cumsum(torch.bincount(owners, minlength=len(grids)), 0).tolist()
@@ -186,20 +199,27 @@ class PatchCoreDetector:
             while last < len(grids) and (starts[last + 1] - starts[first]) * bank.size <= block_entries:
                 last += 1
             flat = patches[starts[first]:starts[last]]
-            squared = torch.addmm(sq_norms, flat, vectors_t, alpha=-2.0) + (flat * flat).sum(1, keepdim=True)
+            if split is None:
+                squared = torch.addmm(sq_norms, flat, vectors_t, alpha=-2.0) + (flat * flat).sum(1, keepdim=True)
+                map_squared = squared
+            else:  # the score from the bank's own distance, the map maxima from the map's weighting
+                squared, map_squared = split.squared_distances(flat)
             for index in range(first, last):
                 rows = slice(starts[index] - starts[first], starts[index + 1] - starts[first])
                 squared[rows, own_columns[index]] = float("inf")
+                map_squared[rows, own_columns[index]] = float("inf")
             best, nearest = squared.min(dim=1)
-            del squared
             block_distances = best.clamp_min_(0).sqrt_()
+            block_map = block_distances if map_squared is squared else map_squared.amin(dim=1).clamp_min_(0).sqrt_()
+            del squared, map_squared
             for index in range(first, last):
                 h, w, shape = grids[index]
                 rows = slice(starts[index] - starts[first], starts[index + 1] - starts[first])
                 distances = block_distances[rows]
                 top = int(torch.argmax(distances))
                 scores.append(float(distances[top]) * self._reweight(flat[rows][top], int(nearest[rows][top])))
-                smoothed = anomaly_map.gaussian_smooth(distances.reshape(h, w).numpy(), shape, config.sigma)
+                map_distances = block_map[rows]
+                smoothed = anomaly_map.gaussian_smooth(map_distances.reshape(h, w).numpy(), shape, config.sigma)
                 maxima.append(float(smoothed.max()))
             first = last
             yield Progress("calibrate", first, total, f"leave-one-out {first}/{total}")
@@ -212,11 +232,30 @@ class PatchCoreDetector:
             raise ModelNotFitted("the PatchCore model has not been fitted")
         return self.bank
 
+    def _split_search(self) -> StageSplitSearch | None:
+        """The bank searched under the map's weighting too; None when the map uses the bank's own distance."""
+        weights = self.model.map_column_weights
+        if weights is None:
+            return None
+        bank = self._require_bank()
+        if self._split is None or self._split[0] is not bank or self._split[1] != bank.size:
+            self._split = (bank, bank.size, StageSplitSearch(torch.from_numpy(bank.vectors()), weights))
+        return self._split[2]
+
     def score_patches(self, patches: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(B, H, W, D) patch grids -> raw image scores (B,) and patch-distance grids (B, H, W)."""
         bank = self._require_bank()
         b, h, w, d = patches.shape
         flat = patches.reshape(-1, d)
+        split = self._split_search()
+        if split is not None:
+            # The map from the map's weighting; the score from the bank's own distance at its farthest patch.
+            map_distances, tops = split.search(flat, h * w)
+            scores = np.empty(b, dtype=np.float64)
+            for i, row in enumerate(tops.tolist()):
+                distance, nearest = bank.nearest(flat[row][None])
+                scores[i] = float(distance[0]) * self._reweight(flat[row], int(nearest[0]))
+            return scores, map_distances.reshape(b, h, w).numpy()
         distances = bank.nearest_distances(flat).reshape(b, h * w)
         scores = np.empty(b, dtype=np.float64)
         for i in range(b):
@@ -352,12 +391,30 @@ class PatchCoreDetector:
         torch.addmm(torch.zeros(columns), queries, vectors_t).amin(1)
         started = time.perf_counter()
         torch.addmm(torch.zeros(columns), queries, vectors_t).amin(1)
-        calibration = (time.perf_counter() - started) * (total_patches / rows) * (bank / columns)
+        # The mixed stage weighting's leave-one-out scoring takes two products (its two distances).
+        products = 1 if self.model.map_column_weights is None else 2
+        calibration = (time.perf_counter() - started) * (total_patches / rows) * (bank / columns) * products
         seconds = per_image * count * 1.2 + coreset + calibration
-        block = max(1 << 24, int(per_image_patches) * bank)  # unseen_scores' distance block, in entries
-        table_bytes = (total_patches * (dim + projected + 5) * 4 + total_patches * 8  # patches, coreset tables
+        block = max(1 << 24, int(per_image_patches) * bank) * products  # unseen_scores' distance blocks, in entries
+        pending = coreset_pending_bytes(total_patches, bank) if bank < total_patches else 0
+        table_bytes = (total_patches * (dim + projected + 5) * 4 + total_patches * 8 + pending  # patches, coreset tables
                        + bank * dim * 4 * 2 + block * 4 * 2)  # the bank and its transposed copy, one distance block
         return TrainingCost(seconds, _peak_rss_mb() + table_bytes / 2**20, per_image, bank)
+
+
+def _column_weights(channels: list[int], weights: list[float], dim: int) -> torch.Tensor:
+    """The square of each patch-vector column's stage weight, for vectors reduced to ``dim`` columns.
+
+    Without reduction a stage's columns are its channels. ``adaptive_avg_pool1d`` averages column i over
+    channels floor(i * n / dim) to ceil((i + 1) * n / dim); a column that straddles two stages goes to the
+    stage of its middle channel.
+    """
+    per_channel = torch.cat([torch.full((count,), weight * weight) for count, weight in zip(channels, weights)])
+    native = per_channel.shape[0]
+    if native <= dim:
+        return per_channel
+    middles = [(i * native // dim + -(-(i + 1) * native // dim) - 1) // 2 for i in range(dim)]
+    return per_channel[torch.tensor(middles)]
 
 
 def _peak_rss_mb() -> float:

@@ -43,6 +43,7 @@ class TrainingSettings:
     # the smallest defect that matters in px (0: not said, no tiles): what the model sees (engine.framing).
     roi: tuple = ()
     smallest_defect: float = 0.0
+    stage_weighting: str = ""  # one of core.config.STAGE_WEIGHTINGS; "": the detector's default
 
 
 TEST_PAUSE_ENV = "ANOMALYAPP_TEST_PAUSE_AT"  # tests only: "<point>:<marker file>" pauses there (kill -9 tests)

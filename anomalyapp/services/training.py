@@ -333,7 +333,8 @@ def _train(request: TrainRequest, cancel: CancelToken | None) -> Generator[Progr
 
     yield Progress("calibrate", 0, fitted_count, "scoring each fitted image without itself")
     unseen_scores, unseen_maxima = yield from detector.unseen_scores(
-        iter_pixels(fit_paths, []), fitted_count, cancel  # unreadable ones were reported by the fit
+        iter_pixels(fit_paths, []), fitted_count, cancel,  # unreadable ones were reported by the fit
+        reference=lambda: iter_pixels(calibration_paths, []),  # unreadable ones are reported when scored below
     )
     yield Progress("calibrate", 0, len(calibration_paths), "scoring held-out good images")
     before = len(skipped)

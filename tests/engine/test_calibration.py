@@ -173,3 +173,27 @@ def test_patchcore_leave_one_out_comes_from_the_fit_table_without_embedding_agai
     assert scores == pytest.approx(expected_scores, rel=1e-3, abs=1e-4)
     assert maxima == pytest.approx(expected_maxima, rel=1e-3, abs=1e-4)
     assert detector._fit_patches is None  # the table is not kept once used
+
+
+def test_autoencoder_fold_scores_are_put_on_the_final_models_scale(tmp_path):
+    """Fold models see two thirds of the images, and on real sets score new parts higher than the final
+    model does (docs/accuracy.md); each fold also scores the held-out images, which no model saw, and its
+    scores are multiplied by the final model's median over theirs on them."""
+    from anomalyapp.core.config import AutoencoderConfig
+    from anomalyapp.data.demo import generate_demo
+
+    data = generate_demo(tmp_path / "line", n_train=13, n_test_good=1, n_test_per_defect=1, size=64)
+    images = [load_image(p).to_rgb() for p in discover_dataset(data).train_good]
+    fitted, held_out = images[:8], images[8:]
+    config = AutoencoderConfig(image_size=64, epochs=3)
+    detector, _ = build_detector("autoencoder", config, resolve_weights(config.backbone), "cpu")
+    drain(detector.fit(iter(fitted), len(fitted)))
+    material = detector._fold_material  # the fold models are seeded: run them twice, with and without reference
+    raw, raw_maxima = drain(detector.unseen_scores(iter(fitted), len(fitted)))
+    assert detector.fold_score_factors == []  # nothing to rescale with
+    detector._fold_material = material
+    rescaled, maxima = drain(detector.unseen_scores(iter(fitted), len(fitted), reference=lambda: iter(held_out)))
+    factors = detector.fold_score_factors
+    assert len(factors) == 3 and all(f > 0 for f in factors)
+    # Image i was scored by fold i % 3.
+    assert rescaled == pytest.approx([s * factors[i % 3] for i, s in enumerate(raw)], rel=1e-4)

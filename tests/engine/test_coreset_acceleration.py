@@ -33,17 +33,20 @@ def clustered_rows(rows: int, dim: int, seed: int) -> torch.Tensor:
     return centres[cluster] + spread[cluster, None] * torch.randn(rows, dim, generator=generator)
 
 
-@pytest.mark.parametrize("block_rows", [16, 128])
+@pytest.mark.parametrize("block_rows", [16, 128, 512])
 def test_accelerated_coreset_makes_the_textbook_picks(block_rows):
     features = clustered_rows(4000, 48, seed=3)
     result = drain(greedy_coreset(features, 600, seed=2, projection_dim=24, block_rows=block_rows))
     picks, radius, reduced = textbook_coreset(features, 600, seed=2, projection_dim=24)
     assert (result.indices == picks).float().mean() >= 0.99  # float rounding may swap a near tie
     assert result.radius == pytest.approx(radius, rel=1e-4)
-    # Each row's assignment is its nearest pick: the bound the coverage-radius search relies on.
+    # Each row's assignment is a pick within the coverage radius: an upper bound on its distance to the
+    # bank, which the coverage-radius search relies on (rows of blocks the lazy loop left alone keep an
+    # older, farther pick).
     to_picks = torch.cdist(reduced, reduced[result.indices])
     assigned = to_picks.gather(1, result.assignment[:, None])[:, 0]
-    torch.testing.assert_close(assigned, to_picks.min(1).values, rtol=1e-4, atol=1e-3)
+    assert bool((assigned >= to_picks.min(1).values - 1e-3).all())
+    assert float(assigned.max()) <= radius * (1 + 1e-4) + 1e-3
 
 
 def test_accelerated_coreset_covers_rows_of_a_table_that_does_not_fill_its_blocks():

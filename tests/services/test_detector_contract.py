@@ -65,7 +65,7 @@ class MeanImageDetector:
         self.mean, self.count = np.mean(small, axis=0), len(small)
         yield Progress("fit", len(small), total, "mean image")
 
-    def unseen_scores(self, images, total, cancel=None):
+    def unseen_scores(self, images, total, cancel=None, reference=None):
         scores, maps = self.raw_predict(list(images))
         yield Progress("calibrate", total, total, "scored")
         return [float(s) for s in scores], [float(m.max()) for m in maps]
@@ -130,7 +130,7 @@ def test_a_third_detector_trains_saves_loads_and_learns_through_the_contract(mea
 
 
 def test_the_request_options_that_apply_come_from_the_detector(mean_image_registered, demo_line):
-    assert detector_options("patchcore") == ("coreset_ratio", "max_bank_size", "index")
+    assert detector_options("patchcore") == ("coreset_ratio", "max_bank_size", "index", "stage_weighting")
     assert detector_options("autoencoder") == ("epochs",)
     assert detector_options("mean_image") == ()
     # options of another detector are ignored, not an error: the window sends every field it shows

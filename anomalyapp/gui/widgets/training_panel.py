@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from anomalyapp.core.config import STAGE_WEIGHTINGS
+
 BACKBONES = ("efficientnet_lite0", "resnet18", "resnet50", "wide_resnet50_2")
 
 
@@ -84,6 +86,16 @@ class TrainingPanel(QWidget):
         self.coreset_ratio.setDecimals(3)
         self.coreset_ratio.setSingleStep(0.01)
         self.coreset_ratio.setValue(0.1)
+        self.stage_weighting = QComboBox()
+        self.stage_weighting.setObjectName("stage_weighting_combo")
+        self.stage_weighting.addItem("Default", "")
+        for weighting in STAGE_WEIGHTINGS:
+            self.stage_weighting.addItem(weighting.replace("_", " ").capitalize(), weighting)
+        self.stage_weighting.setToolTip(
+            "How the backbone's two stages weigh in the patch distance. Concatenated: as they come (the coarser "
+            "stage dominates). Balanced: both alike (finer maps). Score concatenated, map balanced: the image "
+            "score from the first, the map from the second, one memory bank. Default: the detector's."
+        )
         self.epochs = QSpinBox()
         self.epochs.setObjectName("epochs_spin")
         self.epochs.setRange(1, 500)
@@ -138,6 +150,8 @@ class TrainingPanel(QWidget):
         form.addRow("Image size (short side)", self.image_size)
         self._coreset_label = QLabel("Coreset ratio")
         form.addRow(self._coreset_label, self.coreset_ratio)
+        self._stage_weighting_label = QLabel("Stage weighting")
+        form.addRow(self._stage_weighting_label, self.stage_weighting)
         self._epochs_label = QLabel("Epochs")
         form.addRow(self._epochs_label, self.epochs)
         form.addRow("False rejects allowed", self.false_reject_rate)
@@ -199,6 +213,7 @@ class TrainingPanel(QWidget):
 
         applies = detector_options(self.detector.currentData())  # the detector says which options it has
         for option, widgets in (("coreset_ratio", (self.coreset_ratio, self._coreset_label)),
+                                ("stage_weighting", (self.stage_weighting, self._stage_weighting_label)),
                                 ("epochs", (self.epochs, self._epochs_label))):
             for widget in widgets:
                 widget.setVisible(option in applies)
@@ -214,6 +229,8 @@ class TrainingPanel(QWidget):
         self.false_reject_rate.setValue(100.0 * settings.false_reject_rate)
         self.set_region(getattr(settings, "roi", ()))
         self.smallest_defect.setValue(round(getattr(settings, "smallest_defect", 0) or 0))
+        self.stage_weighting.setCurrentIndex(max(0, self.stage_weighting.findData(
+            getattr(settings, "stage_weighting", ""))))
 
     def set_region(self, rectangles) -> None:
         """The region of interest to train with (rectangles as shares of the image); () for the whole image."""
@@ -231,6 +248,7 @@ class TrainingPanel(QWidget):
             "false_reject_rate": self.false_reject_rate.value() / 100.0,
             "roi": self.region,
             "smallest_defect": float(self.smallest_defect.value()),
+            "stage_weighting": self.stage_weighting.currentData(),
         }
 
     def set_running(self, running: bool) -> None:

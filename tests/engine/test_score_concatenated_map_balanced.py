@@ -1,0 +1,163 @@
+"""The mixed stage weighting (issue 14, item 3): one bank of concatenated vectors; the image score from the
+concatenated distance, the anomaly map from the balanced one, in predict and in the leave-one-out calibration."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from anomalyapp.core.config import AutoencoderConfig, PatchCoreConfig
+from anomalyapp.core.errors import DataError
+from anomalyapp.core.types import drain
+from anomalyapp.engine.bundle import MANIFEST, load_model
+from anomalyapp.engine.memory_bank import MemoryBank
+from anomalyapp.engine.patchcore import PatchCoreDetector
+from anomalyapp.engine.stage_split_search import StageSplitSearch
+
+MIXED = "score_concatenated_map_balanced"
+EXACT = "donot_use_mm_for_euclid_dist"  # cdist's direct form, the reference
+
+
+def _clustered(generator: torch.Generator, count: int, dim: int, centres: torch.Tensor) -> torch.Tensor:
+    """Patch-like vectors: clusters of spread 0.3 around centres, so that nearest neighbours are not ties."""
+    picks = torch.randint(0, centres.shape[0], (count,), generator=generator)
+    return centres[picks] + 0.3 * torch.randn(count, dim, generator=generator)
+
+
+@pytest.mark.parametrize("rows_per_image", [1, 7, 196])
+def test_split_search_equals_plain_searches_on_the_unweighted_and_the_weighted_vectors(rows_per_image):
+    generator = torch.Generator().manual_seed(3)
+    dim = 40 + 112
+    centres = 2.0 * torch.randn(50, dim, generator=generator)
+    bank = _clustered(generator, 900, dim, centres)
+    queries = _clustered(generator, 4 * 196, dim, centres)
+    queries[5] += 3.0  # a few patches far from everything, as on a defect
+    queries[400] += 2.0 * torch.randn(dim, generator=generator)
+    column_weights = torch.cat([torch.full((40,), 1.9), torch.full((112,), 0.68)])
+    search = StageSplitSearch(bank, column_weights)
+
+    scale = column_weights.sqrt()
+    concatenated = torch.cdist(queries, bank, compute_mode=EXACT).min(dim=1).values
+    weighted = torch.cdist(queries * scale, bank * scale, compute_mode=EXACT).min(dim=1).values
+
+    map_distances, tops = search.search(queries, rows_per_image)
+    assert map_distances.numpy() == pytest.approx(weighted.numpy(), rel=1e-4, abs=1e-4)
+    # Each image's top row holds its largest concatenated nearest distance.
+    per_image = concatenated.reshape(-1, rows_per_image)
+    expected_max = per_image.max(dim=1).values
+    assert tops.shape == (per_image.shape[0],)
+    assert [int(top) // rows_per_image for top in tops] == list(range(per_image.shape[0]))
+    assert concatenated[tops].numpy() == pytest.approx(expected_max.numpy(), rel=1e-5)
+
+    full_concatenated, full_weighted = search.squared_distances(queries)
+    assert full_concatenated.sqrt().numpy() == pytest.approx(
+        torch.cdist(queries, bank, compute_mode=EXACT).numpy(), rel=1e-3, abs=1e-3)
+    assert full_weighted.min(dim=1).values.sqrt().numpy() == pytest.approx(weighted.numpy(), rel=1e-4, abs=1e-4)
+
+
+def test_the_mixed_rule_is_offered_to_patchcore_only():
+    assert PatchCoreConfig(stage_weighting=MIXED).problem() is None
+    problem = AutoencoderConfig(stage_weighting=MIXED).problem()
+    assert problem is not None and MIXED in problem and "\n" not in problem
+
+
+def test_an_old_manifest_without_the_field_loads_as_concatenated(tmp_path, demo_line):
+    from tests.engine.test_stage_weighting import _without_stage_weighting, train_model
+
+    model = train_model(demo_line, tmp_path / "concatenated", stage_weighting="concatenated")
+    old = _without_stage_weighting(model, tmp_path / "old")
+    detector, _ = load_model(old)
+    assert detector.config.stage_weighting == "concatenated"
+    assert detector.model.map_column_weights is None
+
+
+@pytest.fixture(scope="module")
+def mixed_model(demo_line, tmp_path_factory) -> Path:
+    """Trained through the CLI flag, as a user would."""
+    from anomalyapp.cli.main import main
+
+    out = tmp_path_factory.mktemp("mixed") / "model"
+    code = main(["train", str(demo_line), "--out", str(out), "--image-size", "128", "--device", "cpu",
+                 "--stage-weighting", MIXED])
+    assert code == 0
+    return out
+
+
+def _images(folder: Path) -> list[np.ndarray]:
+    from anomalyapp.data.images import load_image
+
+    return [load_image(path).to_rgb() for path in sorted(folder.rglob("*.png"))]
+
+
+def test_the_mixed_rule_scores_like_concatenated_and_maps_like_balanced_on_the_same_bank(mixed_model, demo_line):
+    manifest = json.loads((mixed_model / MANIFEST).read_text(encoding="utf-8"))
+    assert manifest["config"]["stage_weighting"] == MIXED
+    mixed, _ = load_model(mixed_model)
+    extractor = mixed.extractor
+    scale = mixed.model.map_column_weights.sqrt()
+
+    concatenated = PatchCoreDetector(replace(mixed.config, stage_weighting="concatenated"), extractor)
+    concatenated.bank = mixed.bank
+    balanced = PatchCoreDetector(replace(mixed.config, stage_weighting="balanced"), extractor)
+    # The balanced model's bank: the same vectors, each stage scaled as the balanced embedding scales it.
+    balanced.bank = MemoryBank.build((torch.from_numpy(mixed.bank.vectors()) * scale).numpy(), "flat")
+
+    images = _images(demo_line / "test")
+    mixed_scores, mixed_maps = mixed.raw_predict(images)
+    concatenated_scores, concatenated_maps = concatenated.raw_predict(images)
+    balanced_scores, balanced_maps = balanced.raw_predict(images)
+    assert mixed_scores == pytest.approx(concatenated_scores, rel=1e-4)
+    for mixed_map, balanced_map in zip(mixed_maps, balanced_maps):
+        assert mixed_map == pytest.approx(balanced_map, rel=1e-3, abs=1e-3 * float(balanced_map.max()))
+    # Not vacuous: the two weightings differ in both.
+    assert max(abs(a - b) / b for a, b in zip(mixed_scores, balanced_scores)) > 1e-2
+    assert max(float(np.abs(a - b).max() / b.max()) for a, b in zip(mixed_maps, concatenated_maps)) > 1e-2
+
+
+def test_leave_one_out_calibration_follows_the_same_rule(mixed_model, demo_line):
+    from anomalyapp.core.config import CalibrationConfig
+    from anomalyapp.data.datasets import discover_dataset
+    from anomalyapp.services.training import split_holdout
+
+    loaded, _ = load_model(mixed_model)
+    fit_paths, _ = split_holdout(discover_dataset(demo_line).train_good, CalibrationConfig())
+    from anomalyapp.data.images import load_image
+
+    images = [load_image(path).to_rgb() for path in fit_paths]
+    mixed = PatchCoreDetector(loaded.config, loaded.extractor)
+    drain(mixed.fit(images, len(images)))
+    scale = mixed.model.map_column_weights.sqrt()
+    patches, grids = mixed._fit_patches
+
+    concatenated = PatchCoreDetector(replace(mixed.config, stage_weighting="concatenated"), loaded.extractor)
+    concatenated.bank, concatenated._bank_owners = mixed.bank, mixed._bank_owners
+    concatenated._fit_patches = (patches, grids)
+    balanced = PatchCoreDetector(replace(mixed.config, stage_weighting="balanced"), loaded.extractor)
+    balanced.bank = MemoryBank.build((torch.from_numpy(mixed.bank.vectors()) * scale).numpy(), "flat")
+    balanced._bank_owners, balanced._fit_patches = mixed._bank_owners, (patches * scale, grids)
+
+    mixed_scores, mixed_maxima = drain(mixed.unseen_scores(None, len(images)))
+    concatenated_scores, concatenated_maxima = drain(concatenated.unseen_scores(None, len(images)))
+    balanced_scores, balanced_maxima = drain(balanced.unseen_scores(None, len(images)))
+    assert mixed_scores == pytest.approx(concatenated_scores, rel=1e-4)
+    assert mixed_maxima == pytest.approx(balanced_maxima, rel=1e-3)
+    assert mixed_maxima != pytest.approx(concatenated_maxima, rel=1e-3)
+
+
+def test_the_stage_weighting_flag_refuses_an_unknown_value_in_one_line(demo_line, tmp_path, capsys):
+    from anomalyapp.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", str(demo_line), "--out", str(tmp_path / "never"), "--stage-weighting", "loudest"])
+    assert exit_info.value.code == 2
+    assert "--stage-weighting" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+    with pytest.raises(DataError, match="stage weighting"):
+        from anomalyapp.services.training import TrainRequest, build_config
+
+        build_config(TrainRequest(data=demo_line, detector="autoencoder", stage_weighting=MIXED))

@@ -1,0 +1,42 @@
+"""The stage weighting offered in the training panel, as the coreset ratio is: PatchCore only, kept with the project,
+and the trained model's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PySide6.QtCore import Qt
+
+from anomalyapp.services import project as projects
+
+pytestmark = pytest.mark.gui
+
+MIXED = "score_concatenated_map_balanced"
+
+
+def test_the_chosen_stage_weighting_is_the_trained_models_and_the_projects(qtbot, window, tmp_path, demo_line):
+    project = projects.create_project(tmp_path / "stages", "stages", demo_line / "train" / "good")
+    projects.set_up_single_user(project, "tester")
+    window.set_project(project)
+    panel = window.training_panel
+    panel.image_size.setValue(64)
+    combo = panel.stage_weighting
+    assert combo.currentData() == ""  # the detector's default
+    assert [combo.itemData(i) for i in range(combo.count())] == ["", "concatenated", "balanced", MIXED]
+
+    panel.detector.setCurrentIndex(panel.detector.findData("autoencoder"))
+    assert combo.isHidden()  # offered for PatchCore only, like the coreset ratio
+    panel.detector.setCurrentIndex(panel.detector.findData("patchcore"))
+    assert not combo.isHidden()
+
+    combo.setCurrentIndex(combo.findData(MIXED))
+    with qtbot.waitSignal(window.inspection.model_loaded, timeout=180000):
+        qtbot.mouseClick(panel.train_button, Qt.MouseButton.LeftButton)
+    reopened = projects.open_project(project.root)
+    manifest = json.loads((project.models_dir / reopened.current_model / "manifest.json").read_text())
+    assert manifest["config"]["stage_weighting"] == MIXED
+    assert reopened.training.stage_weighting == MIXED
+    combo.setCurrentIndex(0)
+    panel.set_settings(reopened.training)
+    assert combo.currentData() == MIXED

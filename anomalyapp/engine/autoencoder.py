@@ -97,6 +97,7 @@ class AutoencoderDetector:
         self.calibration: Calibration | None = None
         self.loss_history: list[float] = []
         self._fold_material: tuple[torch.Tensor, torch.Tensor, int] | None = None
+        self.fold_score_factors: list[float] = []  # set by unseen_scores: what each fold's scores were multiplied by
 
     @property
     def device(self) -> torch.device:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 from anomalyapp.core.types import Progress
 from anomalyapp.services.batch_scoring import predict_with_cluster
+from anomalyapp.services.device import cpu_name
 from anomalyapp.services.inference import ImageResult, InferenceSession, predict_to_folder
 
 
@@ -46,16 +46,6 @@ def _scores(run: str) -> dict[str, float]:
         return {row["path"]: float(row["score"]) for row in csv.DictReader(file) if row["score"]}
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
@@ -63,7 +53,7 @@ def main() -> None:
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="bench-cluster-")))
     args = parser.parse_args()
-    print(f"{_cpu()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    print(f"{cpu_name()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     rows = []
     loading = time.perf_counter()
     session = InferenceSession(args.model, device="cpu")

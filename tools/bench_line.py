@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -57,16 +56,6 @@ def _percentile(values: list[float], q: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class Subscriber:
@@ -194,6 +183,7 @@ def main() -> int:
     from anomalyapp.core.types import drain
     from anomalyapp.data.demo import generate_demo
     from anomalyapp.services import project as projects
+    from anomalyapp.services.device import cpu_name
     from anomalyapp.services.line_link import save_line_settings
     from anomalyapp.services.records import RecordsService
     from anomalyapp.services.training import TrainRequest, train
@@ -229,7 +219,7 @@ def main() -> int:
     finally:
         broker.kill()
         broker.wait()
-    result = {"cpu": _cpu_name(), "cores": os.cpu_count(), "model": "PatchCore, EfficientNet-Lite0, 224 px",
+    result = {"cpu": cpu_name(), "cores": os.cpu_count(), "model": "PatchCore, EfficientNet-Lite0, 224 px",
               "write": args.write, "rows": rows}
     print(f"CPU: {result['cpu']}, {result['cores']} cores")
     if args.json:

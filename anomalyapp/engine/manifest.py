@@ -162,6 +162,9 @@ _CALIBRATION_RULES = {
     "rule": _TEXT,
     "defect_scores": _list_of(_number()),
     "f1_threshold": _optional(_number()),
+    "suspects": _optional(_list_of(((lambda v: isinstance(v, dict) and isinstance(v.get("name"), str)
+                                     and _is_real(v.get("score")) and _is_real(v.get("threshold_without"))),
+                                    "an object with a name, a score and a threshold_without"))),
 }
 # What save_model writes as each detector's "state"; the required ones are those load_model reads.
 _STATE_RULES = {

@@ -238,6 +238,30 @@ def score_images(detector, paths: list[Path], skipped: list[ImageReadError], can
     return scores, maxima
 
 
+def _shown_name(path: Path, data: Path) -> str:
+    """An image's path as the user knows it: relative to the data folder when inside it."""
+    try:
+        return Path(path).resolve().relative_to(Path(data).resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def suspect_messages(calibration) -> list[str]:
+    """One line per good image whose unseen score is an outlier among the good ones, saying what to do."""
+    suspects = calibration.suspects or []
+    if not suspects:
+        return []
+    without = calibration.normalise_score(suspects[0]["threshold_without"])
+    alone = "it alone holds" if len(suspects) == 1 else f"these {len(suspects)} hold"
+    return [
+        f"good image {suspect['name']} scores like a defect when the model has not seen it "
+        f"({calibration.normalise_score(suspect['score']):.2f} on the scale where the threshold is 0.50); {alone} "
+        f"the threshold up: without {'it' if len(suspects) == 1 else 'them'} it would be {without:.2f}. Look at it: "
+        "if it is defective, move it out of the good images and train again"
+        for suspect in suspects
+    ]
+
+
 def expected_rate_text(calibration) -> str | None:
     """'expected false rejects 1.0 % (0.3-2.4 %) on new good parts at the threshold' or None (old rule)."""
     from anomalyapp.engine.calibration import describe_rate
@@ -345,11 +369,16 @@ def _train(request: TrainRequest, cancel: CancelToken | None) -> Generator[Progr
     if not good_scores:
         raise DataError("none of the held-out good images could be read; the threshold cannot be set")
     evidence = {"held_out": len(good_scores), "fitted_unseen": len(unseen_scores)}
+    unreadable = {error.path for error in skipped}
+    names = [_shown_name(path, request.data) for path in calibration_paths + fit_paths if str(path) not in unreadable]
     detector.calibration = calibrate(
         good_scores + unseen_scores, good_maxima + unseen_maxima, source=source + " + each fitted image scored unseen",
         target_false_reject_rate=request.calibration.target_false_reject_rate, sigmas=request.calibration.sigmas,
         defect_scores=defect_scores, evidence=evidence,
+        names=names if len(names) == len(good_scores) + len(unseen_scores) else None,
     )
+    for message in suspect_messages(detector.calibration):
+        yield Progress("warning", 0, None, message)
     expected = expected_rate_text(detector.calibration)
     if expected:
         yield Progress("calibrate", 0, None, expected)
@@ -373,7 +402,8 @@ def _train(request: TrainRequest, cancel: CancelToken | None) -> Generator[Progr
     }
     path = save_model(detector, out, backbone=backbone, training_set=training_set, extra={"device_trained": device})
     summary = {"threshold_raw": detector.calibration.image_threshold, "calibration": detector.calibration.source,
-               "expected_false_rejects": expected}
+               "expected_false_rejects": expected,
+               "suspect_good_images": [suspect["name"] for suspect in detector.calibration.suspects or []]}
     summary |= detector.summary()
     yield Progress("save", 1, 1, f"saved {path}")
     return TrainResult(

@@ -13,7 +13,7 @@ from anomalyapp.core.config import CalibrationConfig, PatchCoreConfig
 from anomalyapp.core.types import drain
 from anomalyapp.data.datasets import discover_dataset
 from anomalyapp.data.images import load_image
-from anomalyapp.engine.calibration import Calibration, FalseRejectModel, calibrate, describe_rate
+from anomalyapp.engine.calibration import Calibration, FalseRejectModel, calibrate, describe_rate, screen_outliers
 from anomalyapp.engine.detector import build_detector
 from anomalyapp.engine.weights import resolve_weights
 from anomalyapp.services.evaluation import recall_at_false_reject_rate
@@ -197,3 +197,66 @@ def test_autoencoder_fold_scores_are_put_on_the_final_models_scale(tmp_path):
     assert len(factors) == 3 and all(f > 0 for f in factors)
     # Image i was scored by fold i % 3.
     assert rescaled == pytest.approx([s * factors[i % 3] for i, s in enumerate(raw)], rel=1e-4)
+
+
+def test_screening_names_a_defective_part_among_good_scores_and_leaves_clean_sets_alone():
+    rng = np.random.default_rng(21)
+    good = list(rng.normal(1.0, 0.1, 40))
+    assert screen_outliers(good) == []  # a clean set: nothing flagged
+    with_defect = good[:17] + [1.9] + good[17:]  # a defective part in the good folder, at position 17
+    assert screen_outliers(with_defect) == [17]
+    names = [f"good/{i:03d}.png" for i in range(len(with_defect))]
+    calibration = calibrate(with_defect, with_defect, source="synthetic", names=names)
+    clean = calibrate(good, good, source="synthetic")
+    # Named, and kept in the evidence: the threshold is the one all 41 scores give, not the clean one.
+    assert [suspect["name"] for suspect in calibration.suspects] == ["good/017.png"]
+    assert calibration.suspects[0]["score"] == 1.9 and len(calibration.good_scores) == 41
+    assert calibration.image_threshold == pytest.approx(FalseRejectModel(with_defect).threshold_for(0.01))
+    assert calibration.image_threshold > 1.1 * clean.image_threshold
+    # What the threshold would be without it, for the message: the clean set's.
+    assert calibration.suspects[0]["threshold_without"] == pytest.approx(clean.image_threshold)
+    assert clean.suspects is None
+
+
+def test_two_alike_outliers_do_not_hide_each_other_and_screening_stays_bounded():
+    rng = np.random.default_rng(4)
+    good = list(rng.gamma(4.0, 1.0, 60))
+    twins = good + [30.0, 30.5]  # tested one at a time, each would look ordinary beside the other
+    assert sorted(screen_outliers(twins)) == [60, 61]
+    many = good + [30.0 + i for i in range(10)]  # more than 5 % of the evidence far out: at most 3 of 70 go
+    assert len(screen_outliers(many)) <= 3
+
+
+@pytest.mark.parametrize("draw", [
+    lambda rng: rng.normal(5.0, 0.5, 120), lambda rng: rng.gamma(2.0, 1.0, 200), lambda rng: rng.uniform(0, 1, 60),
+])
+def test_screening_leaves_clean_sets_of_known_distributions_alone(draw):
+    flagged = sum(bool(screen_outliers(draw(np.random.default_rng(seed)))) for seed in range(20))
+    assert flagged <= 2  # under 3 % of clean sets in simulation (engine/calibration.py)
+
+
+def test_training_names_a_defective_image_in_the_good_folder(tmp_path):
+    import shutil
+
+    from anomalyapp.data.demo import generate_demo
+    from anomalyapp.engine.bundle import load_model, read_manifest
+    from anomalyapp.services.training import TrainRequest, train
+
+    data = generate_demo(tmp_path / "line", n_train=20, n_test_good=1, n_test_per_defect=1, size=128)
+    defective = sorted((data / "test" / "spot").iterdir())[0]
+    shutil.copy(defective, data / "train" / "good" / ("0005_" + defective.name))  # among the fitted ones
+    progress = []
+    generator = train(TrainRequest(data=data, detector="patchcore", out=tmp_path / "model", image_size=128,
+                                   device="cpu"))
+    try:
+        while True:
+            progress.append(next(generator))
+    except StopIteration as stop:
+        result = stop.value
+    warnings = [p.message for p in progress if p.stage == "warning"]
+    assert any(f"good image train/good/0005_{defective.name} scores like a defect" in w and "it alone holds" in w
+               for w in warnings), warnings
+    suspects = read_manifest(result.model_path)["calibration"]["suspects"]
+    assert [s["name"] for s in suspects] == [f"train/good/0005_{defective.name}"]
+    assert result.summary["suspect_good_images"] == [f"train/good/0005_{defective.name}"]
+    assert load_model(result.model_path)[0].calibration.suspects == suspects  # the manifest's check accepts it

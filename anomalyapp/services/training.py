@@ -256,7 +256,8 @@ def suspect_messages(calibration) -> list[str]:
     return [
         f"good image {suspect['name']} scores like a defect when the model has not seen it "
         f"({calibration.normalise_score(suspect['score']):.2f} on the scale where the threshold is 0.50); {alone} "
-        f"the threshold up: without {'it' if len(suspects) == 1 else 'them'} it would be {without:.2f}. Look at it: "
+        f"the threshold up: without {'it' if len(suspects) == 1 else 'them'} the threshold would be {without:.2f}. "
+        "Look at it: "
         "if it is defective, move it out of the good images and train again"
         for suspect in suspects
     ]

@@ -38,6 +38,21 @@ def demo_line(tmp_path_factory) -> Path:
     )
 
 
+@pytest.fixture(scope="session")
+def line_with_a_defect_among_good(tmp_path_factory) -> tuple[Path, str]:
+    """A demo line of 20 good images and one spotted part copied in among them (as ``0005_<name>``, so that
+    it is fitted, not held out); returns the folder and that image's name relative to it."""
+    import shutil
+
+    from anomalyapp.data.demo import generate_demo
+
+    data = generate_demo(tmp_path_factory.mktemp("suspect") / "line", n_train=20, n_test_good=1,
+                         n_test_per_defect=1, size=128)
+    defective = sorted((data / "test" / "spot").iterdir())[0]
+    shutil.copy(defective, data / "train" / "good" / ("0005_" + defective.name))
+    return data, f"train/good/0005_{defective.name}"
+
+
 def train_model(data: Path, out: Path, detector: str = "patchcore", **overrides) -> Path:
     from anomalyapp.services.training import TrainRequest, train
 

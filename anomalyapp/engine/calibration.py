@@ -212,6 +212,19 @@ class Calibration:
         expected = self.expected_false_rejects(normalised_threshold)
         return None if expected is None else describe_rate(*expected)
 
+    def describe_suspects(self) -> str | None:
+        """'Look at good image train/good/a.png: unseen, it scores 0.60 and holds the threshold up (0.43
+        without it)', or None: what the threshold panel shows of ``suspects``."""
+        if not self.suspects:
+            return None
+        names = ", ".join(suspect["name"] for suspect in self.suspects)
+        highest = max(self.normalise_score(suspect["score"]) for suspect in self.suspects)
+        without = self.normalise_score(self.suspects[0]["threshold_without"])
+        one = len(self.suspects) == 1
+        return (f"Look at good image{'' if one else 's'} {names}: unseen, {'it scores' if one else 'they score up to'} "
+                f"{highest:.2f} and hold{'s' if one else ''} the threshold up ({without:.2f} without "
+                f"{'it' if one else 'them'})")
+
     @property
     def uncertain_low_normalised(self) -> float | None:
         return None if self.uncertain_low is None else self.normalise_score(self.uncertain_low)

@@ -84,6 +84,7 @@ class MainWindow(QMainWindow):
         threshold.reference_scores.connect(self.threshold_panel.set_reference_scores)
         threshold.result_scores.connect(self.threshold_panel.set_result_scores)
         threshold.expected_rate.connect(self.threshold_panel.set_expected_rate)
+        threshold.suspects.connect(self.threshold_panel.set_suspects_note)
         threshold.rule.connect(lambda value, low: (self.threshold_panel.set_threshold(value),
                                                    self.threshold_panel.set_uncertain(low)))
         self.camera_view.cleared.connect(lambda: (self.camera_panel.verdict_label.clear(),

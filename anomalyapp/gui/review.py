@@ -197,6 +197,7 @@ class ReviewController(QObject):
         self.threshold.reference_scores.emit(summary.good_scores, summary.defect_scores)
         loaded = summary.calibration
         self.threshold.expected_rate.emit(loaded.describe_expected_false_rejects)
+        self.threshold.suspects.emit(loaded.describe_suspects())
         records = self.access.records
         if records is not None and self.session.project is not None and self.access.can("change_threshold"):
             try:

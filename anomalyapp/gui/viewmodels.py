@@ -37,12 +37,14 @@ class ThresholdViewModel(QObject):
     reference_scores = Signal(object, object)  # good, defects (normalised)
     result_scores = Signal(object)
     expected_rate = Signal(object)  # describe(threshold) -> str | None, or None
+    suspects = Signal(object)  # the loaded model's note on good images that score like defects, or None
     rule = Signal(float, object)  # threshold, uncertain band's lower end or None
 
     def reset(self) -> None:
         self.reference_scores.emit([], [])
         self.result_scores.emit([])
         self.expected_rate.emit(None)
+        self.suspects.emit(None)
 
 
 class CameraViewModel(QObject):

@@ -235,16 +235,11 @@ def test_screening_leaves_clean_sets_of_known_distributions_alone(draw):
     assert flagged <= 2  # under 3 % of clean sets in simulation (engine/calibration.py)
 
 
-def test_training_names_a_defective_image_in_the_good_folder(tmp_path):
-    import shutil
-
-    from anomalyapp.data.demo import generate_demo
+def test_training_names_a_defective_image_in_the_good_folder(line_with_a_defect_among_good, tmp_path):
     from anomalyapp.engine.bundle import load_model, read_manifest
     from anomalyapp.services.training import TrainRequest, train
 
-    data = generate_demo(tmp_path / "line", n_train=20, n_test_good=1, n_test_per_defect=1, size=128)
-    defective = sorted((data / "test" / "spot").iterdir())[0]
-    shutil.copy(defective, data / "train" / "good" / ("0005_" + defective.name))  # among the fitted ones
+    data, defective = line_with_a_defect_among_good
     progress = []
     generator = train(TrainRequest(data=data, detector="patchcore", out=tmp_path / "model", image_size=128,
                                    device="cpu"))
@@ -254,9 +249,10 @@ def test_training_names_a_defective_image_in_the_good_folder(tmp_path):
     except StopIteration as stop:
         result = stop.value
     warnings = [p.message for p in progress if p.stage == "warning"]
-    assert any(f"good image train/good/0005_{defective.name} scores like a defect" in w and "it alone holds" in w
-               for w in warnings), warnings
+    assert any(f"good image {defective} scores like a defect" in w and "it alone holds" in w for w in warnings), warnings
     suspects = read_manifest(result.model_path)["calibration"]["suspects"]
-    assert [s["name"] for s in suspects] == [f"train/good/0005_{defective.name}"]
-    assert result.summary["suspect_good_images"] == [f"train/good/0005_{defective.name}"]
-    assert load_model(result.model_path)[0].calibration.suspects == suspects  # the manifest's check accepts it
+    assert [s["name"] for s in suspects] == [defective]
+    assert result.summary["suspect_good_images"] == [defective]
+    calibration = load_model(result.model_path)[0].calibration  # the manifest's check accepts the field
+    assert calibration.suspects == suspects
+    assert calibration.describe_suspects().startswith(f"Look at good image {defective}: unseen, it scores ")

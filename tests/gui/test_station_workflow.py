@@ -3,6 +3,7 @@ or cancelling during a training, inspecting a folder tree, creating a project.""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,25 @@ def test_switching_project_shows_nothing_of_the_old_one(qtbot, window, project_w
     assert training.log.toPlainText() == "" and training.progress.format() == "" and training.eta_label.text() == ""
     assert window.camera_panel.verdict_label.text() == "" and window.latency_label.text() == ""
     assert "no model" in window.model_label.text() and not window.viewer.has_image()
+
+
+def test_the_threshold_panel_names_a_good_image_that_scores_like_a_defect(qtbot, window, tmp_path,
+                                                                          line_with_a_defect_among_good):
+    from tests.conftest import train_model
+
+    data, defective = line_with_a_defect_among_good
+    project = projects.create_project(tmp_path / "project", "washers", data / "train" / "good")
+    projects.set_up_single_user(project, "tester")
+    shutil.copytree(train_model(data, tmp_path / "model"), project.models_dir / "trained")
+    project.current_model = "trained"
+    project.save()
+    _load(qtbot, window, project)
+    panel = window.threshold_panel
+    qtbot.waitUntil(lambda: f"Look at good image {defective}" in panel.stats_label.text(), timeout=5000)
+    other = projects.create_project(tmp_path / "other", "gaskets")
+    projects.set_up_single_user(other, "tester")
+    window.open_project(other.root)
+    assert "Look at good image" not in panel.stats_label.text()
 
 
 # ---------------------------------------------------------------- trap 6: quit, cancel, time left

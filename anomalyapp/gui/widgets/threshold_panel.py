@@ -117,6 +117,7 @@ class ThresholdPanel(QWidget):
         self._updating = False
         # threshold (normalised) -> "expected false rejects ..." text, from the model's calibration; or None
         self._expected_rate_text = None
+        self._suspects_note = None  # the model's good images that score like defects, or None
         self._last_emitted = Verdicts()
         self._throttled_emit = qthrottled(self._emit_if_changed, timeout=self.THROTTLE_MS, leading=True, parent=self)
 
@@ -294,6 +295,11 @@ class ThresholdPanel(QWidget):
         self._expected_rate_text = describe
         self._update_stats()
 
+    def set_suspects_note(self, note: str | None) -> None:
+        """The model's note on good training images that score like defects (None: there are none)."""
+        self._suspects_note = note
+        self._update_stats()
+
     def expected_rate_text(self) -> str | None:
         return self._expected_rate_text(self._threshold) if self._expected_rate_text else None
 
@@ -416,6 +422,8 @@ class ThresholdPanel(QWidget):
         expected = self._expected_rate_text(self._threshold) if self._expected_rate_text else None
         if expected:
             text = f"{text}\n{expected[0].upper()}{expected[1:]}" if text else f"{expected[0].upper()}{expected[1:]}"
+        if self._suspects_note:
+            text = f"{text}\n{self._suspects_note}" if text else self._suspects_note
         self.stats_label.setText(text)
         self.stats_label.setVisible(bool(text))
 

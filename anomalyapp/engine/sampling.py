@@ -215,6 +215,10 @@ def coreset_pending_bytes(total: int, count: int, block_rows: int = _BLOCK_ROWS)
     return -(-total // block_rows) * count
 
 
+# Blocks of the table that ``coreset_seconds`` times on: 64 MB of 512 x 128 float rows.
+_ESTIMATE_TABLE_BLOCKS = 256
+
+
 def coreset_seconds(total: int, count: int, projection_dim: int = 128, block_rows: int = _BLOCK_ROWS) -> float:
     """About how long ``greedy_coreset`` takes to pick ``count`` of ``total`` rows on this machine.
 
@@ -229,24 +233,26 @@ def coreset_seconds(total: int, count: int, projection_dim: int = 128, block_row
         centres_per_pick = 46 if total < 100_000 else 213
         updates_per_pick = 2.3
         per_update = max(1, round(centres_per_pick / updates_per_pick))
-        # The table at its real size, visited block by block as the loop does, so that memory traffic is real.
-        table = torch.rand(block_count, block_rows, projection_dim)
+        # The table visited block by block as the loop does, so that memory traffic is real: at its real size
+        # up to 64 MB (well past any cache), no more, so that the estimate of a huge tiled set stays light.
+        table_blocks = min(block_count, _ESTIMATE_TABLE_BLOCKS)
+        table = torch.rand(table_blocks, block_rows, projection_dim)
         table_norms = (table * table).sum(2)
         picked = torch.rand(count, projection_dim)
         picked_norms = (picked * picked).sum(1)
-        centres = table.mean(1)
-        nearest = torch.rand(block_count, block_rows)
+        centres = torch.rand(block_count, projection_dim)
+        nearest = torch.rand(table_blocks, block_rows)
         brought_nearer = torch.arange(0, block_rows, 16)
-        pending = torch.zeros(block_count, count, dtype=torch.bool)
+        pending = torch.zeros(block_count, min(count, max(1, (64 << 20) // block_count)), dtype=torch.bool)
         generator = torch.Generator().manual_seed(0)
-        visits = torch.randint(block_count, (64,), generator=generator).tolist()
+        visits = torch.randint(table_blocks, (64,), generator=generator).tolist()
         steps = torch.randint(count, (64, per_update), generator=generator).sort(1).values
         heap = [(-float(b), b) for b in range(block_count)]
         heapq.heapify(heap)
 
         def update(visit):  # the operations of ``_LazyBlocks.update`` and ``_farthest_block``, in order
             block = visits[visit]
-            pending[block, : count // 2].nonzero().squeeze(1)
+            pending[block, : pending.shape[1] // 2].nonzero().squeeze(1)
             chosen = steps[visit]
             squared = torch.addmm(picked_norms.index_select(0, chosen)[:, None], picked.index_select(0, chosen),
                                   table[block].T, alpha=-2.0)
@@ -260,7 +266,7 @@ def coreset_seconds(total: int, count: int, projection_dim: int = 128, block_row
             heapq.heappush(heap, heapq.heappop(heap))
 
         def add_pick(visit):
-            pending[:, visit] = (centres @ table[visits[visit], 0]).sqrt_() < 1.0
+            pending[:, visit % pending.shape[1]] = (centres @ table[visits[visit], 0]).sqrt_() < 1.0
 
         def timed(operation, repeats=64):
             operation(0)

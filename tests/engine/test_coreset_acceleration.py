@@ -91,3 +91,8 @@ def test_the_estimate_counts_the_accelerated_coreset_and_the_peak_memory():
     assert large.memory_mb - small.memory_mb > 64000 * 152 * 4 / 2**20
     # The coreset's part grows with the picks (the textbook loop's cost grew with picks times rows).
     assert coreset_seconds(64000, 6400) > coreset_seconds(64000, 64)
+    assert 0 <= coreset_seconds(100, 3) < 1  # fewer picks than the timing's visits
+    # A tiled set of millions of patches is estimated in about a second, without allocating its table.
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert coreset_seconds(3_000_000, 30_000) > coreset_seconds(300_000, 30_000) * 0.5
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 400

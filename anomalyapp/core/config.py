@@ -12,8 +12,9 @@ IMAGE_SIZE_RANGE = (32, 2048)
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
 # How a detector joins its backbone stages into one vector (engine.features.stage_weights): "concatenated" as they
 # come (the wider stage dominates the distance), "balanced" with each stage scaled so that all weigh the same.
-# "score_concatenated_map_balanced" (PatchCore only): one bank of concatenated vectors searched under both
-# distances, the image score from the concatenated nearest neighbour and the map from the balanced one.
+# "score_concatenated_map_balanced": the image score under the concatenated weighting, the map under the balanced
+# one (PatchCore: one bank of concatenated vectors searched under both distances; the autoencoder: its one
+# reconstruction error weighed both ways).
 # A model saved without the field was concatenated.
 STAGE_WEIGHTINGS = ("concatenated", "balanced", "score_concatenated_map_balanced")
 # Each weighting as (the bank's vectors and the image score's distance, the anomaly map's distance).
@@ -22,8 +23,6 @@ STAGE_WEIGHTING_PARTS = {
     "balanced": ("balanced", "balanced"),
     "score_concatenated_map_balanced": ("concatenated", "balanced"),
 }
-# The weightings that weigh the stages one way for everything; the mixed rule needs a nearest-neighbour search.
-UNIFORM_STAGE_WEIGHTINGS = tuple(name for name, (bank, image_map) in STAGE_WEIGHTING_PARTS.items() if bank == image_map)
 # Images larger than this many megapixels are refused from their header, before decoding: a 1 MB PNG can hold
 # 20000 x 20000 pixels (1.2 GB decoded). 100 covers every industrial camera we know; raised with --max-pixels,
 # the ANOMALYAPP_MAX_PIXELS environment variable or the settings file (data.images.set_pixel_limit).
@@ -143,7 +142,7 @@ class AutoencoderConfig(FramingConfig):
         """Why this config cannot be trained, in one line; None when it can."""
         if self.epochs < 1:
             return f"epochs must be at least 1, not {self.epochs}"
-        return stage_weighting_problem(self.stage_weighting, UNIFORM_STAGE_WEIGHTINGS)
+        return stage_weighting_problem(self.stage_weighting)
 
 
 @dataclass(frozen=True)

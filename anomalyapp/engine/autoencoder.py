@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anomalyapp.core.cancel import CancelToken, check
-from anomalyapp.core.config import AutoencoderConfig
+from anomalyapp.core.config import STAGE_WEIGHTING_PARTS, AutoencoderConfig
 from anomalyapp.core.errors import ModelFileError, ModelNotFitted
 from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.engine import anomaly_map
@@ -86,11 +86,15 @@ class AutoencoderDetector:
         self.extractor = extractor
         self.channels = sum(extractor.channels())
         stage_channels = [extractor.spec.channels[name] for name in config.layers]
-        weights = stage_weights(stage_channels, config.stage_weighting)
-        # Each channel's share of the error (stage weight squared); None: the plain mean over channels. The
-        # features are standardised per channel, so a weight must act on the error, not on the features.
-        self.error_weights = None if all(w == 1.0 for w in weights) else torch.cat(
-            [torch.full((count,), weight * weight) for count, weight in zip(stage_channels, weights)])
+        # The weighting of the image score's error and of the map's (the mixed rule weighs them differently).
+        self.score_weighting, self.map_weighting = STAGE_WEIGHTING_PARTS[config.stage_weighting]
+        # Each channel's share of the error (stage weight squared) per weighting; None: the plain mean over
+        # channels. The features are standardised per channel, so a weight acts on the error, not on the features.
+        self.error_weights = {}
+        for weighting in {self.score_weighting, self.map_weighting}:
+            weights = stage_weights(stage_channels, weighting)
+            self.error_weights[weighting] = None if all(w == 1.0 for w in weights) else torch.cat(
+                [torch.full((count,), weight * weight) for count, weight in zip(stage_channels, weights)])
         self.autoencoder: FeatureAutoencoder | None = None
         self.feature_mean = torch.zeros(self.channels)
         self.feature_std = torch.ones(self.channels)
@@ -269,25 +273,33 @@ class AutoencoderDetector:
         return float(np.median(scores)), float(np.median(maxima)), len(scores)
 
     # ---------------------------------------------------------------------------------------- scoring
-    def error_grids(self, images: list[np.ndarray]) -> torch.Tensor:
-        """Per-location squared reconstruction error (B, H, W), averaged over channels."""
+    def error_grids(self, images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-location squared reconstruction error (B, H, W), averaged over weighted channels: under the image
+        score's weighting and under the map's (the same tensor when they are one)."""
         if self.autoencoder is None:
             raise ModelNotFitted("the autoencoder has not been trained")
         with torch.inference_mode():
             features = self._normalised(self.regional_features(images))
             reconstruction = self.autoencoder(features)
             squared = (reconstruction - features) ** 2
-            if self.error_weights is not None:
-                squared = squared * self.error_weights.to(squared.device).view(1, -1, 1, 1)
-            return squared.mean(1).cpu()
+
+            def averaged(weighting: str) -> torch.Tensor:
+                weights = self.error_weights[weighting]
+                if weights is None:
+                    return squared.mean(1).cpu()
+                return (squared * weights.to(squared.device).view(1, -1, 1, 1)).mean(1).cpu()
+
+            score_grids = averaged(self.score_weighting)
+            map_grids = score_grids if self.map_weighting == self.score_weighting else averaged(self.map_weighting)
+            return score_grids, map_grids
 
     def raw_predict(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        grids = self.error_grids(images).numpy()
+        score_grids, map_grids = (grids.numpy() for grids in self.error_grids(images))
         config = self.config
         shape = input_shape(images[0].shape[0], images[0].shape[1], config.image_size, config.keep_aspect)
-        maps = [anomaly_map.gaussian_smooth(grid, shape, config.sigma) for grid in grids]
+        maps = [anomaly_map.gaussian_smooth(grid, shape, config.sigma) for grid in map_grids]
         scores = np.empty(len(maps), dtype=np.float64)
-        for index, grid in enumerate(grids):
+        for index, grid in enumerate(score_grids):
             flat = grid.reshape(-1)
             k = min(config.score_top_k, flat.size)
             top = np.partition(flat, flat.size - k)[-k:]

@@ -60,10 +60,12 @@ def test_split_search_equals_plain_searches_on_the_unweighted_and_the_weighted_v
     assert full_weighted.min(dim=1).values.sqrt().numpy() == pytest.approx(weighted.numpy(), rel=1e-4, abs=1e-4)
 
 
-def test_the_mixed_rule_is_offered_to_patchcore_only():
+def test_the_mixed_rule_is_offered_to_both_detectors_and_an_unknown_one_to_neither():
     assert PatchCoreConfig(stage_weighting=MIXED).problem() is None
-    problem = AutoencoderConfig(stage_weighting=MIXED).problem()
-    assert problem is not None and MIXED in problem and "\n" not in problem
+    assert AutoencoderConfig(stage_weighting=MIXED).problem() is None
+    for config in (PatchCoreConfig(stage_weighting="loudest"), AutoencoderConfig(stage_weighting="loudest")):
+        problem = config.problem()
+        assert problem is not None and "loudest" in problem and "\n" not in problem
 
 
 def test_an_old_manifest_without_the_field_loads_as_concatenated(tmp_path, demo_line):
@@ -157,7 +159,32 @@ def test_the_stage_weighting_flag_refuses_an_unknown_value_in_one_line(demo_line
     assert exit_info.value.code == 2
     assert "--stage-weighting" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
-    with pytest.raises(DataError, match="stage weighting"):
-        from anomalyapp.services.training import TrainRequest, build_config
+    from anomalyapp.services.training import TrainRequest, build_config
 
-        build_config(TrainRequest(data=demo_line, detector="autoencoder", stage_weighting=MIXED))
+    with pytest.raises(DataError, match="stage weighting 'loudest'"):
+        build_config(TrainRequest(data=demo_line, detector="autoencoder", stage_weighting="loudest"))
+
+
+def test_the_autoencoders_mixed_rule_scores_as_concatenated_and_maps_as_balanced(autoencoder_model, demo_line):
+    """The autoencoder learns the same network whatever the weighting (its loss is unweighted): the rule only
+    weighs the reconstruction error, one way for the image score and another for the map."""
+    from anomalyapp.data.images import load_image
+    from anomalyapp.engine.autoencoder import AutoencoderDetector
+
+    trained, _ = load_model(autoencoder_model)
+    assert trained.config.stage_weighting == AutoencoderConfig().stage_weighting
+
+    def weighted(weighting: str) -> AutoencoderDetector:
+        detector = AutoencoderDetector(replace(trained.config, stage_weighting=weighting), trained.extractor)
+        detector.autoencoder, detector.feature_mean, detector.feature_std = (
+            trained.autoencoder, trained.feature_mean, trained.feature_std)
+        return detector
+
+    images = [load_image(path).to_rgb() for path in sorted((demo_line / "test" / "scratch").iterdir())[:2]]
+    mixed_scores, mixed_maps = weighted(MIXED).raw_predict(images)
+    concatenated_scores, concatenated_maps = weighted("concatenated").raw_predict(images)
+    balanced_scores, balanced_maps = weighted("balanced").raw_predict(images)
+    np.testing.assert_allclose(mixed_scores, concatenated_scores, rtol=1e-6)
+    for mixed, balanced, concatenated in zip(mixed_maps, balanced_maps, concatenated_maps):
+        np.testing.assert_allclose(mixed, balanced, rtol=1e-6)
+        assert not np.allclose(mixed, concatenated, rtol=1e-3)

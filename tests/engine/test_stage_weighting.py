@@ -125,8 +125,8 @@ def test_a_balanced_model_reloads_in_a_fresh_process_with_identical_scores(detec
     # The weighting changes the scores: a concatenated model of the same images scores otherwise.
     if detector == "autoencoder":
         loaded, _ = load_model(model)
-        assert loaded.error_weights is not None
-        loaded.error_weights = None
+        assert loaded.error_weights["balanced"] is not None
+        loaded.error_weights = {"balanced": None}
         from anomalyapp.data.images import load_image
 
         image = load_image(paths[-1]).to_rgb()

@@ -2,6 +2,7 @@
 
     .venv/bin/python tools/measure_calibration.py [--data ../shared/data/real] [--out runs/calibration]
     .venv/bin/python tools/measure_calibration.py --rows-from-json A.json B.json ...   # rows of saved evaluations
+    .venv/bin/python tools/measure_calibration.py --rows-from-json A.json ... --recalibrate  # under today's rule
 
 The figures on the test images are measurement only: nothing here feeds back into the defaults.
 """
@@ -57,6 +58,22 @@ def row_of(result: dict) -> dict:
     }
 
 
+def recalibrated(result: dict) -> dict:
+    """The saved evaluation as today's calibration rule would have given it: the threshold computed again from
+    the evidence in the model's manifest (its unseen good scores, which training computes before any rule is
+    applied), each image's normalised score rescaled to it. Exact: a normalised score is 0.5 * raw / threshold."""
+    from anomalyapp.engine.calibration import calibrate
+
+    stored = json.loads((Path(result["model"]) / "manifest.json").read_text(encoding="utf-8"))["calibration"]
+    fresh = calibrate(stored["good_scores"], stored["good_map_maxima"], source=stored["source"],
+                      target_false_reject_rate=stored["target_false_reject_rate"], evidence=stored.get("evidence"))
+    factor = stored["image_threshold"] / fresh.image_threshold
+    again = dict(result, per_image=[dict(row, score=row["score"] * factor) for row in result["per_image"]])
+    again["expected_false_reject_rate"] = fresh.expected_false_rejects(0.5)
+    again["rule"] = fresh.rule
+    return again
+
+
 def markdown(table: list[tuple[str, str, dict]]) -> str:
     lines = [
         "| data | detector | good test images | false-reject rate | recall at the threshold | recall the same scores "
@@ -86,11 +103,16 @@ def main() -> int:
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS), metavar="SET",
                         help=f"which of {', '.join(SETS)} (default: all)")
     parser.add_argument("--rows-from-json", nargs="+", type=Path, metavar="JSON")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="with --rows-from-json: the threshold as today's rule sets it from the model's evidence")
     args = parser.parse_args()
     table = []
     if args.rows_from_json:
         for path in args.rows_from_json:
             result = json.loads(path.read_text())
+            if args.recalibrate:
+                result = recalibrated(result)
+                print(f"{path.stem}: {result['rule']}", file=sys.stderr)
             table.append((Path(result["data"]).name, path.stem, row_of(result)))
         print(markdown(table))
         return 0

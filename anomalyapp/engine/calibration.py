@@ -117,10 +117,22 @@ def screen_outliers(scores) -> list[int]:
 
 
 class FalseRejectModel:
-    """The fitted tail plus bootstrap refits: expected false-reject rate, with its interval, at any threshold."""
+    """The fitted tail plus bootstrap refits: expected false-reject rate, with its interval, at any threshold.
 
-    def __init__(self, scores, *, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0):
-        self.scores = np.sort(np.asarray(scores, dtype=np.float64))
+    ``outliers`` (scores among ``scores`` that screening named) can be counted apart: a new part like them is
+    rejected at any threshold below them, so they spend their share of the rate (m of n) and the tail is
+    fitted on the other scores, which they would otherwise stretch. The bootstrap then resamples the other
+    scores and draws the outliers' count from the binomial of their share.
+    """
+
+    def __init__(self, scores, *, outliers=(), samples: int = BOOTSTRAP_SAMPLES, seed: int = 0):
+        everything = np.sort(np.asarray(scores, dtype=np.float64))
+        self.outliers = np.sort(np.asarray(outliers, dtype=np.float64))
+        rest = list(everything)
+        for value in self.outliers:
+            rest.remove(value)  # each outlier is one of the scores
+        self.count = everything.size
+        self.scores = np.asarray(rest)
         self.fit = fit_tail(self.scores)
         n = self.scores.size
         rng = np.random.default_rng(seed)
@@ -128,30 +140,58 @@ class FalseRejectModel:
         k = self.fit.exceedances
         self.levels = self.resamples[:, n - k - 1]
         self.scales = np.maximum((self.resamples[:, n - k :] - self.levels[:, None]).mean(1), self.fit.scale * 1e-3)
+        self.outlier_counts = rng.binomial(self.count, self.outliers.size / self.count, samples)
+
+    def _outlier_share(self, threshold: float, counts):
+        """The outliers' part of the rate at ``threshold``: those at or above it, of all the scores."""
+        if not self.outliers.size:
+            return 0.0
+        above = self.outliers.size - np.searchsorted(self.outliers, threshold, side="left")
+        return counts * (above / self.outliers.size) / self.count
 
     def _replicate_rates(self, threshold: float) -> np.ndarray:
         n, k = self.scores.size, self.fit.exceedances
         tail = k / n * np.exp(-(threshold - self.levels) / self.scales)
         below = (self.resamples >= threshold).mean(1)
-        return np.where(threshold >= self.levels, tail, below)
+        rest = np.where(threshold >= self.levels, tail, below)
+        return rest * (n / self.count) + self._outlier_share(threshold, self.outlier_counts)
+
+    def rate(self, threshold: float) -> float:
+        """The expected share of new good parts scoring at or above ``threshold``."""
+        rest = float(self.fit.rate(threshold, self.scores)) * self.scores.size / self.count
+        return rest + float(self._outlier_share(threshold, self.outliers.size))
 
     def expected_rate(self, threshold: float) -> tuple[float, float, float]:
         """(estimate, low, high) of the share of new good parts scoring at or above ``threshold``."""
-        estimate = float(self.fit.rate(threshold, self.scores))
+        estimate = self.rate(threshold)
         low, high = np.quantile(self._replicate_rates(float(threshold)), INTERVAL)
         return estimate, float(min(low, estimate)), float(max(high, estimate))
 
+    def _rest_rate(self, rate: float, outlier_count) -> object:
+        """The rate left to the other scores' tail once the outliers have spent theirs (<= 0: none left)."""
+        return (rate - outlier_count / self.count) * self.count / self.scores.size
+
     def threshold_for(self, rate: float) -> float:
-        return self.fit.threshold_for(rate, self.scores)
+        rest = float(self._rest_rate(rate, self.outliers.size))
+        if rest <= 0:  # the outliers alone spend the rate: only a threshold above them meets it
+            return float(np.nextafter(self.outliers.max(), np.inf))
+        return min(self.fit.threshold_for(rest, self.scores), float(np.nextafter(self.outliers.min(), -np.inf))
+                   if self.outliers.size else np.inf)
 
     def threshold_spread(self, rate: float) -> tuple[float, float]:
         """The range of thresholds the bootstrap refits would have chosen for ``rate``."""
         n, k = self.scores.size, self.fit.exceedances
         share = k / n
-        if rate < share:
-            chosen = self.levels + self.scales * math.log(share / rate)
-        else:
-            chosen = np.quantile(self.resamples, 1.0 - rate, axis=1)
+        rest = np.broadcast_to(np.asarray(self._rest_rate(rate, self.outlier_counts), dtype=np.float64),
+                               self.levels.shape)
+        highest = self.outliers.max() if self.outliers.size else np.inf
+        chosen = np.full(self.levels.shape, highest)  # where the outliers spend the whole rate
+        in_tail = (rest > 0) & (rest < share)
+        chosen[in_tail] = self.levels[in_tail] + self.scales[in_tail] * np.log(share / rest[in_tail])
+        for index in np.flatnonzero(rest >= share):  # a rate the empirical scores reach: their quantile
+            chosen[index] = np.quantile(self.resamples[index], 1.0 - min(float(rest[index]), 1.0))
+        if self.outliers.size:
+            chosen = np.where(rest > 0, np.minimum(chosen, self.outliers.min()), chosen)
         low, high = np.quantile(chosen, INTERVAL)
         return float(low), float(high)
 
@@ -192,11 +232,20 @@ class Calibration:
     def normalise_map(self, raw_map: np.ndarray) -> np.ndarray:
         return raw_map * np.float32(NORMALISED_THRESHOLD / self.pixel_threshold)
 
+    @property
+    def outliers_apart(self) -> bool:
+        """Whether the named outliers are counted apart: they are, when their share of the good scores is below
+        the target rate (they spend that share; the tail is fitted on the rest). Otherwise only a threshold
+        above them can meet the target, and they stay in the tail."""
+        return bool(self.suspects) and self.target_false_reject_rate is not None and (
+            len(self.suspects) / len(self.good_scores) < self.target_false_reject_rate)
+
     def false_reject_model(self) -> FalseRejectModel | None:
         """The tail model over this calibration's good scores; None when there are too few of them."""
         cached = self.__dict__.get("_false_reject_model")
         if cached is None and len(self.good_scores) >= MIN_TAIL_EVIDENCE:
-            cached = FalseRejectModel(self.good_scores)
+            outliers = [suspect["score"] for suspect in self.suspects] if self.outliers_apart else ()
+            cached = FalseRejectModel(self.good_scores, outliers=outliers)
             self.__dict__["_false_reject_model"] = cached
         return cached
 
@@ -219,11 +268,14 @@ class Calibration:
             return None
         names = ", ".join(suspect["name"] for suspect in self.suspects)
         highest = max(self.normalise_score(suspect["score"]) for suspect in self.suspects)
-        without = self.normalise_score(self.suspects[0]["threshold_without"])
         one = len(self.suspects) == 1
+        if self.outliers_apart:
+            effect = f"counted apart as {'a part' if one else 'parts'} to reject"
+        else:
+            without = self.normalise_score(self.suspects[0]["threshold_without"])
+            effect = f"hold{'s' if one else ''} the threshold up ({without:.2f} without {'it' if one else 'them'})"
         return (f"Look at good image{'' if one else 's'} {names}: unseen, {'it scores' if one else 'they score up to'} "
-                f"{highest:.2f} and hold{'s' if one else ''} the threshold up ({without:.2f} without "
-                f"{'it' if one else 'them'})")
+                f"{highest:.2f}, {effect}")
 
     @property
     def uncertain_low_normalised(self) -> float | None:
@@ -270,23 +322,11 @@ def calibrate(
     else:
         if not 0 < target_false_reject_rate < 1:
             raise ValueError(f"target false-reject rate {target_false_reject_rate} must be between 0 and 1")
-        model = calibration.false_reject_model()
-        calibration.image_threshold = max(model.threshold_for(target_false_reject_rate), 1e-6)
-        pixel_model = FalseRejectModel(maxima)
-        calibration.pixel_threshold = max(pixel_model.threshold_for(target_false_reject_rate), 1e-6)
-        estimate, low, high = model.expected_rate(calibration.image_threshold)
         calibration.target_false_reject_rate = float(target_false_reject_rate)
-        calibration.expected_false_reject_rate = estimate
-        calibration.expected_false_reject_interval = [low, high]
-        band_low, _ = model.threshold_spread(target_false_reject_rate)
-        calibration.uncertain_low = float(min(band_low, calibration.image_threshold))
-        calibration.rule = (
-            f"false-reject rate {target_false_reject_rate:g} on new good parts: exponential tail over the "
-            f"{model.fit.exceedances} highest of {len(scores)} unseen good scores"
-        )
-        # Outliers stay in the evidence: one may be a rare good part, and leaving it out would lower the
-        # threshold on a guess (on magnetic tile it doubled the false rejects on the good test images). They
-        # are named with the threshold the rest would give, so that someone looks at them and decides.
+        # Outliers are named, with the threshold the other scores alone would give, so that someone looks at
+        # them. They stay in the evidence: one may be a rare good part (magnetic tile's glare), and leaving it
+        # out would lower the threshold on a guess (it doubled the false rejects on magnetic tile's good test
+        # images). Where their share is below the target they are counted apart (``outliers_apart``).
         outliers = screen_outliers(scores)
         if outliers:
             rest = np.sort([value for index, value in enumerate(scores) if index not in outliers])
@@ -296,6 +336,22 @@ def calibrate(
                  "threshold_without": without}
                 for i in outliers
             ]
+        model = calibration.false_reject_model()
+        calibration.image_threshold = max(model.threshold_for(target_false_reject_rate), 1e-6)
+        # The same images' map maxima are counted apart likewise (the map's colours follow the same evidence).
+        pixel_model = FalseRejectModel(maxima, outliers=[maxima[i] for i in outliers] if calibration.outliers_apart
+                                       else ())
+        calibration.pixel_threshold = max(pixel_model.threshold_for(target_false_reject_rate), 1e-6)
+        estimate, low, high = model.expected_rate(calibration.image_threshold)
+        calibration.expected_false_reject_rate = estimate
+        calibration.expected_false_reject_interval = [low, high]
+        band_low, _ = model.threshold_spread(target_false_reject_rate)
+        calibration.uncertain_low = float(min(band_low, calibration.image_threshold))
+        calibration.rule = (
+            f"false-reject rate {target_false_reject_rate:g} on new good parts: exponential tail over the "
+            f"{model.fit.exceedances} highest of {model.scores.size} unseen good scores"
+            + (f", {model.outliers.size} outlier(s) counted apart" if model.outliers.size else "")
+        )
     if defect_scores:
         from anomalyapp.engine.metrics import f1_max
 

@@ -251,14 +251,20 @@ def suspect_messages(calibration) -> list[str]:
     suspects = calibration.suspects or []
     if not suspects:
         return []
-    without = calibration.normalise_score(suspects[0]["threshold_without"])
-    alone = "it alone holds" if len(suspects) == 1 else f"these {len(suspects)} hold"
+    one = len(suspects) == 1
+    if calibration.outliers_apart:
+        share = len(suspects) / len(calibration.good_scores)
+        effect = (f"counted apart as a part that will be rejected ({len(suspects)} of {len(calibration.good_scores)} "
+                  f"good images, {100 * share:.1f} % of the {100 * calibration.target_false_reject_rate:g} % "
+                  f"allowed), so that {'it does' if one else 'they do'} not stretch the threshold")
+    else:
+        without = calibration.normalise_score(suspects[0]["threshold_without"])
+        effect = (f"{'it alone holds' if one else f'these {len(suspects)} hold'} the threshold up: without "
+                  f"{'it' if one else 'them'} the threshold would be {without:.2f}")
     return [
         f"good image {suspect['name']} scores like a defect when the model has not seen it "
-        f"({calibration.normalise_score(suspect['score']):.2f} on the scale where the threshold is 0.50); {alone} "
-        f"the threshold up: without {'it' if len(suspects) == 1 else 'them'} the threshold would be {without:.2f}. "
-        "Look at it: "
-        "if it is defective, move it out of the good images and train again"
+        f"({calibration.normalise_score(suspect['score']):.2f} on the scale where the threshold is 0.50); {effect}. "
+        "Look at it: if it is defective, move it out of the good images and train again"
         for suspect in suspects
     ]
 

@@ -218,6 +218,30 @@ def test_screening_names_a_defective_part_among_good_scores_and_leaves_clean_set
     assert clean.suspects is None
 
 
+def test_outliers_under_the_target_share_are_counted_apart_and_the_rate_still_holds():
+    rng = np.random.default_rng(8)
+    good = list(3.0 + rng.exponential(0.5, 400))
+    evidence = good + [12.0]  # one good part in 401 far out: a quarter of the 1 % allowed
+    calibration = calibrate(evidence, evidence, source="synthetic", names=[f"{i}.png" for i in range(401)])
+    assert [suspect["name"] for suspect in calibration.suspects] == ["400.png"]
+    assert calibration.outliers_apart and "1 outlier(s) counted apart" in calibration.rule
+    # New good parts from the same line: the usual ones, and that kind of part in its share.
+    new_parts = np.concatenate([3.0 + rng.exponential(0.5, 200_000), np.full(500, 12.0)])
+    rejected = float(np.mean(new_parts >= calibration.image_threshold))
+    assert 0.005 <= rejected <= 0.02
+    estimate, low, high = calibration.expected_false_rejects(0.5)
+    assert estimate == pytest.approx(0.01, rel=1e-6) and low <= rejected <= high
+    assert calibration.uncertain_low < calibration.image_threshold
+    # Kept in the tail instead, it stretches the threshold: fewer rejects than the target allows.
+    stretched = FalseRejectModel(evidence).threshold_for(0.01)
+    assert stretched > calibration.image_threshold and float(np.mean(new_parts >= stretched)) < 0.7 * rejected
+    # Loaded again, the calibration counts it apart the same way.
+    again = Calibration.from_dict(json.loads(json.dumps(calibration.to_dict())))
+    assert again.expected_false_rejects(0.5) == pytest.approx((estimate, low, high))
+    assert again.describe_suspects() == "Look at good image 400.png: unseen, it scores " \
+        f"{again.normalise_score(12.0):.2f}, counted apart as a part to reject"
+
+
 def test_two_alike_outliers_do_not_hide_each_other_and_screening_stays_bounded():
     rng = np.random.default_rng(4)
     good = list(rng.gamma(4.0, 1.0, 60))

@@ -127,10 +127,12 @@ class FalseRejectModel:
 
     def __init__(self, scores, *, outliers=(), samples: int = BOOTSTRAP_SAMPLES, seed: int = 0):
         everything = np.sort(np.asarray(scores, dtype=np.float64))
-        self.outliers = np.sort(np.asarray(outliers, dtype=np.float64))
-        rest = list(everything)
-        for value in self.outliers:
-            rest.remove(value)  # each outlier is one of the scores
+        rest, apart = list(everything), []
+        for value in np.asarray(outliers, dtype=np.float64):
+            if value in rest:  # each outlier is one of the scores (a value that is not is ignored)
+                rest.remove(value)
+                apart.append(value)
+        self.outliers = np.sort(np.asarray(apart, dtype=np.float64))
         self.count = everything.size
         self.scores = np.asarray(rest)
         self.fit = fit_tail(self.scores)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -60,8 +61,10 @@ def test_watch_prints_a_line_per_verdict_writes_overlays_and_stops_cleanly_on_ct
                       "--device", "cpu")
     try:
         station.wait_for(lambda: any("Ctrl+C stops" in line for line in station.err))
-        for index in range(3):
-            (inbox / f"part-{index}.png").write_bytes(part_png(demo_line, index))
+        for index in range(3):  # written whole under a hidden name, then renamed, as camera software does:
+            hidden = inbox / f".part-{index}.png"  # a part seen half-written would settle after the next one
+            hidden.write_bytes(part_png(demo_line, index))
+            os.replace(hidden, inbox / f"part-{index}.png")
         (inbox / "readme.txt").write_text("not a part")
         station.wait_for(lambda: len(station.out) == 3 and any("readme.txt" in line for line in station.err))
     finally:

@@ -264,8 +264,8 @@ class Calibration:
         return None if expected is None else describe_rate(*expected)
 
     def describe_suspects(self) -> str | None:
-        """'Look at good image train/good/a.png: unseen, it scores 0.60 and holds the threshold up (0.43
-        without it)', or None: what the threshold panel shows of ``suspects``."""
+        """'Look at good image train/good/a.png: unseen, it scores 0.60, holds the threshold up (0.43 without
+        it)' (or '..., counted apart as a part to reject'), or None: what the threshold panel shows of ``suspects``."""
         if not self.suspects:
             return None
         names = ", ".join(suspect["name"] for suspect in self.suspects)

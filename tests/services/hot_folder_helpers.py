@@ -47,7 +47,7 @@ def random_png(seed: int) -> bytes:
 class RunningWatch:
     """``watch_folder`` driven in a thread; what it yields is collected for the test to look at."""
 
-    def __init__(self, project, settings, **kwargs):
+    def __init__(self, project, settings, *, slow_after: int | None = None, **kwargs):
         from anomalyapp.services.hot_folder import watch_folder
         from anomalyapp.services.inference import InferenceSession
         from anomalyapp.services.records import RecordsService
@@ -59,6 +59,19 @@ class RunningWatch:
         self.items: list = []
         self.summary = None
         self.error: BaseException | None = None
+        if slow_after is not None:
+            # A station slower than the parts: after ``slow_after`` inspections each one waits until the test
+            # stops the watch, so that parts are still queued then on a CPU of any speed.
+            predict, calls = self.session.predict_path, iter(range(1, 1 << 30))
+
+            def slow_predict(*args, **options):
+                if next(calls) > slow_after:
+                    deadline = time.monotonic() + 30
+                    while not self.token.cancelled and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                return predict(*args, **options)
+
+            self.session.predict_path = slow_predict
         self._job = watch_folder(self.session, self.records, user, settings, self.token, project_name="line 3",
                                  **kwargs)
         self._thread = threading.Thread(target=self._drive, daemon=True)

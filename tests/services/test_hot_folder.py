@@ -93,7 +93,7 @@ def test_a_file_renamed_into_the_folder_is_taken_at_once_and_sorted_without_over
 def test_a_restart_neither_scores_a_file_twice_nor_skips_one(project, inbox, demo_line):
     for index in range(6):
         (inbox / f"part-{index:03d}.png").write_bytes(part_png(demo_line, index))
-    watch = RunningWatch(project, WatchSettings(inbox, settle_seconds=0.2, queue_limit=50))
+    watch = RunningWatch(project, WatchSettings(inbox, settle_seconds=0.2, queue_limit=50), slow_after=2)
     watch.wait_for(lambda: len(_done(watch)) >= 2)
     watch.stop()  # stopped with parts still queued
     first_run = {o.file_name for o in _done(watch)}

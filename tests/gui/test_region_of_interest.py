@@ -20,8 +20,7 @@ def _drag(qtbot, widget, start: QPointF, end: QPointF) -> None:
 
 
 def test_draw_a_region_train_with_it_and_see_the_outside_dimmed(qtbot, window, tmp_path, demo_line):
-    project = projects.create_project(tmp_path / "roi", "roi", demo_line / "train" / "good")
-    projects.set_up_single_user(project, "tester")
+    project = projects.create_project(tmp_path / "roi", "roi", demo_line / "train" / "good", single_user="tester")
     window.set_project(project)
     panel = window.training_panel
     panel.image_size.setValue(64)

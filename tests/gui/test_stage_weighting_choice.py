@@ -16,8 +16,7 @@ MIXED = "score_concatenated_map_balanced"
 
 
 def test_the_chosen_stage_weighting_is_the_trained_models_and_the_projects(qtbot, window, tmp_path, demo_line):
-    project = projects.create_project(tmp_path / "stages", "stages", demo_line / "train" / "good")
-    projects.set_up_single_user(project, "tester")
+    project = projects.create_project(tmp_path / "stages", "stages", demo_line / "train" / "good", single_user="tester")
     window.set_project(project)
     panel = window.training_panel
     panel.image_size.setValue(64)

@@ -68,16 +68,14 @@ def test_the_threshold_panel_names_a_good_image_that_scores_like_a_defect(qtbot,
     from tests.conftest import train_model
 
     data, defective = line_with_a_defect_among_good
-    project = projects.create_project(tmp_path / "project", "washers", data / "train" / "good")
-    projects.set_up_single_user(project, "tester")
+    project = projects.create_project(tmp_path / "project", "washers", data / "train" / "good", single_user="tester")
     shutil.copytree(train_model(data, tmp_path / "model"), project.models_dir / "trained")
     project.current_model = "trained"
     project.save()
     _load(qtbot, window, project)
     panel = window.threshold_panel
     qtbot.waitUntil(lambda: f"Look at good image {defective}" in panel.stats_label.text(), timeout=5000)
-    other = projects.create_project(tmp_path / "other", "gaskets")
-    projects.set_up_single_user(other, "tester")
+    other = projects.create_project(tmp_path / "other", "gaskets", single_user="tester")
     window.open_project(other.root)
     assert "Look at good image" not in panel.stats_label.text()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import itertools
 import shutil
 import threading
 import time
@@ -62,7 +63,7 @@ class RunningWatch:
         if slow_after is not None:
             # A station slower than the parts: after ``slow_after`` inspections each one waits until the test
             # stops the watch, so that parts are still queued then on a CPU of any speed.
-            predict, calls = self.session.predict_path, iter(range(1, 1 << 30))
+            predict, calls = self.session.predict_path, itertools.count(1)
 
             def slow_predict(*args, **options):
                 if next(calls) > slow_after:

@@ -55,7 +55,21 @@ def row_of(result: dict) -> dict:
         "bracketed": None if expected is None else bool(expected[1] <= figures["false_reject_rate"] <= expected[2]),
         "measured_interval": measured,
         "overlaps": None if expected is None else bool(measured[0] <= expected[2] and expected[1] <= measured[1]),
+        "against": result.get("false_rejects_against_expected") or against_expected(result, labels, scores),
     }
+
+
+def against_expected(result: dict, labels, scores) -> dict | None:
+    """The good images' false rejects against the count the model's calibration expected of that many new good
+    parts (``services.evaluation.false_rejects_against_expected``), for JSON files written before it existed."""
+    from anomalyapp.engine.calibration import Calibration
+    from anomalyapp.services.evaluation import false_rejects_against_expected
+
+    manifest = Path(result["model"]) / "manifest.json"
+    if not manifest.exists():
+        return None
+    calibration = Calibration.from_dict(json.loads(manifest.read_text(encoding="utf-8"))["calibration"])
+    return false_rejects_against_expected(calibration, labels, scores, result.get("threshold", 0.5))
 
 
 def recalibrated(result: dict) -> dict:
@@ -70,6 +84,11 @@ def recalibrated(result: dict) -> dict:
     factor = stored["image_threshold"] / fresh.image_threshold
     again = dict(result, per_image=[dict(row, score=row["score"] * factor) for row in result["per_image"]])
     again["expected_false_reject_rate"] = fresh.expected_false_rejects(0.5)
+    from anomalyapp.services.evaluation import false_rejects_against_expected
+
+    rows = again["per_image"]
+    again["false_rejects_against_expected"] = false_rejects_against_expected(
+        fresh, np.array([r["defect_type"] != "good" for r in rows]), np.array([r["score"] for r in rows]), 0.5)
     again["rule"] = fresh.rule
     return again
 
@@ -78,8 +97,9 @@ def markdown(table: list[tuple[str, str, dict]]) -> str:
     lines = [
         "| data | detector | good test images | false-reject rate | recall at the threshold | recall the same scores "
         "give at that rate | recall at 5 % | image AUROC | expected false-reject rate (90 % interval) | bracketed | "
-        "measured rate's 90 % interval (Clopper-Pearson) | intervals overlap |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "measured rate's 90 % interval (Clopper-Pearson) | intervals overlap | good judged NG, expected of that many "
+        "new good parts (90 %) | within |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for data, detector, r in table:
         expected = "n/a (old rule)" if r["expected"] is None else (
@@ -87,10 +107,14 @@ def markdown(table: list[tuple[str, str, dict]]) -> str:
         bracketed = "" if r["bracketed"] is None else ("yes" if r["bracketed"] else "no")
         overlaps = "" if r["overlaps"] is None else ("yes" if r["overlaps"] else "no")
         low, high = r["measured_interval"]
+        against = r["against"]
+        counted = "n/a | " if against is None else (
+            f"{against['judged_ng']} of {against['good_images']}, expected {against['expected_low']}-"
+            f"{against['expected_high']} | {'yes' if against['within'] else 'no'}")
         lines.append(
             f"| {data} | {detector} | {r['good']} | {r['frr']:.3f} | {r['recall']:.3f} | {r['recall_same']:.3f} | "
             f"{r['recall_5']:.3f} | {r['auroc']:.3f} | {expected} | {bracketed} | {100 * low:.1f}-{100 * high:.1f} % | "
-            f"{overlaps} |"
+            f"{overlaps} | {counted} |"
         )
     return "\n".join(lines)
 

@@ -337,6 +337,11 @@ def _print_metrics(result: dict) -> None:
             f"{fmt(result['false_reject_rate'])}, recall {fmt(result['recall'])}; recall the scores allow at a "
             f"false-reject rate of 1 % {fmt(at['0.01'])}, of 5 % {fmt(at['0.05'])}"
         )
+    against = result.get("false_rejects_against_expected")
+    if against:
+        print(f"good test images judged NG: {against['judged_ng']} of {against['good_images']}; the calibration expected "
+              f"{against['expected_low']}-{against['expected_high']} of {against['good_images']} new good parts (90 %): "
+              + ("within" if against["within"] else "OUTSIDE: these good parts score unlike the training's"))
 
 
 def _bench(args) -> int:

@@ -169,6 +169,25 @@ class FalseRejectModel:
         low, high = np.quantile(self._replicate_rates(float(threshold)), INTERVAL)
         return estimate, float(min(low, estimate)), float(max(high, estimate))
 
+    def expected_count(self, threshold: float, parts: int) -> tuple[int, int]:
+        """The 90 % interval of how many of ``parts`` new good parts score at or above ``threshold``.
+
+        The rate a batch shows differs from the expected rate by the batch's own chance (one part in 20 is
+        5 %), so a measured rate is compared with this interval, not with the rate's: each bootstrap replicate
+        rate gives a binomial count, and the interval is taken from their mixture.
+        """
+        if parts < 1:
+            raise ValueError(f"a batch needs at least one part, not {parts}")
+        rates = np.clip(self._replicate_rates(float(threshold)), 1e-12, 1 - 1e-12)
+        counts = np.arange(parts + 1)
+        log_choose = (math.lgamma(parts + 1) - np.array([math.lgamma(k + 1) + math.lgamma(parts - k + 1)
+                                                          for k in counts]))
+        log_pmf = log_choose[None, :] + counts[None, :] * np.log(rates)[:, None] + (
+            (parts - counts)[None, :] * np.log1p(-rates)[:, None])
+        cumulative = np.cumsum(np.exp(log_pmf).mean(0))
+        low, high = (int(np.searchsorted(cumulative, level - 1e-12)) for level in INTERVAL)
+        return min(low, parts), min(high, parts)
+
     def _rest_rate(self, rate: float, outlier_count) -> object:
         """The rate left to the other scores' tail once the outliers have spent theirs (<= 0: none left)."""
         return (rate - outlier_count / self.count) * self.count / self.scores.size
@@ -257,6 +276,14 @@ class Calibration:
         if model is None:
             return None
         return model.expected_rate(float(normalised_threshold) * self.image_threshold / NORMALISED_THRESHOLD)
+
+    def expected_false_reject_count(self, normalised_threshold: float, parts: int) -> tuple[int, int] | None:
+        """The 90 % interval of how many of ``parts`` new good parts a normalised threshold judges NG (None: no
+        tail model): what a batch of that size, a test set's good images for one, is expected to show."""
+        model = self.false_reject_model()
+        if model is None:
+            return None
+        return model.expected_count(float(normalised_threshold) * self.image_threshold / NORMALISED_THRESHOLD, parts)
 
     def describe_expected_false_rejects(self, normalised_threshold: float) -> str | None:
         """'expected false rejects 1.2 % (0.4-3.0 %) on new good parts' at a normalised threshold, or None."""

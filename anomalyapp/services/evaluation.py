@@ -56,6 +56,21 @@ def false_reject_metrics(labels, scores, threshold: float) -> dict:
     }
 
 
+def false_rejects_against_expected(calibration, labels, scores, threshold: float) -> dict | None:
+    """How many good images ``threshold`` judges NG, against the 90 % interval the calibration expected for a
+    batch of that many new good parts (``Calibration.expected_false_reject_count``): whether this set's good
+    images behave as the calibration said new ones would. None without good images or a tail model."""
+    good = np.asarray(scores, dtype=np.float64)[~np.asarray(labels, dtype=bool)]
+    if good.size == 0:
+        return None
+    expected = calibration.expected_false_reject_count(threshold, int(good.size))
+    if expected is None:
+        return None
+    judged_ng = int((good >= threshold).sum())
+    return {"good_images": int(good.size), "judged_ng": judged_ng, "expected_low": expected[0],
+            "expected_high": expected[1], "within": expected[0] <= judged_ng <= expected[1]}
+
+
 def evaluate(
     session: InferenceSession,
     data: str | os.PathLike,
@@ -129,6 +144,8 @@ def evaluate(
     result["aupro"] = metrics.aupro(masks, maps, fpr_limit=0.3) if has_defect_pixels else None
     result |= metrics.threshold_metrics(labels_array, scores_array, threshold)
     result |= false_reject_metrics(labels_array, scores_array, threshold)
+    result["false_rejects_against_expected"] = false_rejects_against_expected(
+        session.calibration, labels_array, scores_array, threshold)
     result["per_image"] = rows
     return result
 

@@ -14,6 +14,7 @@ from anomalyapp.core.cancel import CancelToken, check
 from anomalyapp.core.config import IMAGE_SIZE_RANGE, CalibrationConfig
 from anomalyapp.core.errors import DataError, ImageReadError
 from anomalyapp.core.types import Progress
+from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
 from anomalyapp.data.datasets import discover_dataset
 from anomalyapp.data.images import list_images, load_training_image
 
@@ -269,14 +270,24 @@ def suspect_messages(calibration) -> list[str]:
     ]
 
 
+# The batch size the training output states its expected count of false rejects for.
+BATCH_OF_PARTS = 100
+
+
 def expected_rate_text(calibration) -> str | None:
-    """'expected false rejects 1.0 % (0.3-2.4 %) on new good parts at the threshold' or None (old rule)."""
+    """'expected false rejects 1.0 % (0.3-2.4 %) on new good parts; of 100, 0-3 judged NG (90 %)' at the
+    threshold, or None (old rule). The count is what a batch shows, its own chance included: the figure an
+    evaluation's good images are compared with."""
     from anomalyapp.engine.calibration import describe_rate
 
     if calibration.expected_false_reject_rate is None:
         return None
     low, high = calibration.expected_false_reject_interval
-    return describe_rate(calibration.expected_false_reject_rate, low, high)
+    text = describe_rate(calibration.expected_false_reject_rate, low, high)
+    batch = calibration.expected_false_reject_count(NORMALISED_THRESHOLD, BATCH_OF_PARTS)
+    if batch is not None:
+        text += f"; of {BATCH_OF_PARTS}, {batch[0]}-{batch[1]} judged NG (90 %)"
+    return text
 
 
 def default_model_path(data: Path, detector: str) -> Path:

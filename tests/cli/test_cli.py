@@ -118,6 +118,12 @@ def test_evaluate_at_a_working_threshold_reports_false_rejects_and_recall(patchc
     assert at_lower["false_reject_rate"] == pytest.approx(sum(s >= 0.05 for s in good) / len(good))
     assert at_lower["false_reject_rate"] > at_default["false_reject_rate"]
     assert at_lower["expected_false_reject_rate"][0] > at_default["expected_false_reject_rate"][0]
+    # The good images' count of false rejects against what the calibration expected of that many new parts.
+    against = at_lower["false_rejects_against_expected"]
+    assert against["good_images"] == len(good) and against["judged_ng"] == sum(s >= 0.05 for s in good)
+    assert against["expected_low"] <= against["expected_high"] <= len(good)
+    assert against["within"] == (against["expected_low"] <= against["judged_ng"] <= against["expected_high"])
+    assert at_default["false_rejects_against_expected"]["good_images"] == len(good)
     rows = list(csv.DictReader(scores_csv.open()))
     assert len(rows) == at_lower["images"]
     assert all(row["verdict"] == ("NG" if float(row["score"]) >= 0.05 else "OK") for row in rows)

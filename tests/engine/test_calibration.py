@@ -38,6 +38,30 @@ def test_threshold_meets_the_target_on_an_exponential_tail_whose_quantile_is_kno
     assert low <= rejected <= high
 
 
+@pytest.mark.parametrize("parts", [20, 80, 500])
+def test_the_expected_count_of_a_batch_holds_its_own_chance_and_covers_simulated_batches(parts):
+    rng = np.random.default_rng(3)
+    good = 3.0 + rng.exponential(0.5, 200)  # P(S >= t) = exp(-(t - 3) / 0.5)
+    model = FalseRejectModel(good)
+    threshold = model.threshold_for(0.01)
+    low, high = model.expected_count(threshold, parts)
+    # Batches of new good parts from the same line: their count of false rejects lies in the interval about
+    # 90 % of the time (the interval is of whole counts, so at least that).
+    true_rate = math.exp(-(threshold - 3.0) / 0.5)
+    counts = rng.binomial(parts, true_rate, 4000)
+    assert np.mean((counts >= low) & (counts <= high)) >= 0.88
+    # The mixture of each bootstrap replicate's binomial, drawn instead of summed, gives the same interval.
+    rates = np.clip(model._replicate_rates(threshold), 0, 1)
+    drawn = rng.binomial(parts, np.repeat(rates, 200))
+    assert abs(np.quantile(drawn, 0.05) - low) <= 1 and abs(np.quantile(drawn, 0.95) - high) <= 1
+    # A batch of 20 at a 1 % rate most likely shows none, so a measured 0 of 20 is expected, not a miss.
+    if parts == 20:
+        assert low == 0 and high >= 1
+    # The rate's own interval, times the batch, is narrower than the batch's: chance is added, not ignored.
+    _, rate_low, rate_high = model.expected_rate(threshold)
+    assert low <= rate_low * parts and high >= rate_high * parts
+
+
 def test_rate_below_one_over_n_is_extrapolated_from_the_tail():
     rng = np.random.default_rng(5)
     good = rng.gamma(4.0, 1.0, 60)  # 60 scores: the empirical rate cannot go below 1/60

@@ -49,6 +49,7 @@ METRIC_ROWS = (
     ("Threshold used", "threshold", "ratio"),
     ("False-reject rate (good judged NG)", "false_reject_rate", "ratio"),
     ("Expected false-reject rate", ("expected_false_reject_rate", 0), "ratio"),
+    ("Good judged NG: measured, expected (90 %)", "false_rejects_against_expected", "against_expected"),
     ("Recall at 1 % false rejects", ("recall_at_false_reject_rate", "0.01"), "ratio"),
     ("Recall at 5 % false rejects", ("recall_at_false_reject_rate", "0.05"), "ratio"),
     ("Recall at the reached rate", "recall_at_reached_false_reject_rate", "ratio"),
@@ -82,6 +83,9 @@ def _is_defective(item: dict) -> bool:
 def _format(value, kind: str) -> str:
     if value is None:
         return NOT_AVAILABLE
+    if kind == "against_expected":  # services.evaluation.false_rejects_against_expected
+        return (f"{value['judged_ng']} of {value['good_images']}, expected {value['expected_low']}-"
+                f"{value['expected_high']}" + ("" if value["within"] else " (outside)"))
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -16,6 +16,8 @@ INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
 # one (PatchCore: one bank of concatenated vectors searched under both distances; the autoencoder: its one
 # reconstruction error weighed both ways).
 # A model saved without the field was concatenated.
+# The autoencoder's default training noise, in standard deviations of each feature (AutoencoderConfig).
+TRAINING_NOISE = 1.0
 STAGE_WEIGHTINGS = ("concatenated", "balanced", "score_concatenated_map_balanced")
 # Each weighting as (the bank's vectors and the image score's distance, the anomaly map's distance).
 STAGE_WEIGHTING_PARTS = {
@@ -134,14 +136,26 @@ class AutoencoderConfig(FramingConfig):
     score_top_k: int = 10  # image score = mean of the k highest map values
     sigma: float = 4.0
     stage_weighting: str = "concatenated"  # one of STAGE_WEIGHTINGS (docs/accuracy.md: stage balance)
+    # Denoising: the standard deviation of the Gaussian noise added to the (standardised) features the autoencoder
+    # takes in while it learns to give back the clean ones. An autoencoder that learns to pull noisy features back
+    # to good ones also pulls a defect's features towards good ones, so its error there grows (docs/accuracy.md).
+    # It acts on training only; scoring is unchanged.
+    training_noise: float = TRAINING_NOISE
     seed: int = 0
 
     training_options: ClassVar[tuple[str, ...]] = ("epochs",)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        # A model saved before denoising existed was trained without noise; its fine-tunes stay so.
+        return super().from_dict(data if "training_noise" in data else {**data, "training_noise": 0.0})
 
     def problem(self) -> str | None:
         """Why this config cannot be trained, in one line; None when it can."""
         if self.epochs < 1:
             return f"epochs must be at least 1, not {self.epochs}"
+        if not 0 <= self.training_noise <= 10:
+            return f"training noise {self.training_noise} must be from 0 to 10 (standard deviations)"
         return stage_weighting_problem(self.stage_weighting)
 
 

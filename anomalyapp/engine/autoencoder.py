@@ -180,10 +180,11 @@ class AutoencoderDetector:
             order = torch.randperm(count, generator=generator)
             epoch_loss, steps = 0.0, 0
             for start in range(0, count, config.batch_size):
-                batch = vectors[order[start : start + config.batch_size]].to(self.device)
+                batch = vectors[order[start : start + config.batch_size]]
                 if batch.shape[0] < 2:
                     continue  # batch norm needs two samples
-                loss = F.mse_loss(model(batch), batch)
+                noisy, batch = self._noisy(batch, generator).to(self.device), batch.to(self.device)
+                loss = F.mse_loss(model(noisy), batch)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
@@ -199,6 +200,13 @@ class AutoencoderDetector:
                 {"epoch": epoch + 1, "loss": history[-1], "latent": latent},
             )
         return model.eval()
+
+    def _noisy(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """``batch`` (on the CPU, where the seeded generator is) with the config's training noise added."""
+        noise = self.config.training_noise
+        if noise == 0:
+            return batch
+        return batch + noise * torch.randn(batch.shape, generator=generator, dtype=batch.dtype)
 
     def unseen_scores(
         self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None = None, folds: int = 3,
@@ -340,7 +348,7 @@ class AutoencoderDetector:
                 batch = vectors[order[start : start + self.config.batch_size]]
                 if batch.shape[0] < 2:
                     continue
-                loss = F.mse_loss(model(batch), batch)
+                loss = F.mse_loss(model(self._noisy(batch.cpu(), generator).to(batch.device)), batch)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()

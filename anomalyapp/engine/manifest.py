@@ -145,6 +145,7 @@ _CONFIG_LIMITS: dict[str, Check] = {
     "learning_rate": _number(0, above=True),
     "score_top_k": _whole(1),
     "stage_weighting": _choice(STAGE_WEIGHTINGS),
+    "training_noise": _number(0, 10),
     "roi": _ROI,
     "tile_scale": _optional(_number(0, 4, above=True)),
     "tile_overlap": _number(0, 0.75),

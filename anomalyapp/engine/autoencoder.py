@@ -12,6 +12,8 @@ features' variance.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 
@@ -34,6 +36,10 @@ from anomalyapp.engine.preprocessing import batched, input_shape, input_shape_ke
 MAX_TRAINING_VECTORS = 2_000_000
 # Fewer held-out images than this give too loose a median to rescale the fold scores with.
 MIN_REFERENCE_IMAGES = 5
+# Folds of the cross-validated scores that calibrate the threshold (unseen_scores).
+CALIBRATION_FOLDS = 3
+# Training steps timed by the estimate, after one warm-up step.
+TIMED_STEPS = 3
 
 
 def _block(c_in: int, c_out: int, last: bool = False) -> list[nn.Module]:
@@ -209,7 +215,7 @@ class AutoencoderDetector:
         return batch + noise * torch.randn(batch.shape, generator=generator, dtype=batch.dtype)
 
     def unseen_scores(
-        self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None = None, folds: int = 3,
+        self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None = None, folds: int = CALIBRATION_FOLDS,
         reference: Callable[[], Iterable[np.ndarray]] | None = None,
     ) -> Generator[Progress, None, tuple[list[float], list[float]]]:
         """Cross-validated raw scores and map maxima of the fitted images, right after ``fit``.
@@ -397,11 +403,45 @@ class AutoencoderDetector:
         return {"final_loss": self.loss_history[-1]} if self.loss_history else {}
 
     def training_cost(self, images: list[np.ndarray], count: int) -> TrainingCost:
-        """Features timed on ``images``; the epochs costed from the number of feature vectors; memory is that of
-        the feature table."""
+        """Features timed on ``images``; training steps of the network the fit would build, timed on their
+        vectors; memory is that of the feature table.
+
+        The fit trains the final network and then ``CALIBRATION_FOLDS`` fold networks on (folds - 1) / folds of the
+        vectors each: (folds - 1) more trainings of the whole. Every fitted image is scored once more by its
+        fold network. The latent width is DFR's rule applied to the sample's vectors, so it can come out narrower
+        than on the whole set, whose variety is larger.
+        """
         config = self.config
         parts, per_image = time_features(self.regional_features, images, config.image_size, config.keep_aspect)
         vectors = int(sum(part.shape[0] * part.shape[2] * part.shape[3] for part in parts) / len(images) * count)
+        vectors = min(vectors, MAX_TRAINING_VECTORS)
         channels = parts[0].shape[1]
-        seconds = per_image * count * 1.2 + config.epochs * vectors * channels * 2.5e-8
+        sample = torch.cat([part.permute(0, 2, 3, 1).reshape(-1, channels) for part in parts]).cpu()
+        sample = (sample - sample.mean(0)) / sample.std(0).clamp_min(1e-6)
+        latent = config.latent_dim or latent_from_variance(sample, config.explained_variance)
+        step = self._step_seconds(sample, max(1, min(latent, channels)))
+        steps = config.epochs * math.ceil(vectors / config.batch_size) * CALIBRATION_FOLDS
+        seconds = per_image * count * 2.2 + steps * step
         return TrainingCost(seconds, vectors * channels * 4 * 2 / 2**20, per_image)
+
+    def _step_seconds(self, sample: torch.Tensor, latent: int) -> float:
+        """Seconds of one training step of a full batch, timed on the model's device with ``sample``'s vectors."""
+        model = FeatureAutoencoder(self.channels, latent).to(self.device)
+        optimiser = torch.optim.Adam(model.parameters(), lr=self.config.learning_rate)
+        generator = torch.Generator().manual_seed(self.config.seed)
+        rows = torch.randint(0, sample.shape[0], (self.config.batch_size,), generator=generator)
+        batch = sample[rows]
+        noisy, batch = self._noisy(batch, generator).to(self.device), batch.to(self.device)
+        started = 0.0
+        for index in range(TIMED_STEPS + 1):
+            if index == 1:
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                started = time.perf_counter()
+            loss = F.mse_loss(model(noisy), batch)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return (time.perf_counter() - started) / TIMED_STEPS

@@ -129,8 +129,9 @@ def test_a_balanced_model_reloads_in_a_fresh_process_with_identical_scores(detec
         loaded.error_weights = {"balanced": None}
         from anomalyapp.data.images import load_image
 
-        image = load_image(paths[-1]).to_rgb()
-        assert float(loaded.raw_predict([image])[0][0]) != pytest.approx(here[-1][0], rel=1e-3)
+        # Over all the test images: on one image the two weightings' top errors may happen to agree.
+        unweighted = [float(loaded.raw_predict([load_image(path).to_rgb()])[0][0]) for path in paths]
+        assert unweighted != pytest.approx([score for score, *_ in here], rel=1e-3)
 
 
 def test_an_old_model_without_the_field_loads_and_scores_exactly_as_before(concatenated_patchcore, demo_line,

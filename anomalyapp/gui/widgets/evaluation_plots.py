@@ -49,7 +49,7 @@ METRIC_ROWS = (
     ("Threshold used", "threshold", "ratio"),
     ("False-reject rate (good judged NG)", "false_reject_rate", "ratio"),
     ("Expected false-reject rate", ("expected_false_reject_rate", 0), "ratio"),
-    ("Good judged NG: measured, expected (90 %)", "false_rejects_against_expected", "against_expected"),
+    ("Good judged NG (expected, 90 %)", "false_rejects_against_expected", "against_expected"),
     ("Recall at 1 % false rejects", ("recall_at_false_reject_rate", "0.01"), "ratio"),
     ("Recall at 5 % false rejects", ("recall_at_false_reject_rate", "0.05"), "ratio"),
     ("Recall at the reached rate", "recall_at_reached_false_reject_rate", "ratio"),
@@ -84,8 +84,8 @@ def _format(value, kind: str) -> str:
     if value is None:
         return NOT_AVAILABLE
     if kind == "against_expected":  # services.evaluation.false_rejects_against_expected
-        return (f"{value['judged_ng']} of {value['good_images']}, expected {value['expected_low']}-"
-                f"{value['expected_high']}" + ("" if value["within"] else " (outside)"))
+        return (f"{value['judged_ng']}/{value['good_images']} ({value['expected_low']}-{value['expected_high']})"
+                + ("" if value["within"] else " outside"))
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -190,7 +190,8 @@ class EvaluationPlots(QWidget):
         # Wide enough for the longest metric's name and a value: a name cut to "False-reject rate (good judged ..."
         # says nothing.
         longest = max(self.metrics_table.fontMetrics().horizontalAdvance(label) for label, _, _ in METRIC_ROWS)
-        self.metrics_table.setMinimumWidth(max(230, longest + 90))
+        widest_value = self.metrics_table.fontMetrics().horizontalAdvance("100/1000 (10-30) outside")
+        self.metrics_table.setMinimumWidth(max(230, longest + widest_value + 40))
         self.metrics_table.cellClicked.connect(lambda row, _column: self.show_cell_images(row))
 
         self.images_caption = QLabel("Click a TN/FP/FN/TP row or a ROC point to list its images.")

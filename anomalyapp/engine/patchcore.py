@@ -27,7 +27,7 @@ from anomalyapp.engine.cost import TrainingCost, time_features
 from anomalyapp.engine.features import FeatureExtractor, stage_weights
 from anomalyapp.engine.memory_bank import MemoryBank
 from anomalyapp.engine.preprocessing import batched, input_shape, input_shape_key, preprocess
-from anomalyapp.engine.sampling import coreset_pending_bytes, coreset_seconds, greedy_coreset
+from anomalyapp.engine.sampling import CoresetResult, coreset_pending_bytes, coreset_seconds, greedy_coreset
 from anomalyapp.engine.stage_split_search import StageSplitSearch
 
 
@@ -134,9 +134,7 @@ class PatchCoreDetector:
         count = self.bank_size_for(patches.shape[0])
         result = None
         if count < patches.shape[0]:
-            result = yield from greedy_coreset(
-                patches, count, seed=self.config.seed, projection_dim=self.config.coreset_projection_dim, cancel=cancel
-            )
+            result = yield from self._coreset(patches, count, cancel)
             selected = patches[result.indices]
             self._bank_owners = self._patch_owners[result.indices]
         else:
@@ -158,6 +156,28 @@ class PatchCoreDetector:
         # Kept until unseen_scores scores each fitted image without itself from this table, then dropped.
         self._fit_patches = (patches, self._patch_grids)
         yield Progress("bank", 1, 1, f"memory bank: {bank.size} of {patches.shape[0]} patches ({bank.kind})")
+
+    def _coreset(self, patches: torch.Tensor, count: int, cancel: CancelToken | None
+                 ) -> Generator[Progress, None, CoresetResult]:
+        """The greedy coreset of ``count`` patches. Where the map weighs the stages unlike the bank (the mixed rule),
+        half the picks cover the bank's distance and half the map's, and the bank is their union: a coreset
+        chosen on one distance alone leaves the other's patches covered more thinly (docs/accuracy.md)."""
+        config = self.config
+        weights = self.model.map_column_weights
+        if weights is None:
+            return (yield from greedy_coreset(
+                patches, count, seed=config.seed, projection_dim=config.coreset_projection_dim, cancel=cancel))
+        half = max(1, count // 2)
+        by_score = yield from greedy_coreset(
+            patches, count - half, seed=config.seed, projection_dim=config.coreset_projection_dim, cancel=cancel)
+        by_map = yield from greedy_coreset(
+            patches * weights.sqrt().to(patches.dtype), half, seed=config.seed,
+            projection_dim=config.coreset_projection_dim, cancel=cancel)
+        # The score's picks first and in order, so its assignment (each patch's nearest pick) still points at them.
+        taken = torch.zeros(patches.shape[0], dtype=torch.bool)
+        taken[by_score.indices] = True
+        extra = by_map.indices[~taken[by_map.indices]]
+        return CoresetResult(torch.cat([by_score.indices, extra]), by_score.radius, by_score.assignment)
 
     def unseen_scores(
         self, images: Iterable[np.ndarray] | None, total: int, cancel: CancelToken | None = None, reference=None

@@ -188,3 +188,33 @@ def test_the_autoencoders_mixed_rule_scores_as_concatenated_and_maps_as_balanced
     for mixed, balanced, concatenated in zip(mixed_maps, balanced_maps, concatenated_maps):
         np.testing.assert_allclose(mixed, balanced, rtol=1e-6)
         assert not np.allclose(mixed, concatenated, rtol=1e-3)
+
+
+def test_the_mixed_rules_bank_covers_the_score_and_the_map_distance_half_each(demo_line):
+    """Half the picks are the coreset on the concatenated vectors, the other half the coreset on the balanced
+    ones; the bank is their union (at most the ratio's count, never less than the first half)."""
+    from anomalyapp.data.datasets import discover_dataset
+    from anomalyapp.data.images import load_image
+    from anomalyapp.engine.detector import build_detector
+    from anomalyapp.engine.sampling import greedy_coreset
+    from anomalyapp.engine.weights import resolve_weights
+
+    config = PatchCoreConfig(image_size=96, stage_weighting=MIXED)
+    detector, _ = build_detector("patchcore", config, resolve_weights(config.backbone), "cpu")
+    images = [load_image(p).to_rgb() for p in discover_dataset(demo_line).train_good]
+    drain(detector.fit(iter(images), len(images)))
+    patches, _ = detector._fit_patches
+    count = detector.bank_size_for(patches.shape[0])
+    half = count // 2
+    by_score = drain(greedy_coreset(patches, count - half, seed=config.seed,
+                                    projection_dim=config.coreset_projection_dim))
+    by_map = drain(greedy_coreset(patches * detector.model.map_column_weights.sqrt(), half, seed=config.seed,
+                                  projection_dim=config.coreset_projection_dim))
+    expected = set(by_score.indices.tolist()) | set(by_map.indices.tolist())
+    assert count - half <= detector.bank.size == len(expected) <= count
+    bank = torch.from_numpy(detector.bank.vectors())
+    assert torch.equal(bank[: count - half], patches[by_score.indices])  # the score's picks first, in order
+    in_bank = {tuple(row) for row in bank.numpy().round(6).tolist()}
+    assert all(tuple(row) in in_bank for row in patches[by_map.indices].numpy().round(6).tolist())
+    # Every training patch still lies within the stated coverage radius of the bank.
+    assert float(detector.bank.nearest_distances(patches).max()) <= detector.coverage_radius + 1e-4

@@ -417,8 +417,10 @@ class PatchCoreDetector:
         seconds = per_image * count * 1.2 + coreset + calibration
         block = max(1 << 24, int(per_image_patches) * bank) * products  # unseen_scores' distance blocks, in entries
         pending = coreset_pending_bytes(total_patches, bank) if bank < total_patches else 0
-        table_bytes = (total_patches * (dim + projected + 5) * 4 + total_patches * 8 + pending  # patches, coreset tables
-                       + bank * dim * 4 * 2 + block * 4 * 2)  # the bank and its transposed copy, one distance block
+        # The mixed rule's second coreset runs on a reweighted copy of the patches.
+        copies = 1 if self.model.map_column_weights is None else 2
+        table_bytes = (total_patches * (copies * dim + projected + 5) * 4 + total_patches * 8 + pending  # patches,
+                       + bank * dim * 4 * 2 + block * 4 * 2)  # coreset tables; the bank, its transposed copy, a block
         return TrainingCost(seconds, _peak_rss_mb() + table_bytes / 2**20, per_image, bank)
 
 

@@ -136,7 +136,8 @@ def test_recall_at_false_reject_rate_on_known_scores():
 
 @pytest.fixture(scope="module")
 def fitted_patchcore(demo_line):
-    config = PatchCoreConfig(image_size=128)
+    # The concatenated rule's leave-one-out; the mixed rule's has its own test (test_score_concatenated_map_balanced).
+    config = PatchCoreConfig(image_size=128, stage_weighting="concatenated")
     detector, _ = build_detector("patchcore", config, resolve_weights(config.backbone), "cpu")
     images = [load_image(p).to_rgb() for p in discover_dataset(demo_line).train_good]
     drain(detector.fit(iter(images), len(images)))
@@ -186,7 +187,7 @@ def _leave_one_out_by_embedding_again(detector, images):
 
 
 def test_patchcore_leave_one_out_comes_from_the_fit_table_without_embedding_again(demo_line):
-    config = PatchCoreConfig(image_size=64, keep_aspect=True)
+    config = PatchCoreConfig(image_size=64, keep_aspect=True, stage_weighting="concatenated")  # as the reference
     detector, _ = build_detector("patchcore", config, resolve_weights(config.backbone), "cpu")
     full = [load_image(p).to_rgb() for p in discover_dataset(demo_line).train_good]
     # Two shapes (square, and a 2:1 strip), so the images have different grids.

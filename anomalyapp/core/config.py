@@ -10,14 +10,14 @@ from typing import ClassVar
 IMAGE_SIZE_RANGE = (32, 2048)
 # PatchCore's nearest-neighbour index: auto picks flat (exact) or hnsw by the bank's size.
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+# The autoencoder's default training noise, in standard deviations of each feature (AutoencoderConfig).
+TRAINING_NOISE = 1.0
 # How a detector joins its backbone stages into one vector (engine.features.stage_weights): "concatenated" as they
 # come (the wider stage dominates the distance), "balanced" with each stage scaled so that all weigh the same.
 # "score_concatenated_map_balanced": the image score under the concatenated weighting, the map under the balanced
-# one (PatchCore: one bank of concatenated vectors searched under both distances; the autoencoder: its one
-# reconstruction error weighed both ways).
+# one (PatchCore: one bank of concatenated vectors, half its picks chosen to cover each distance, searched under
+# both; the autoencoder: its one reconstruction error weighed both ways).
 # A model saved without the field was concatenated.
-# The autoencoder's default training noise, in standard deviations of each feature (AutoencoderConfig).
-TRAINING_NOISE = 1.0
 STAGE_WEIGHTINGS = ("concatenated", "balanced", "score_concatenated_map_balanced")
 # Each weighting as (the bank's vectors and the image score's distance, the anomaly map's distance).
 STAGE_WEIGHTING_PARTS = {

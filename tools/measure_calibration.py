@@ -77,6 +77,7 @@ def recalibrated(result: dict) -> dict:
     the evidence in the model's manifest (its unseen good scores, which training computes before any rule is
     applied), each image's normalised score rescaled to it. Exact: a normalised score is 0.5 * raw / threshold."""
     from anomalyapp.engine.calibration import calibrate
+    from anomalyapp.services.evaluation import false_rejects_against_expected
 
     stored = json.loads((Path(result["model"]) / "manifest.json").read_text(encoding="utf-8"))["calibration"]
     fresh = calibrate(stored["good_scores"], stored["good_map_maxima"], source=stored["source"],
@@ -84,8 +85,6 @@ def recalibrated(result: dict) -> dict:
     factor = stored["image_threshold"] / fresh.image_threshold
     again = dict(result, per_image=[dict(row, score=row["score"] * factor) for row in result["per_image"]])
     again["expected_false_reject_rate"] = fresh.expected_false_rejects(0.5)
-    from anomalyapp.services.evaluation import false_rejects_against_expected
-
     rows = again["per_image"]
     again["false_rejects_against_expected"] = false_rejects_against_expected(
         fresh, np.array([r["defect_type"] != "good" for r in rows]), np.array([r["score"] for r in rows]), 0.5)

@@ -190,11 +190,7 @@ class AutoencoderDetector:
                 if batch.shape[0] < 2:
                     continue  # batch norm needs two samples
                 noisy, batch = self._noisy(batch, generator).to(self.device), batch.to(self.device)
-                loss = F.mse_loss(model(noisy), batch)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                epoch_loss += float(loss.detach())
+                epoch_loss += float(self._step(model, optimiser, noisy, batch).detach())
                 steps += 1
             check(cancel)
             history.append(epoch_loss / max(1, steps))
@@ -208,11 +204,22 @@ class AutoencoderDetector:
         return model.eval()
 
     def _noisy(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """``batch`` (on the CPU, where the seeded generator is) with the config's training noise added."""
+        """``batch`` with the config's training noise added; the noise is drawn from the seeded CPU ``generator``
+        and added on the batch's device."""
         noise = self.config.training_noise
         if noise == 0:
             return batch
-        return batch + noise * torch.randn(batch.shape, generator=generator, dtype=batch.dtype)
+        return batch + (noise * torch.randn(batch.shape, generator=generator, dtype=batch.dtype)).to(batch.device)
+
+    @staticmethod
+    def _step(model: FeatureAutoencoder, optimiser: torch.optim.Optimizer, inputs: torch.Tensor,
+              targets: torch.Tensor) -> torch.Tensor:
+        """One optimiser step towards rebuilding ``targets`` from ``inputs``; returns the loss."""
+        loss = F.mse_loss(model(inputs), targets)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        return loss
 
     def unseen_scores(
         self, images: Iterable[np.ndarray], total: int, cancel: CancelToken | None = None, folds: int = CALIBRATION_FOLDS,
@@ -354,10 +361,7 @@ class AutoencoderDetector:
                 batch = vectors[order[start : start + self.config.batch_size]]
                 if batch.shape[0] < 2:
                     continue
-                loss = F.mse_loss(model(self._noisy(batch.cpu(), generator).to(batch.device)), batch)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
+                self._step(model, optimiser, self._noisy(batch, generator), batch)
             check(cancel)
             yield Progress("fine_tune", epoch + 1, epochs, f"fine-tune {epoch + 1}/{epochs}")
 
@@ -438,10 +442,7 @@ class AutoencoderDetector:
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
                 started = time.perf_counter()
-            loss = F.mse_loss(model(noisy), batch)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+            self._step(model, optimiser, noisy, batch)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return (time.perf_counter() - started) / TIMED_STEPS

@@ -163,16 +163,17 @@ class PatchCoreDetector:
         half the picks cover the bank's distance and half the map's, and the bank is their union: a coreset
         chosen on one distance alone leaves the other's patches covered more thinly (docs/accuracy.md)."""
         config = self.config
+
+        def pick(table: torch.Tensor, picks: int):
+            return greedy_coreset(table, picks, seed=config.seed, projection_dim=config.coreset_projection_dim,
+                                  cancel=cancel)
+
         weights = self.model.map_column_weights
         if weights is None:
-            return (yield from greedy_coreset(
-                patches, count, seed=config.seed, projection_dim=config.coreset_projection_dim, cancel=cancel))
+            return (yield from pick(patches, count))
         half = max(1, count // 2)
-        by_score = yield from greedy_coreset(
-            patches, count - half, seed=config.seed, projection_dim=config.coreset_projection_dim, cancel=cancel)
-        by_map = yield from greedy_coreset(
-            patches * weights.sqrt().to(patches.dtype), half, seed=config.seed,
-            projection_dim=config.coreset_projection_dim, cancel=cancel)
+        by_score = yield from pick(patches, count - half)
+        by_map = yield from pick(patches * weights.sqrt().to(patches.dtype), half)
         # The score's picks first and in order, so its assignment (each patch's nearest pick) still points at them.
         taken = torch.zeros(patches.shape[0], dtype=torch.bool)
         taken[by_score.indices] = True
@@ -417,10 +418,11 @@ class PatchCoreDetector:
         seconds = per_image * count * 1.2 + coreset + calibration
         block = max(1 << 24, int(per_image_patches) * bank) * products  # unseen_scores' distance blocks, in entries
         pending = coreset_pending_bytes(total_patches, bank) if bank < total_patches else 0
-        # The mixed rule's second coreset runs on a reweighted copy of the patches.
+        # The patches (the mixed rule's second coreset runs on a reweighted copy of them) and the coreset's tables;
+        # the bank and its transposed copy; one distance block.
         copies = 1 if self.model.map_column_weights is None else 2
-        table_bytes = (total_patches * (copies * dim + projected + 5) * 4 + total_patches * 8 + pending  # patches,
-                       + bank * dim * 4 * 2 + block * 4 * 2)  # coreset tables; the bank, its transposed copy, a block
+        table_bytes = (total_patches * (copies * dim + projected + 5) * 4 + total_patches * 8 + pending
+                       + bank * dim * 4 * 2 + block * 4 * 2)
         return TrainingCost(seconds, _peak_rss_mb() + table_bytes / 2**20, per_image, bank)
 
 

@@ -8,6 +8,7 @@ coreset memory bank, nearest-neighbour scoring with the paper's re-weighting, th
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Generator, Iterable
 from pathlib import Path
@@ -220,26 +221,24 @@ class PatchCoreDetector:
             while last < len(grids) and (starts[last + 1] - starts[first]) * bank.size <= block_entries:
                 last += 1
             flat = patches[starts[first]:starts[last]]
+            bounds = [start - starts[first] for start in starts[first:last + 1]]
             if split is None:
                 squared = torch.addmm(sq_norms, flat, vectors_t, alpha=-2.0) + (flat * flat).sum(1, keepdim=True)
-                map_squared = squared
-            else:  # the score from the bank's own distance, the map maxima from the map's weighting
-                squared, map_squared = split.squared_distances(flat)
-            for index in range(first, last):
-                rows = slice(starts[index] - starts[first], starts[index + 1] - starts[first])
-                squared[rows, own_columns[index]] = float("inf")
-                map_squared[rows, own_columns[index]] = float("inf")
-            best, nearest = squared.min(dim=1)
-            block_distances = best.clamp_min_(0).sqrt_()
-            block_map = block_distances if map_squared is squared else map_squared.amin(dim=1).clamp_min_(0).sqrt_()
-            del squared, map_squared
-            for index in range(first, last):
-                h, w, shape = grids[index]
-                rows = slice(starts[index] - starts[first], starts[index + 1] - starts[first])
-                distances = block_distances[rows]
-                top = int(torch.argmax(distances))
-                scores.append(float(distances[top]) * self._reweight(flat[rows][top], int(nearest[rows][top])))
-                map_distances = block_map[rows]
+                for index in range(first, last):
+                    squared[bounds[index - first]:bounds[index - first + 1], own_columns[index]] = float("inf")
+                best, nearest = squared.min(dim=1)
+                del squared
+                block_map = best.clamp_min(0).sqrt_()
+                tops = []  # per image: its top row, that row's squared distance and nearest bank vector
+                for image in range(last - first):
+                    top = bounds[image] + int(torch.argmax(block_map[bounds[image]:bounds[image + 1]]))
+                    tops.append((top, float(best[top]), int(nearest[top])))
+            else:  # the map from the map's weighting; the score's distance only where the maximum may be
+                block_map, tops = split.leave_out_search(flat, bounds, own_columns[first:last])
+            for image, (top, top_squared, nearest_index) in enumerate(tops):
+                h, w, shape = grids[first + image]
+                scores.append(math.sqrt(max(top_squared, 0.0)) * self._reweight(flat[top], nearest_index))
+                map_distances = block_map[bounds[image]:bounds[image + 1]]
                 smoothed = anomaly_map.gaussian_smooth(map_distances.reshape(h, w).numpy(), shape, config.sigma)
                 maxima.append(float(smoothed.max()))
             first = last
@@ -406,17 +405,22 @@ class PatchCoreDetector:
         bank = self.bank_size_for(total_patches)
         projected = min(dim, config.coreset_projection_dim)
         coreset = coreset_seconds(total_patches, bank, projected) if bank < total_patches else 0.0
-        # Leave-one-out calibration scores every training patch against the whole bank.
+        # Leave-one-out calibration scores every training patch against the whole bank: one product. The mixed
+        # stage weighting keeps each row's nearest index too (the bound of StageSplitSearch.leave_out_search), and
+        # its few exact searches of the score's distance are not counted.
         rows, columns = min(total_patches, 4096), min(bank, 4096)
         queries, vectors_t = torch.randn(rows, dim), torch.randn(dim, columns)
-        torch.addmm(torch.zeros(columns), queries, vectors_t).amin(1)
+
+        def product():
+            partial = torch.addmm(torch.zeros(columns), queries, vectors_t)
+            return partial.amin(1) if self.model.map_column_weights is None else partial.min(1)
+
+        product()
         started = time.perf_counter()
-        torch.addmm(torch.zeros(columns), queries, vectors_t).amin(1)
-        # The mixed stage weighting's leave-one-out scoring takes two products (its two distances).
-        products = 1 if self.model.map_column_weights is None else 2
-        calibration = (time.perf_counter() - started) * (total_patches / rows) * (bank / columns) * products
+        product()
+        calibration = (time.perf_counter() - started) * (total_patches / rows) * (bank / columns)
         seconds = per_image * count * 1.2 + coreset + calibration
-        block = max(1 << 24, int(per_image_patches) * bank) * products  # unseen_scores' distance blocks, in entries
+        block = max(1 << 24, int(per_image_patches) * bank)  # unseen_scores' distance block, in entries
         pending = coreset_pending_bytes(total_patches, bank) if bank < total_patches else 0
         # The patches (the mixed rule's second coreset runs on a reweighted copy of them) and the coreset's tables;
         # the bank and its transposed copy; one distance block.

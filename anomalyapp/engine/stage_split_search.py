@@ -45,19 +45,43 @@ class StageSplitSearch:
     def _rows_per_block(self) -> int:
         return max(1, _BLOCK_ELEMENTS // max(1, self.size))
 
-    def squared_distances(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Full (queries x bank) squared distances: concatenated and weighted. For masked searches."""
-        queries = queries.float()
-        concatenated = torch.addmm(self._sq_norms, queries, self._vectors_t, alpha=-2.0)
-        concatenated += (queries * queries).sum(1, keepdim=True)
-        weighted_queries = queries * self.column_weights
-        weighted = torch.addmm(self._weighted_sq_norms, weighted_queries, self._vectors_t, alpha=-2.0)
-        weighted += (weighted_queries * queries).sum(1, keepdim=True)
-        return concatenated, weighted
-
-    def _concatenated_nearest(self, queries: torch.Tensor) -> torch.Tensor:
+    def _concatenated_nearest(self, queries: torch.Tensor, excluded: torch.Tensor | None = None) -> torch.Tensor:
+        """Squared concatenated distance of each query to its nearest bank vector, ``excluded`` columns left out."""
         partial = torch.addmm(self._sq_norms, queries, self._vectors_t, alpha=-2.0)
+        if excluded is not None:
+            partial[:, excluded] = float("inf")
         return partial.amin(dim=1) + (queries * queries).sum(1)
+
+    def _concatenated_index(self, query: torch.Tensor, excluded: torch.Tensor | None = None) -> int:
+        """The bank row nearest to one query under the concatenated distance, ``excluded`` columns left out."""
+        partial = self._sq_norms - 2.0 * (self._vectors @ query)
+        if excluded is not None:
+            partial[excluded] = float("inf")
+        return int(torch.argmin(partial))
+
+    def _largest_concatenated(self, queries: torch.Tensor, weighted: torch.Tensor, upper: torch.Tensor,
+                              excluded: torch.Tensor | None = None) -> tuple[int, float]:
+        """One image's row of largest concatenated nearest distance, and that distance squared.
+
+        ``weighted`` holds the rows' squared weighted nearest distances and ``upper`` their squared concatenated
+        distances to the weighting's nearest vector (an upper bound), both with ``excluded`` left out as here. The
+        rows are searched exactly in order of decreasing bound until the next bound is below both the largest
+        distance found and the largest lower bound.
+        """
+        largest = float(weighted.max()) / self._largest_weight
+        order = torch.argsort(upper, descending=True)
+        top, top_value = int(order[0]), -1.0
+        for chunk in range(0, order.shape[0], _CHUNK):
+            # The first chunk is always searched: its bound is at least the largest lower bound (an infinite one,
+            # where every column is excluded, included).
+            if chunk and float(upper[order[chunk]]) < max(largest, top_value):
+                break
+            candidates = order[chunk : chunk + _CHUNK]
+            exact = self._concatenated_nearest(queries[candidates], excluded)
+            best = int(torch.argmax(exact))
+            if float(exact[best]) > top_value:
+                top, top_value = int(candidates[best]), float(exact[best])
+        return top, top_value
 
     def search(self, queries: torch.Tensor, rows_per_image: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Weighted nearest distance of every row, and each image's row of largest concatenated distance.
@@ -80,19 +104,35 @@ class StageSplitSearch:
         weighted.clamp_min_(0)
         tops = []
         for first in range(0, queries.shape[0], rows_per_image):
-            image_upper = upper[first : first + rows_per_image]
-            # The largest lower bound: the image's maximum is at least this.
-            largest = float(weighted[first : first + rows_per_image].max()) / self._largest_weight
-            order = torch.argsort(image_upper, descending=True)
-            top, top_value = int(order[0]), -1.0
-            for chunk in range(0, order.shape[0], _CHUNK):
-                bound = float(image_upper[order[chunk]])
-                if bound < max(largest, top_value):
-                    break
-                candidates = order[chunk : chunk + _CHUNK]
-                exact = self._concatenated_nearest(queries[first + candidates])
-                best = int(torch.argmax(exact))
-                if float(exact[best]) > top_value:
-                    top, top_value = int(candidates[best]), float(exact[best])
+            rows = slice(first, first + rows_per_image)
+            top, _ = self._largest_concatenated(queries[rows], weighted[rows], upper[rows])
             tops.append(first + top)
         return weighted.sqrt_(), torch.tensor(tops, dtype=torch.int64)
+
+    def leave_out_search(self, queries: torch.Tensor, bounds: list[int], excluded: list[torch.Tensor]
+                         ) -> tuple[torch.Tensor, list[tuple[int, float, int]]]:
+        """``search`` for the patches of images the bank was built from, each image's own bank vectors left out.
+
+        Image k's patches are rows ``bounds[k]:bounds[k + 1]`` of ``queries`` and ``excluded[k]`` holds the bank
+        rows it contributed. The bounds hold as they do in ``search``, every distance taken over the same columns.
+        One weighted product of all rows replaces the two full products (concatenated and weighted) that a masked
+        search of both distances needs; the concatenated one is computed only for the rows that may hold an
+        image's maximum. Returns the weighted distances (N,) (not squared) and, per image, its top row (an index
+        into ``queries``), that row's squared concatenated distance and the index of its nearest bank vector.
+        """
+        queries = queries.float().contiguous()
+        weighted_queries = queries * self.column_weights
+        partial = torch.addmm(self._weighted_sq_norms, weighted_queries, self._vectors_t, alpha=-2.0)
+        for image, columns in enumerate(excluded):
+            partial[bounds[image] : bounds[image + 1], columns] = float("inf")
+        values, nearest = partial.min(dim=1)
+        del partial
+        weighted = (values + (weighted_queries * queries).sum(1)).clamp_min_(0)
+        upper = ((queries - self._vectors[nearest]) ** 2).sum(1)
+        tops = []
+        for image, columns in enumerate(excluded):
+            rows = slice(bounds[image], bounds[image + 1])
+            top, value = self._largest_concatenated(queries[rows], weighted[rows], upper[rows], columns)
+            row = bounds[image] + top
+            tops.append((row, value, self._concatenated_index(queries[row], columns)))
+        return weighted.sqrt_(), tops

@@ -54,10 +54,41 @@ def test_split_search_equals_plain_searches_on_the_unweighted_and_the_weighted_v
     assert [int(top) // rows_per_image for top in tops] == list(range(per_image.shape[0]))
     assert concatenated[tops].numpy() == pytest.approx(expected_max.numpy(), rel=1e-5)
 
-    full_concatenated, full_weighted = search.squared_distances(queries)
-    assert full_concatenated.sqrt().numpy() == pytest.approx(
-        torch.cdist(queries, bank, compute_mode=EXACT).numpy(), rel=1e-3, abs=1e-3)
-    assert full_weighted.min(dim=1).values.sqrt().numpy() == pytest.approx(weighted.numpy(), rel=1e-4, abs=1e-4)
+
+@pytest.mark.parametrize("rows_per_image", [3, 40])
+def test_leave_out_search_equals_plain_searches_with_each_images_own_bank_vectors_masked(rows_per_image):
+    """The calibration's search: the bank is built from the queried images' own patches, and each image is
+    searched without the bank vectors it contributed, under both distances."""
+    generator = torch.Generator().manual_seed(5)
+    dim = 40 + 112
+    centres = 2.0 * torch.randn(30, dim, generator=generator)
+    images = 7
+    queries = _clustered(generator, images * rows_per_image, dim, centres)
+    queries[rows_per_image + 1] += 3.0  # a patch far from everything, as on a good part's odd spot
+    owners_of_rows = torch.arange(images).repeat_interleave(rows_per_image)
+    picked = torch.randperm(queries.shape[0], generator=generator)[: queries.shape[0] // 3]
+    bank, owners = queries[picked], owners_of_rows[picked]
+    column_weights = torch.cat([torch.full((40,), 1.9), torch.full((112,), 0.68)])
+    search = StageSplitSearch(bank, column_weights)
+    bounds = [image * rows_per_image for image in range(images + 1)]
+    excluded = [torch.nonzero(owners == image).flatten() for image in range(images)]
+
+    scale = column_weights.sqrt()
+    own = owners_of_rows[:, None] == owners[None, :]
+    concatenated = torch.cdist(queries, bank, compute_mode=EXACT).masked_fill(own, float("inf"))
+    weighted = torch.cdist(queries * scale, bank * scale, compute_mode=EXACT).masked_fill(own, float("inf"))
+    # Not vacuous: without the mask, the patches that are in the bank would be at distance 0.
+    assert float(torch.cdist(queries, bank).min(dim=1).values.min()) < 1e-3 < float(concatenated.min())
+
+    map_distances, tops = search.leave_out_search(queries, bounds, excluded)
+    assert map_distances.numpy() == pytest.approx(weighted.min(dim=1).values.numpy(), rel=1e-4, abs=1e-4)
+    nearest_concatenated = concatenated.min(dim=1)
+    for image, (row, squared, index) in enumerate(tops):
+        rows = slice(bounds[image], bounds[image + 1])
+        assert bounds[image] <= row < bounds[image + 1]
+        assert squared ** 0.5 == pytest.approx(float(nearest_concatenated.values[rows].max()), rel=1e-5)
+        assert index == int(nearest_concatenated.indices[row])
+        assert int(owners[index]) != image
 
 
 def test_the_mixed_rule_is_offered_to_both_detectors_and_an_unknown_one_to_neither():

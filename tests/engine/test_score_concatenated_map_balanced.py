@@ -152,6 +152,24 @@ def test_the_mixed_rule_scores_like_concatenated_and_maps_like_balanced_on_the_s
     assert max(float(np.abs(a - b).max() / b.max()) for a, b in zip(mixed_maps, concatenated_maps)) > 1e-2
 
 
+def test_a_bank_searched_by_clusters_scores_and_maps_as_the_split_search_does(mixed_model, demo_line):
+    """Large banks are searched by clusters: the map then comes from a second, reweighted bank searched the same
+    way, and the score from the bank's own search. Both give what the split search gives on a small bank."""
+    by_product, _ = load_model(mixed_model)
+    by_clusters, _ = load_model(mixed_model)
+    by_clusters.bank.pruned_search_from = 1  # as a bank of 8,192 vectors or more is searched
+    assert (by_product.bank.search, by_clusters.bank.search) == ("product", "pruned")
+
+    images = _images(demo_line / "test")
+    product_scores, product_maps = by_product.raw_predict(images)
+    cluster_scores, cluster_maps = by_clusters.raw_predict(images)
+    assert by_clusters._map_bank is not None and by_clusters._map_bank[2].search == "pruned"
+    assert by_product._map_bank is None
+    assert cluster_scores == pytest.approx(product_scores, rel=1e-4)
+    for cluster_map, product_map in zip(cluster_maps, product_maps):
+        assert cluster_map == pytest.approx(product_map, rel=1e-3, abs=1e-3 * float(product_map.max()))
+
+
 def test_leave_one_out_calibration_follows_the_same_rule(mixed_model, demo_line):
     from anomalyapp.core.config import CalibrationConfig
     from anomalyapp.data.datasets import discover_dataset

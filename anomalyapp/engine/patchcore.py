@@ -200,10 +200,11 @@ class PatchCoreDetector:
         if owners is None or owners.shape[0] != bank.size or material is None:
             raise ModelNotFitted("leave-one-out scores need the bank of a fit in this session")
         patches, grids = material
-        vectors = torch.from_numpy(bank.vectors())
-        vectors_t = vectors.T.contiguous()
-        sq_norms = (vectors * vectors).sum(1)
         split = self._split_search()
+        if split is None:  # the plain masked product; the split search holds its own copies of the bank
+            vectors = torch.from_numpy(bank.vectors())
+            vectors_t = vectors.T.contiguous()
+            sq_norms = (vectors * vectors).sum(1)
         # The bank columns each image contributed, to be masked on that image's rows.
         order = torch.argsort(owners, stable=True)
         ends = torch.cumsum(torch.bincount(owners, minlength=len(grids)), 0).tolist()

@@ -45,6 +45,20 @@ class StageSplitSearch:
     def _rows_per_block(self) -> int:
         return max(1, _BLOCK_ELEMENTS // max(1, self.size))
 
+    def _weighted_bounds(self, queries: torch.Tensor, masks: list[tuple[slice, torch.Tensor]] | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each query's squared weighted nearest distance (clamped at 0), and its squared concatenated distance to
+        that nearest vector, which bounds its concatenated nearest distance from above. ``masks``: (rows, bank
+        columns) pairs left out of the search, as each image's own vectors are in the leave-one-out calibration."""
+        weighted_queries = queries * self.column_weights
+        partial = torch.addmm(self._weighted_sq_norms, weighted_queries, self._vectors_t, alpha=-2.0)
+        for rows, columns in masks or ():
+            partial[rows, columns] = float("inf")
+        values, nearest = partial.min(dim=1)
+        del partial
+        weighted = (values + (weighted_queries * queries).sum(1)).clamp_min_(0)
+        return weighted, ((queries - self._vectors[nearest]) ** 2).sum(1)
+
     def _concatenated_nearest(self, queries: torch.Tensor, excluded: torch.Tensor | None = None) -> torch.Tensor:
         """Squared concatenated distance of each query to its nearest bank vector, ``excluded`` columns left out."""
         partial = torch.addmm(self._sq_norms, queries, self._vectors_t, alpha=-2.0)
@@ -90,22 +104,14 @@ class StageSplitSearch:
         weighted distances (N,) (not squared) and the top row of each image (B,), indices into ``queries``.
         """
         queries = queries.float().contiguous()
-        weighted = torch.empty(queries.shape[0])
-        upper = torch.empty(queries.shape[0])
         rows = self._rows_per_block()
-        for start in range(0, queries.shape[0], rows):
-            block = queries[start : start + rows]
-            weighted_block = block * self.column_weights
-            partial = torch.addmm(self._weighted_sq_norms, weighted_block, self._vectors_t, alpha=-2.0)
-            values, nearest = partial.min(dim=1)
-            weighted[start : start + block.shape[0]] = values + (weighted_block * block).sum(1)
-            # The concatenated distance to the weighting's nearest vector bounds the concatenated nearest one.
-            upper[start : start + block.shape[0]] = ((block - self._vectors[nearest]) ** 2).sum(1)
-        weighted.clamp_min_(0)
+        blocks = [self._weighted_bounds(queries[start : start + rows]) for start in range(0, queries.shape[0], rows)]
+        weighted = torch.cat([block_weighted for block_weighted, _ in blocks])
+        upper = torch.cat([block_upper for _, block_upper in blocks])
         tops = []
         for first in range(0, queries.shape[0], rows_per_image):
-            rows = slice(first, first + rows_per_image)
-            top, _ = self._largest_concatenated(queries[rows], weighted[rows], upper[rows])
+            image = slice(first, first + rows_per_image)
+            top, _ = self._largest_concatenated(queries[image], weighted[image], upper[image])
             tops.append(first + top)
         return weighted.sqrt_(), torch.tensor(tops, dtype=torch.int64)
 
@@ -121,14 +127,8 @@ class StageSplitSearch:
         into ``queries``), that row's squared concatenated distance and the index of its nearest bank vector.
         """
         queries = queries.float().contiguous()
-        weighted_queries = queries * self.column_weights
-        partial = torch.addmm(self._weighted_sq_norms, weighted_queries, self._vectors_t, alpha=-2.0)
-        for image, columns in enumerate(excluded):
-            partial[bounds[image] : bounds[image + 1], columns] = float("inf")
-        values, nearest = partial.min(dim=1)
-        del partial
-        weighted = (values + (weighted_queries * queries).sum(1)).clamp_min_(0)
-        upper = ((queries - self._vectors[nearest]) ** 2).sum(1)
+        weighted, upper = self._weighted_bounds(
+            queries, [(slice(bounds[image], bounds[image + 1]), columns) for image, columns in enumerate(excluded)])
         tops = []
         for image, columns in enumerate(excluded):
             rows = slice(bounds[image], bounds[image + 1])

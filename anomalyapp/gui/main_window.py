@@ -35,6 +35,8 @@ class MainWindow(QMainWindow):
         self.setObjectName("main_window")
         self.setAcceptDrops(True)
         self.settings = settings or QSettings()
+        # The folder each file chooser last chose, per (purpose, project root): window_dialogs._start_folder.
+        self.last_folders: dict[tuple[str, str | None], str] = {}
         self.last_error: str | None = None
         self._quit_confirmed = False
 

@@ -29,8 +29,39 @@ def new_project(window) -> None:
     window.new_project_dialog.open()
 
 
+def _start_folder(window, purpose: str) -> str:
+    """Where a chooser opens: the folder last chosen for this purpose in this project (this run of the window),
+    else the folder beside the project's good images (an MVTec data set's root, where test/ is), or for a
+    project the folder that holds the open one; else the working folder."""
+    from anomalyapp.services.project import data_root_of
+
+    last = window.last_folders.get(_folder_key(window, purpose))
+    if last and Path(last).is_dir():
+        return last
+    if purpose == "project":
+        return str(window.project.root.parent) if window.project is not None else ""
+    good = window.project.good_folder if window.project is not None else None
+    if good and data_root_of(good).is_dir():
+        return str(data_root_of(good))
+    return ""
+
+
+def _chosen(window, purpose: str, path: str) -> None:
+    """Remember the folder of what was chosen, so that the next chooser for this purpose opens there."""
+    if path:
+        folder = Path(path)
+        window.last_folders[_folder_key(window, purpose)] = str(folder if folder.is_dir() else folder.parent)
+
+
+def _folder_key(window, purpose: str) -> tuple[str, str | None]:
+    # Opening a project is not about any one project; the data folders are.
+    project = window.project if purpose != "project" else None
+    return purpose, str(project.root) if project is not None else None
+
+
 def open_project_dialog(window) -> None:
-    folder = QFileDialog.getExistingDirectory(window, "Open project")
+    folder = QFileDialog.getExistingDirectory(window, "Open project", _start_folder(window, "project"))
+    _chosen(window, "project", folder)
     if folder:
         window.open_project(folder)
 
@@ -46,19 +77,24 @@ def fill_recent(window) -> None:
 
 
 def inspect_folder_dialog(window) -> None:
-    folder = QFileDialog.getExistingDirectory(window, "Inspect folder (and its subfolders)")
+    folder = QFileDialog.getExistingDirectory(window, "Inspect folder (and its subfolders)",
+                                              _start_folder(window, "inspect"))
+    _chosen(window, "inspect", folder)
     if folder:
         window.inspect([folder])
 
 
 def inspect_files_dialog(window) -> None:
-    files, _ = QFileDialog.getOpenFileNames(window, "Inspect images", "", _IMAGES)
+    files, _ = QFileDialog.getOpenFileNames(window, "Inspect images", _start_folder(window, "inspect"), _IMAGES)
+    _chosen(window, "inspect", files[0] if files else "")
     if files:
         window.inspect(files)
 
 
 def evaluate_dialog(window) -> None:
-    folder = QFileDialog.getExistingDirectory(window, "Folder with test/ and ground_truth/ (MVTec layout)")
+    folder = QFileDialog.getExistingDirectory(window, "Folder with test/ and ground_truth/ (MVTec layout)",
+                                              _start_folder(window, "evaluate"))
+    _chosen(window, "evaluate", folder)
     if folder:
         window.inspection_flow.evaluate(folder)
 

@@ -207,6 +207,20 @@ def first_good_image(folder: str | os.PathLike):
     raise DataError(f"none of the good images in {folder} could be read")
 
 
+def data_root_of(good_folder: str | os.PathLike) -> Path:
+    """The folder a user most likely looks in next for a project that learns from ``good_folder``: the data
+    set's root in the MVTec layout (``good_folder`` is the root itself or its ``train/good``; test/ sits
+    there), else the folder that holds the good images' folder."""
+    from anomalyapp.data.datasets import GOOD
+
+    folder = Path(good_folder)
+    if (folder / "train" / GOOD).is_dir():
+        return folder
+    if folder.name == GOOD and folder.parent.name == "train":
+        return folder.parent.parent
+    return folder.parent
+
+
 def project_root_of(path: str | os.PathLike) -> Path | None:
     """The project folder that holds ``path`` (itself or a parent with ``project.json``), or None."""
     path = Path(path).resolve()

@@ -186,3 +186,32 @@ def test_new_project_dialog_refuses_a_folder_full_of_other_files(qtbot, window, 
     created = projects.open_project(busy / "washers line 2")
     assert created.name == "washers line 2" and created.good_folder == str(demo_line / "train" / "good")
     assert window.project.root == busy / "washers line 2" and (busy / "thesis.docx").exists()
+
+
+# ------------------------------------------------------------------------- the choosers open where the data is
+def test_the_folder_choosers_open_beside_the_good_images_then_where_the_user_last_chose(
+        qtbot, window, project_with_model, demo_line, monkeypatch, tmp_path):
+    _load(qtbot, window, project_with_model)
+    opened_at = []
+
+    def chooser(parent, title, folder="", *args, **kwargs):
+        opened_at.append(folder)
+        return ""  # the user cancels: nothing is remembered
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", chooser)
+    window.evaluate_action.trigger()
+    window.inspect_folder_action.trigger()
+    # The project learns from demo_line/train/good: the data set's root holds test/ and ground_truth/.
+    assert opened_at == [str(demo_line), str(demo_line)]
+
+    _inspect_folder(qtbot, window, monkeypatch, demo_line / "test" / "good")
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", chooser)
+    window.inspect_folder_action.trigger()
+    window.evaluate_action.trigger()
+    assert opened_at[2:] == [str(demo_line / "test" / "good"), str(demo_line)]
+
+    other = projects.create_project(tmp_path / "other", "gaskets", tmp_path / "gaskets" / "good")
+    projects.set_up_single_user(other, "tester")
+    window.open_project(other.root)
+    window.inspect_folder_action.trigger()
+    assert opened_at[4] == ""  # the other project's folder does not exist yet, and nothing was chosen in it

@@ -39,3 +39,11 @@ def test_project_create_open_and_recent(tmp_path, monkeypatch):
     (tmp_path / "p" / "project.json").write_text("{", encoding="utf-8")
     with pytest.raises(DataError, match="damaged"):
         projects.open_project(tmp_path / "p")
+
+
+def test_the_data_root_of_a_good_folder_is_the_mvtec_root_or_the_folder_above(tmp_path):
+    (tmp_path / "bottle" / "train" / "good").mkdir(parents=True)
+    assert projects.data_root_of(tmp_path / "bottle" / "train" / "good") == tmp_path / "bottle"
+    assert projects.data_root_of(tmp_path / "bottle") == tmp_path / "bottle"  # training accepts the root too
+    # Not the MVTec layout: the folder that holds the good images' folder.
+    assert projects.data_root_of(tmp_path / "line3" / "ok_parts") == tmp_path / "line3"

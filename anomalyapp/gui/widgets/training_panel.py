@@ -163,6 +163,10 @@ class TrainingPanel(QWidget):
         self.estimate_label = QLabel("")
         self.estimate_label.setObjectName("estimate_label")
         self.estimate_label.setWordWrap(True)
+        # Room for the usual two lines from the start, so that the Train button below does not move under the
+        # pointer when the estimate arrives a moment after the project opens.
+        self.estimate_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.estimate_label.setMinimumHeight(2 * self.estimate_label.fontMetrics().lineSpacing())
         self.estimate_button = QPushButton("Estimate time and memory")
         self.estimate_button.setObjectName("estimate_button")
         self.estimate_button.clicked.connect(self.estimate_requested)

@@ -87,6 +87,8 @@ class MainWindow(QMainWindow):
         threshold.result_scores.connect(self.threshold_panel.set_result_scores)
         threshold.expected_rate.connect(self.threshold_panel.set_expected_rate)
         threshold.suspects.connect(self.threshold_panel.set_suspects_note)
+        threshold.suspect_images.connect(self.threshold_panel.set_suspect_images)
+        self.threshold_panel.show_suspects_requested.connect(self.inspect)
         threshold.rule.connect(lambda value, low: (self.threshold_panel.set_threshold(value),
                                                    self.threshold_panel.set_uncertain(low)))
         self.camera_view.cleared.connect(lambda: (self.camera_panel.verdict_label.clear(),

@@ -198,6 +198,7 @@ class ReviewController(QObject):
         loaded = summary.calibration
         self.threshold.expected_rate.emit(loaded.describe_expected_false_rejects)
         self.threshold.suspects.emit(loaded.describe_suspects())
+        self.threshold.suspect_images.emit(summary.suspect_images)
         records = self.access.records
         if records is not None and self.session.project is not None and self.access.can("change_threshold"):
             try:

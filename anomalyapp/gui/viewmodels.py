@@ -38,6 +38,7 @@ class ThresholdViewModel(QObject):
     result_scores = Signal(object)
     expected_rate = Signal(object)  # describe(threshold) -> str | None, or None
     suspects = Signal(object)  # the loaded model's note on good images that score like defects, or None
+    suspect_images = Signal(object)  # those images' files (list of Path), to show them
     rule = Signal(float, object)  # threshold, uncertain band's lower end or None
 
     def reset(self) -> None:
@@ -45,6 +46,7 @@ class ThresholdViewModel(QObject):
         self.result_scores.emit([])
         self.expected_rate.emit(None)
         self.suspects.emit(None)
+        self.suspect_images.emit([])
 
 
 class CameraViewModel(QObject):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Generator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from anomalyapp.core.cancel import CancelToken, check
@@ -38,6 +38,8 @@ class ModelSummary:
     good_scores: list[float]  # held-out good images, normalised
     defect_scores: list[float]  # labelled defects the calibration saw, normalised
     calibration: object  # the model's engine Calibration (expected false rejects, the Review band)
+    # The good training images the calibration named as scoring like defects, where they still are on disk.
+    suspect_images: list[Path] = field(default_factory=list)
 
 
 class InferenceSession:
@@ -65,7 +67,20 @@ class InferenceSession:
             good_scores=[calibration.normalise_score(s) for s in calibration.good_scores],
             defect_scores=[calibration.normalise_score(s) for s in calibration.defect_scores],
             calibration=calibration,
+            suspect_images=self.suspect_images(),
         )
+
+    def suspect_images(self) -> list[Path]:
+        """The files of the good training images the calibration named (``Calibration.suspects``: their names
+        are relative to the training data's folder, which the manifest keeps), those that still exist."""
+        root = Path(self.manifest.training_set.get("root") or ".")
+        found = []
+        for suspect in self.calibration.suspects or []:
+            path = Path(suspect["name"])
+            path = path if path.is_absolute() else root / path
+            if path.is_file():
+                found.append(path)
+        return found
 
     def predict_pixels(self, pixels) -> Prediction:
         """Score an image already in memory (gray or RGB array, any supported type)."""

@@ -75,9 +75,16 @@ def test_the_threshold_panel_names_a_good_image_that_scores_like_a_defect(qtbot,
     _load(qtbot, window, project)
     panel = window.threshold_panel
     qtbot.waitUntil(lambda: f"Look at good image {defective}" in panel.stats_label.text(), timeout=5000)
+    # Show inspects the named image with the model in use: it is listed, judged, and in the viewer.
+    assert panel.show_suspects_button.isVisible()
+    qtbot.mouseClick(panel.show_suspects_button, Qt.MouseButton.LeftButton)
+    results = window.results_panel.model()
+    qtbot.waitUntil(lambda: results.rowCount() == 1, timeout=30000)
+    qtbot.waitUntil(lambda: window.viewer.has_image(), timeout=10000)
+    assert Path(results.row_at(0).path) == data / defective
     other = projects.create_project(tmp_path / "other", "gaskets", single_user="tester")
     window.open_project(other.root)
-    assert "Look at good image" not in panel.stats_label.text()
+    assert "Look at good image" not in panel.stats_label.text() and not panel.show_suspects_button.isVisible()
 
 
 # ---------------------------------------------------------------- trap 6: quit, cancel, time left

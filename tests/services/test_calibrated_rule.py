@@ -51,3 +51,15 @@ def test_a_model_loaded_into_records_without_a_rule_gets_its_band_once(patchcore
         records.set_threshold(boss, 0.6, None, reason="no band wanted")
         assert not records.start_with_calibrated_band(boss, band, project)  # a rule chosen since stays
         assert records.decision_rule() == (0.6, None)
+
+
+def test_the_loaded_model_finds_the_files_of_the_good_images_it_names(line_with_a_defect_among_good, tmp_path):
+    from anomalyapp.services.inference import InferenceSession
+
+    source, defective = line_with_a_defect_among_good
+    data = shutil.copytree(source, tmp_path / "line")  # this test moves an image out; the fixture is shared
+    model = drain(train(TrainRequest(data=data, out=tmp_path / "model", image_size=128, device="cpu"))).model_path
+    assert InferenceSession(model, device="cpu").summary().suspect_images == [data / defective]
+    # The user moved it out of the good images, as the note asks: nothing is left to show.
+    (data / defective).rename(tmp_path / "set_aside.png")
+    assert InferenceSession(model, device="cpu").summary().suspect_images == []

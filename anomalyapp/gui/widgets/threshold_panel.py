@@ -94,10 +94,11 @@ class ThresholdPanel(QWidget):
     """Histogram of scores with a draggable threshold; emits ``verdicts_changed(Verdicts)``.
 
     Object names: ``threshold_plot``, ``threshold_slider``, ``threshold_spin``, ``uncertain_toggle``,
-    ``uncertain_spin``, ``reset_threshold_button``, ``threshold_stats_label``.
+    ``uncertain_spin``, ``reset_threshold_button``, ``threshold_stats_label``, ``show_suspects_button``.
     """
 
     verdicts_changed = Signal(object)
+    show_suspects_requested = Signal(object)  # the files of the good images the model's note names
 
     SLIDER_STEPS = 1000
     THROTTLE_MS = 30
@@ -118,6 +119,7 @@ class ThresholdPanel(QWidget):
         # threshold (normalised) -> "expected false rejects ..." text, from the model's calibration; or None
         self._expected_rate_text = None
         self._suspects_note = None  # the model's good images that score like defects, or None
+        self._suspect_images: list = []  # their files
         self._last_emitted = Verdicts()
         self._throttled_emit = qthrottled(self._emit_if_changed, timeout=self.THROTTLE_MS, leading=True, parent=self)
 
@@ -242,6 +244,15 @@ class ThresholdPanel(QWidget):
         self.stats_label.setWordWrap(True)
         self.stats_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
 
+        # The note's images inspected with the model in use: the user looks at them without hunting for the files.
+        self.show_suspects_button = QPushButton("Show")
+        self.show_suspects_button.setObjectName("show_suspects_button")
+        self.show_suspects_button.setToolTip(
+            "Inspect the good images the note names, to look at them. One the model was fitted on scores low "
+            "here, since the model holds it; the note's score is the one it gets unseen")
+        self.show_suspects_button.clicked.connect(lambda: self.show_suspects_requested.emit(list(self._suspect_images)))
+        self.show_suspects_button.hide()
+
         grid = QGridLayout()
         grid.setContentsMargins(6, 4, 6, 4)
         grid.setHorizontalSpacing(8)
@@ -255,6 +266,7 @@ class ThresholdPanel(QWidget):
         grid.addWidget(self.uncertain_toggle, 1, 0)
         grid.addLayout(band_row, 1, 1, 1, 2)
         grid.addWidget(self.stats_label, 2, 0, 1, 3)
+        grid.addWidget(self.show_suspects_button, 3, 0, Qt.AlignmentFlag.AlignLeft)  # under the note it acts on
         grid.setColumnStretch(1, 1)
         self._controls = grid
 
@@ -299,6 +311,12 @@ class ThresholdPanel(QWidget):
         """The model's note on good training images that score like defects (None: there are none)."""
         self._suspects_note = note
         self._update_stats()
+
+    def set_suspect_images(self, paths) -> None:
+        """The files of the images the suspects note names; the Show button appears while there are any."""
+        self._suspect_images = list(paths or [])
+        self.show_suspects_button.setText("Show it" if len(self._suspect_images) == 1 else "Show them")
+        self.show_suspects_button.setVisible(bool(self._suspect_images))
 
     def expected_rate_text(self) -> str | None:
         return self._expected_rate_text(self._threshold) if self._expected_rate_text else None

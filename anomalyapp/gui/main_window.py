@@ -89,6 +89,7 @@ class MainWindow(QMainWindow):
         threshold.suspects.connect(self.threshold_panel.set_suspects_note)
         threshold.suspect_images.connect(self.threshold_panel.set_suspect_images)
         self.threshold_panel.show_suspects_requested.connect(self.inspect)
+        self.threshold_panel.set_aside_requested.connect(self.confirm_set_aside)
         threshold.rule.connect(lambda value, low: (self.threshold_panel.set_threshold(value),
                                                    self.threshold_panel.set_uncertain(low)))
         self.camera_view.cleared.connect(lambda: (self.camera_panel.verdict_label.clear(),
@@ -152,6 +153,7 @@ class MainWindow(QMainWindow):
         actions.gate(self, self.access, locked)
         self.training_panel.train_button.setEnabled(self.access.can("train") and not self.trainer.running)
         self.threshold_panel.set_editable(self.access.can("change_threshold"))
+        self.threshold_panel.set_aside_button.setEnabled(self.access.can("train"))  # the service checks it too
         # Locked (nobody logged in): nothing of the project is shown or reachable until someone logs in.
         for widget in (self.centralWidget(), self.setup_dock, self.results_dock, self.threshold_dock):
             widget.setEnabled(not locked)
@@ -178,6 +180,7 @@ class MainWindow(QMainWindow):
     inspect_folder_dialog = window_dialogs.inspect_folder_dialog
     inspect_files_dialog = window_dialogs.inspect_files_dialog
     evaluate_dialog = window_dialogs.evaluate_dialog
+    confirm_set_aside = window_dialogs.confirm_set_aside
     watch_folder_dialog = open_watch_dialog
 
     def inspect(self, inputs) -> None:

@@ -210,6 +210,22 @@ class ReviewController(QObject):
         self.status.model_text.emit(f"model: {summary.description}")
         self.status.show("model loaded; inspect a folder (Ctrl+I), drop images here, or start the camera", 8000)
 
+    def set_aside(self, images: list[Path]) -> bool:
+        """Move good training images that are not good out of the good images (the records service checks
+        that the user may train and audits each move); True when all moved."""
+        records, user, project = self.access.records, self.access.user, self.session.project
+        if records is None or user is None or project is None or not project.good_folder:
+            return False
+        for image in images:
+            try:
+                moved = records.set_aside_good_image(image, project.good_folder, user,
+                                                     reason="named by the calibration as scoring like a defect")
+            except AppError as error:
+                self.error.emit("Set aside", str(error))
+                return False
+            self.status.show(f"{Path(image).name} set aside: {moved}", 8000)
+        return True
+
     def model_trained(self, path) -> None:
         # A new model brings its own calibration: the training recorded it as the version in use.
         self.show_decision_rule()

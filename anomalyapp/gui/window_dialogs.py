@@ -280,6 +280,35 @@ def show_about(window) -> None:
                       f"anomalyapp {__version__}\nOffline visual inspection trained on good images only.")
 
 
+def confirm_set_aside(window, images) -> None:
+    """The threshold panel's Set aside: say where the images go and what follows, then move them (the records
+    service checks the user may train and audits each move) and train again. Asked, never assumed."""
+    from anomalyapp.services.project import data_root_of
+    from anomalyapp.services.records import SET_ASIDE_FOLDER
+
+    project = window.project
+    if not images or project is None or not project.good_folder:
+        return
+    names = ", ".join(Path(image).name for image in images)
+    target = data_root_of(project.good_folder) / SET_ASIDE_FOLDER
+    box = QMessageBox(QMessageBox.Icon.Question, "Set aside",
+                      f"Move {names} out of the good images, into {target}, and train again without "
+                      f"{'it' if len(images) == 1 else 'them'}? The move is recorded; the model in use stays until "
+                      "the new one is trained.",
+                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, window)
+    box.setObjectName("set_aside_question")
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    box.button(QMessageBox.StandardButton.Yes).setText("Move and train again")
+
+    def answered(button) -> None:
+        if box.standardButton(button) == QMessageBox.StandardButton.Yes and window.review.set_aside(list(images)):
+            window.start_training()
+
+    box.buttonClicked.connect(answered)
+    window.set_aside_question = box
+    box.open()
+
+
 def ask_quit_during_training(window, quit_now) -> None:
     """A training is running: quitting cancels it (the model in use stays as it is). Asked, never assumed."""
     box = QMessageBox(QMessageBox.Icon.Question, "Quit anomalyapp",

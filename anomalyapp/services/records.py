@@ -449,6 +449,37 @@ class RecordsService:
         user = self.auth.require(user, auth.CHANGE_SETTINGS)
         return self.store.set_setting(key, value, user_id=user.id)
 
+    def set_aside_good_image(self, image: str | os.PathLike, good_folder: str | os.PathLike, user: User,
+                             reason: str = "") -> Path:
+        """Move a good training image that is not good (the calibration's note names such images) out of the
+        good images, into ``set_aside/`` beside them (``<data set>/set_aside/`` for the MVTec layout), so that
+        the next training does not learn from it; audited with where it went. Returns its new path.
+
+        Only someone who may train may do it: it changes what the next model learns. Nothing is overwritten,
+        and the move is a rename (or, across file systems, a copy under a temporary name renamed into place
+        before the original is removed), so the image is never lost or half-written."""
+        from anomalyapp.services.project import data_root_of
+
+        user = self.auth.require(user, auth.TRAIN)
+        image, good_folder = Path(image), Path(good_folder)
+        if not image.is_file():
+            raise DataError(f"{image} is not a file: nothing to set aside")
+        try:
+            relative = image.resolve().relative_to(good_folder.resolve())
+        except ValueError:
+            raise DataError(f"{image} is not in the good images ({good_folder}): only a good image can be set aside") from None
+        target = data_root_of(good_folder) / SET_ASIDE_FOLDER / relative
+        if target.exists():
+            raise DataError(f"cannot set {image.name} aside: {target} already exists")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _move_whole(image, target)
+        except OSError as error:
+            raise DataError(f"cannot move {image} to {target}: {error.strerror or error}") from error
+        self.store.add_audit_entry("good_image_set_aside", str(image), None,
+                                   str(target) + (f" ({reason})" if reason else ""), user_id=user.id)
+        return target
+
     def audit_log(self, subject: str | None = None, limit: int | None = 200):
         return self.store.audit_log(subject=subject, limit=limit)
 
@@ -513,3 +544,28 @@ def _proposal_for_target(pairs: list[tuple[float, str]], current: float, rate: f
 
 def _rule_text(threshold: float, uncertain_low: float | None) -> str:
     return f"{threshold:.3f}" + (f" (review from {uncertain_low:.3f})" if uncertain_low is not None else "")
+
+
+# Where set_aside_good_image puts a good image that is not good: beside the good images, never inside them.
+SET_ASIDE_FOLDER = "set_aside"
+
+
+def _move_whole(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target``; across file systems, copy to a temporary name beside ``target``, rename
+    that into place, then remove ``source``: at no moment is a partial file under the final name."""
+    import errno
+    import shutil
+
+    try:
+        os.rename(source, target)
+        return
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        shutil.copy2(source, partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    source.unlink()

@@ -222,3 +222,34 @@ def test_the_folder_choosers_open_beside_the_good_images_then_where_the_user_las
     window.open_project(other.root)
     window.inspect_folder_action.trigger()
     assert opened_at[4] == ""  # the other project's folder does not exist yet, and nothing was chosen in it
+
+
+def test_a_good_image_named_as_a_defect_is_set_aside_and_the_model_trained_again_without_it(
+        qtbot, window, tmp_path, line_with_a_defect_among_good):
+    from tests.conftest import train_model
+
+    source, defective = line_with_a_defect_among_good
+    data = shutil.copytree(source, tmp_path / "line")  # the image is moved: the fixture's folder is shared
+    project = projects.create_project(tmp_path / "project", "washers", data / "train" / "good", single_user="tester")
+    shutil.copytree(train_model(data, tmp_path / "model"), project.models_dir / "trained")
+    project.current_model = "trained"
+    project.training.image_size = 128
+    project.save()
+    _load(qtbot, window, project)
+    panel = window.threshold_panel
+    qtbot.waitUntil(lambda: panel.set_aside_button.isVisible(), timeout=5000)
+
+    qtbot.mouseClick(panel.set_aside_button, Qt.MouseButton.LeftButton)
+    question = window.set_aside_question
+    assert "set_aside" in question.text() and Path(defective).name in question.text()
+    with qtbot.waitSignal(window.inspection.model_loaded, timeout=120000):
+        qtbot.mouseClick(question.button(QMessageBox.StandardButton.Yes), Qt.MouseButton.LeftButton)
+
+    set_aside = data / "set_aside" / Path(defective).name
+    assert set_aside.is_file() and not (data / defective).exists()
+    entry = window.access.records.audit_log(subject=str(data / defective))[0]
+    assert entry.action == "good_image_set_aside" and str(set_aside) in entry.new_value
+    # The new model learnt without it: its calibration names nothing, and the buttons are gone.
+    assert window.project.current_model != "trained"
+    qtbot.waitUntil(lambda: "Look at good image" not in panel.stats_label.text(), timeout=5000)
+    assert not panel.set_aside_button.isVisible() and not panel.show_suspects_button.isVisible()

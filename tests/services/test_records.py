@@ -308,3 +308,31 @@ def test_label_history_keeps_every_correction(records, people, tmp_path):
 def test_missing_project_folder(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         RecordsService(tmp_path / "nope")
+
+
+# ---------------------------------------------------------------------- a good image that is not good, set aside
+def test_a_good_image_is_set_aside_beside_the_good_images_by_someone_who_may_train(records, people, tmp_path):
+    good = tmp_path / "bottle" / "train" / "good"
+    good.mkdir(parents=True)
+    for name in ("000.png", "001.png"):
+        (good / name).write_bytes(b"png " + name.encode())
+
+    with pytest.raises(PermissionDenied):
+        records.set_aside_good_image(good / "001.png", good, people.anna)  # an operator may not change the training
+    assert (good / "001.png").is_file()
+
+    moved = records.set_aside_good_image(good / "001.png", good, people.boss, reason="white blob")
+    assert moved == tmp_path / "bottle" / "set_aside" / "001.png" and moved.read_bytes() == b"png 001.png"
+    assert not (good / "001.png").exists() and (good / "000.png").is_file()
+    entry = records.audit_log(subject=str(good / "001.png"))[0]
+    assert entry.action == "good_image_set_aside" and entry.new_value == f"{moved} (white blob)"
+
+    # Nothing is overwritten, and only a file among the good images can go.
+    (good / "001.png").write_bytes(b"another part")
+    with pytest.raises(DataError, match="already exists"):
+        records.set_aside_good_image(good / "001.png", good, people.boss)
+    assert (good / "001.png").read_bytes() == b"another part" and moved.read_bytes() == b"png 001.png"
+    with pytest.raises(DataError, match="not in the good images"):
+        records.set_aside_good_image(moved, good, people.boss)
+    with pytest.raises(DataError, match="not a file"):
+        records.set_aside_good_image(good / "gone.png", good, people.boss)

@@ -99,6 +99,7 @@ class ThresholdPanel(QWidget):
 
     verdicts_changed = Signal(object)
     show_suspects_requested = Signal(object)  # the files of the good images the model's note names
+    set_aside_requested = Signal(object)  # the same files, to move out of the good images
 
     SLIDER_STEPS = 1000
     THROTTLE_MS = 30
@@ -252,6 +253,12 @@ class ThresholdPanel(QWidget):
             "here, since the model holds it; the note's score is the one it gets unseen")
         self.show_suspects_button.clicked.connect(lambda: self.show_suspects_requested.emit(list(self._suspect_images)))
         self.show_suspects_button.hide()
+        self.set_aside_button = QPushButton("Set aside and train again…")
+        self.set_aside_button.setObjectName("set_aside_button")
+        self.set_aside_button.setToolTip("After looking: move the named images out of the good images (into "
+                                         "set_aside/ beside them) and train again without them")
+        self.set_aside_button.clicked.connect(lambda: self.set_aside_requested.emit(list(self._suspect_images)))
+        self.set_aside_button.hide()
 
         grid = QGridLayout()
         grid.setContentsMargins(6, 4, 6, 4)
@@ -266,7 +273,11 @@ class ThresholdPanel(QWidget):
         grid.addWidget(self.uncertain_toggle, 1, 0)
         grid.addLayout(band_row, 1, 1, 1, 2)
         grid.addWidget(self.stats_label, 2, 0, 1, 3)
-        grid.addWidget(self.show_suspects_button, 3, 0, Qt.AlignmentFlag.AlignLeft)  # under the note it acts on
+        suspect_row = QHBoxLayout()  # under the note it acts on
+        suspect_row.addWidget(self.show_suspects_button)
+        suspect_row.addWidget(self.set_aside_button)
+        suspect_row.addStretch(1)
+        grid.addLayout(suspect_row, 3, 0, 1, 3)
         grid.setColumnStretch(1, 1)
         self._controls = grid
 
@@ -317,6 +328,7 @@ class ThresholdPanel(QWidget):
         self._suspect_images = list(paths or [])
         self.show_suspects_button.setText("Show it" if len(self._suspect_images) == 1 else "Show them")
         self.show_suspects_button.setVisible(bool(self._suspect_images))
+        self.set_aside_button.setVisible(bool(self._suspect_images))
 
     def expected_rate_text(self) -> str | None:
         return self._expected_rate_text(self._threshold) if self._expected_rate_text else None

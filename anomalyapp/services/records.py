@@ -467,7 +467,8 @@ class RecordsService:
         try:
             relative = image.resolve().relative_to(good_folder.resolve())
         except ValueError:
-            raise DataError(f"{image} is not in the good images ({good_folder}): only a good image can be set aside") from None
+            raise DataError(f"{image} is not in the good images ({good_folder}): only a good image can be set "
+                            "aside") from None
         target = data_root_of(good_folder) / SET_ASIDE_FOLDER / relative
         if target.exists():
             raise DataError(f"cannot set {image.name} aside: {target} already exists")

@@ -94,7 +94,8 @@ class ThresholdPanel(QWidget):
     """Histogram of scores with a draggable threshold; emits ``verdicts_changed(Verdicts)``.
 
     Object names: ``threshold_plot``, ``threshold_slider``, ``threshold_spin``, ``uncertain_toggle``,
-    ``uncertain_spin``, ``reset_threshold_button``, ``threshold_stats_label``, ``show_suspects_button``.
+    ``uncertain_spin``, ``reset_threshold_button``, ``threshold_stats_label``, ``show_suspects_button``,
+    ``set_aside_button``.
     """
 
     verdicts_changed = Signal(object)

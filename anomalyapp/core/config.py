@@ -12,6 +12,11 @@ IMAGE_SIZE_RANGE = (32, 2048)
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
 # The autoencoder's default training noise, in standard deviations of each feature (AutoencoderConfig).
 TRAINING_NOISE = 1.0
+# The autoencoder's image score is the mean error of its highest cells, this share of its grid: the 10 cells of
+# the 56 x 56 grid of a 224 x 224 input (the fixed count used before), so a square input scores as it did, and
+# an input whose aspect is kept (KolektorSDD: 56 x 144 cells) averages over the same share of the part, where
+# 10 cells were a smaller one (docs/accuracy.md: the autoencoder's image score).
+SCORE_TOP_SHARE = 10 / (56 * 56)
 # How a detector joins its backbone stages into one vector (engine.features.stage_weights): "concatenated" as they
 # come (the wider stage dominates the distance), "balanced" with each stage scaled so that all weigh the same.
 # "score_concatenated_map_balanced": the image score under the concatenated weighting, the map under the balanced
@@ -140,7 +145,8 @@ class AutoencoderConfig(FramingConfig):
     epochs: int = 40
     batch_size: int = 4096  # feature vectors per step: a 1x1-conv AE sees every location independently
     learning_rate: float = 1e-3
-    score_top_k: int = 10  # image score = mean of the k highest map values
+    score_top_k: int = 10  # models saved before score_top_share: image score = mean of the k highest cells
+    score_top_share: float | None = SCORE_TOP_SHARE  # image score = mean of this share of cells; None: score_top_k
     sigma: float = 4.0
     stage_weighting: str = "concatenated"  # one of STAGE_WEIGHTINGS (docs/accuracy.md: stage balance)
     # Denoising: the standard deviation of the Gaussian noise added to the (standardised) features the autoencoder
@@ -154,8 +160,10 @@ class AutoencoderConfig(FramingConfig):
 
     @classmethod
     def from_dict(cls, data: dict):
-        # A model saved before denoising existed was trained without noise; its fine-tunes stay so.
-        return super().from_dict(data if "training_noise" in data else {**data, "training_noise": 0.0})
+        # A model saved before denoising existed was trained without noise; its fine-tunes stay so. One saved
+        # before the share scored the mean of score_top_k cells, and keeps scoring so.
+        before = {"training_noise": 0.0, "score_top_share": None}
+        return super().from_dict({**{key: value for key, value in before.items() if key not in data}, **data})
 
     def problem(self) -> str | None:
         """Why this config cannot be trained, in one line; None when it can."""
@@ -163,6 +171,8 @@ class AutoencoderConfig(FramingConfig):
             return f"epochs must be at least 1, not {self.epochs}"
         if not 0 <= self.training_noise <= 10:
             return f"training noise {self.training_noise} must be from 0 to 10 (standard deviations)"
+        if self.score_top_share is not None and not 0 < self.score_top_share <= 1:
+            return f"the image score's share of cells {self.score_top_share} must be above 0 and at most 1"
         return stage_weighting_problem(self.stage_weighting)
 
 

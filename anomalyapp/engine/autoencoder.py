@@ -322,10 +322,17 @@ class AutoencoderDetector:
         scores = np.empty(len(maps), dtype=np.float64)
         for index, grid in enumerate(score_grids):
             flat = grid.reshape(-1)
-            k = min(config.score_top_k, flat.size)
+            k = self.score_cells(flat.size)
             top = np.partition(flat, flat.size - k)[-k:]
             scores[index] = float(top.mean())
         return scores, maps
+
+    def score_cells(self, cells: int) -> int:
+        """How many of a grid's ``cells`` the image score averages: ``score_top_share`` of them (at least one),
+        or, for a model saved before the share, ``score_top_k``."""
+        share = self.config.score_top_share
+        count = self.config.score_top_k if share is None else round(share * cells)
+        return min(cells, max(1, count))
 
     def predict(self, image: np.ndarray) -> Prediction:
         if self.calibration is None:

@@ -144,6 +144,7 @@ _CONFIG_LIMITS: dict[str, Check] = {
     "batch_size": _whole(1),
     "learning_rate": _number(0, above=True),
     "score_top_k": _whole(1),
+    "score_top_share": _optional(_number(0, 1, above=True)),
     "stage_weighting": _choice(STAGE_WEIGHTINGS),
     "training_noise": _number(0, 10),
     "roi": _ROI,

@@ -165,6 +165,11 @@ def test_autoencoder_fields_are_checked(autoencoder_model, tmp_path):
     with pytest.raises(ModelFileError, match="config.score_top_k must be a whole number of at least 1"):
         load_model(model)
     manifest["config"]["score_top_k"] = 10
+    manifest["config"]["score_top_share"] = 1.5
+    _write_manifest(model, manifest)
+    with pytest.raises(ModelFileError, match="config.score_top_share must be null or a finite number above 0"):
+        load_model(model)
+    manifest["config"]["score_top_share"] = None
     manifest["state"]["latent_dim"] = -3
     _write_manifest(model, manifest)
     with pytest.raises(ModelFileError, match="state.latent_dim must be"):

@@ -118,9 +118,9 @@ class ThresholdProposal:
     labelled: int
     labelled_ng: int
     current_threshold: float
-    precision: float
-    recall: float
-    f1: float
+    precision: float | None  # None: no part labelled NG
+    recall: float | None  # None: no part labelled NG
+    f1: float | None  # None: no part labelled NG
     confusion_matrix: list[list[int]]  # [[tn, fp], [fn, tp]] at the current threshold
     proposed_threshold: float | None = None
     proposed_precision: float | None = None
@@ -283,18 +283,20 @@ class RecordsService:
         n_ng = sum(labels)
         at_current = threshold_metrics(labels, scores, current_threshold) if pairs else {
             "precision": 0.0, "recall": 0.0, "f1": 0.0, "confusion_matrix": [[0, 0], [0, 0]]}
+        if n_ng == 0:  # no part labelled NG: recall is not measured, and neither is precision nor F1
+            at_current.update(precision=None, recall=None, f1=None)
         base = ThresholdProposal(
             labelled=len(pairs), labelled_ng=n_ng, current_threshold=float(current_threshold),
             precision=at_current["precision"], recall=at_current["recall"], f1=at_current["f1"],
             confusion_matrix=at_current["confusion_matrix"],
         )
         if n_ng == 0 or n_ng == len(pairs):
-            return replace(base, message="a proposal needs at least one inspection labelled NG and one labelled OK")
+            return replace(base, message="A proposal needs at least one inspection labelled NG and one labelled OK.")
         _, best = f1_max(labels, scores)
         below = [s for s in scores if s < best]
         proposed = (best + max(below)) / 2.0 if below else best
         at_proposed = threshold_metrics(labels, scores, proposed)
-        message = f"from {len(pairs)} labelled inspections ({n_ng} NG)"
+        message = "The proposal: the threshold that best separates the labels (F1-optimal)."
         return replace(
             base, proposed_threshold=float(proposed), proposed_precision=at_proposed["precision"],
             proposed_recall=at_proposed["recall"], proposed_f1=at_proposed["f1"],
@@ -516,6 +518,8 @@ def _proposal_for_target(pairs: list[tuple[float, str]], current: float, rate: f
         found = threshold_metrics(labels, scores, threshold) if pairs else {
             "precision": 0.0, "recall": 0.0, "f1": 0.0, "confusion_matrix": [[0, 0], [0, 0]]}
         found["false_reject_rate"] = sum(s >= threshold for s in good) / len(good) if good else None
+        if not defective:  # no part labelled NG: recall is not measured, and neither is precision nor F1
+            found.update(precision=None, recall=None, f1=None)
         return found
 
     now = at(current)
@@ -526,7 +530,7 @@ def _proposal_for_target(pairs: list[tuple[float, str]], current: float, rate: f
     )
     proposed = threshold_from_labelled(good, defective, rate, current)
     if proposed is None:
-        return replace(base, message="a proposal needs at least one inspection labelled OK")
+        return replace(base, message="A proposal needs at least one inspection labelled OK.")
     then = at(proposed)
     changes = {
         "good_passed": sum(current <= s < proposed for s in good),
@@ -534,8 +538,8 @@ def _proposal_for_target(pairs: list[tuple[float, str]], current: float, rate: f
         "defects_caught": sum(proposed <= s < current for s in defective),
         "defects_missed": sum(current <= s < proposed for s in defective),
     }
-    message = (f"from {len(pairs)} labelled parts ({len(defective)} NG): at most {rate:.1%} of the labelled good "
-               f"parts judged NG, as many defects caught as that allows")
+    message = (f"The proposal: at most {rate:.1%} of the labelled good parts judged NG, as many defects caught as "
+               "that allows" + ("." if defective else " (none is labelled NG yet: label defects to measure recall)."))
     return replace(
         base, proposed_threshold=float(proposed), proposed_precision=then["precision"],
         proposed_recall=then["recall"], proposed_f1=then["f1"], proposed_confusion_matrix=then["confusion_matrix"],

@@ -247,6 +247,17 @@ def test_threshold_proposal_needs_both_labels(records, people, tmp_path):
     assert proposal.proposed_threshold is None and "one labelled OK" in proposal.message
 
 
+def test_with_no_part_labelled_ng_recall_is_not_measured_rather_than_zero(records, people, tmp_path):
+    for record in records.record_results(_results(tmp_path, [0.3, 0.45, 0.48]), people.anna):
+        records.label(record.id, "OK", user=people.anna)
+    for proposal in (records.threshold_from_labels(), records.threshold_from_labels(target_false_reject_rate=0.01)):
+        assert (proposal.labelled, proposal.labelled_ng) == (3, 0)
+        assert proposal.recall is None and proposal.precision is None and proposal.f1 is None
+    # The rate's proposal still meets the target on the good parts, and says what it cannot measure.
+    assert proposal.proposed_threshold > 0.48 and proposal.proposed_false_reject_rate == 0.0
+    assert proposal.proposed_recall is None and "label defects to measure recall" in proposal.message
+
+
 def test_apply_threshold_creates_a_version_and_audit_rows(records, people):
     with pytest.raises(AppError, match="train a model first"):
         records.apply_threshold(0.56, people.boss)

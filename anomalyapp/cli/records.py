@@ -1,4 +1,4 @@
-"""The records command group: report (CSV and PDF), labels export, records verify."""
+"""The records command group: report (CSV and PDF), labels export, records verify, set-aside."""
 
 from __future__ import annotations
 
@@ -36,6 +36,13 @@ def add_parsers(commands) -> None:
     verify = records_commands.add_parser(
         "verify", help="check the records against their hash chain: exit 0 intact, 3 changed outside the app")
     verify.add_argument("project", type=Path, help="project folder")
+
+    set_aside = commands.add_parser(
+        "set-aside", help="move good images that are not good (training names them) out of a project's good "
+                          "images, into set_aside/ beside them; audited")
+    set_aside.add_argument("project", type=Path, help="project folder")
+    set_aside.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="images among the good images")
+    set_aside.add_argument("--reason", default="", help="why, for the audit log")
 
 
 def _date(text: str):
@@ -154,4 +161,24 @@ def _records(args) -> int:
     return EXIT_TAMPERED
 
 
-COMMANDS = {"report": _report, "labels": _labels, "records": _records}
+def _set_aside(args) -> int:
+    """The window's Set aside, from a shell: the records service checks the acting account may train,
+    moves each image without overwriting anything, and audits where it went."""
+    import getpass
+    import os
+
+    from anomalyapp.services.project import open_project
+
+    with _open_records(args.project) as records:
+        project = open_project(args.project)
+        if not project.good_folder:
+            raise AppError(f"project {args.project} has no folder of good images yet")
+        user = records.auth.local_user(os.environ.get("ANOMALYAPP_USER") or getpass.getuser())
+        for image in args.images:
+            moved = records.set_aside_good_image(image, project.good_folder, user, reason=args.reason)
+            print(f"{image} set aside: {moved}")
+    print("train again to learn without it: the model in use still holds it")
+    return EXIT_OK
+
+
+COMMANDS = {"report": _report, "labels": _labels, "records": _records, "set-aside": _set_aside}

@@ -72,3 +72,27 @@ def test_exit_codes_as_a_user_sees_them(project, tmp_path):
     assert result.returncode == 3 and "users" in result.stdout and "Traceback" not in result.stderr
     assert_clean_error(run_cli("records", "verify", tmp_path / "nowhere"), "nowhere", "not an anomalyapp project")
     assert run_cli("records").returncode == 2
+
+
+def test_set_aside_from_the_command_line_moves_the_image_for_an_account_that_may_train(tmp_path, monkeypatch):
+    good = tmp_path / "washers" / "train" / "good"
+    good.mkdir(parents=True)
+    (good / "003.png").write_bytes(b"a part with a white blob")
+    root = tmp_path / "line"
+    create_project(root, "Washer line 2", good)
+    with RecordsService(root, hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)) as records:
+        boss = records.auth.create_first_supervisor("Maria", "Supervisor1")
+        records.auth.add_user(boss, "Anna", "Operator1", "operator")
+
+    monkeypatch.setenv("ANOMALYAPP_USER", "Anna")
+    assert_clean_error(run_cli("set-aside", root, good / "003.png"), "operator", "may not")
+    assert (good / "003.png").is_file()
+    monkeypatch.setenv("ANOMALYAPP_USER", "Maria")
+    result = run_cli("set-aside", root, good / "003.png", "--reason", "white blob")
+    assert result.returncode == 0, result.stderr
+    moved = tmp_path / "washers" / "set_aside" / "003.png"
+    assert f"set aside: {moved}" in result.stdout and moved.read_bytes() == b"a part with a white blob"
+    with RecordsService(root) as records:
+        entry = records.audit_log(subject=str(good / "003.png"))[0]
+    assert entry.action == "good_image_set_aside" and entry.new_value == f"{moved} (white blob)"
+    assert_clean_error(run_cli("set-aside", root, good / "003.png"), "not a file")

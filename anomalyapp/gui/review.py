@@ -224,6 +224,8 @@ class ReviewController(QObject):
                 self.error.emit("Set aside", str(error))
                 return False
             self.status.show(f"{Path(image).name} set aside: {moved}", 8000)
+        # Nothing is left to show or move until the new model says otherwise.
+        self.threshold.suspect_images.emit([image for image in images if Path(image).is_file()])
         return True
 
     def model_trained(self, path) -> None:

@@ -177,7 +177,8 @@ def _set_aside(args) -> int:
         for image in args.images:
             moved = records.set_aside_good_image(image, project.good_folder, user, reason=args.reason)
             print(f"{image} set aside: {moved}")
-    print("train again to learn without it: the model in use still holds it")
+    them = "it" if len(args.images) == 1 else "them"
+    print(f"train again to learn without {them}: the model in use still holds {them}")
     return EXIT_OK
 
 

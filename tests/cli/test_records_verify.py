@@ -92,6 +92,7 @@ def test_set_aside_from_the_command_line_moves_the_image_for_an_account_that_may
     assert result.returncode == 0, result.stderr
     moved = tmp_path / "washers" / "set_aside" / "003.png"
     assert f"set aside: {moved}" in result.stdout and moved.read_bytes() == b"a part with a white blob"
+    assert "train again to learn without it" in result.stdout
     with RecordsService(root) as records:
         entry = records.audit_log(subject=str(good / "003.png"))[0]
     assert entry.action == "good_image_set_aside" and entry.new_value == f"{moved} (white blob)"

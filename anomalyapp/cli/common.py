@@ -16,6 +16,15 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def command_line_user(records):
+    """The project account a command-line run acts as (``RecordsService.auth.local_user``): the one named by
+    ANOMALYAPP_USER, else the OS login name."""
+    import getpass
+    import os
+
+    return records.auth.local_user(os.environ.get("ANOMALYAPP_USER") or getpass.getuser())
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from anomalyapp.cli.common import EXIT_NOT_SENT, EXIT_OK, Parser
+from anomalyapp.cli.common import EXIT_NOT_SENT, EXIT_OK, Parser, command_line_user
 from anomalyapp.core.errors import AppError
 
 
@@ -106,13 +106,10 @@ def changed_settings(current, args):
 
 
 def _acting_user(root: Path):
-    import getpass
-    import os
-
     from anomalyapp.services.records import RecordsService
 
     with RecordsService(root) as records:
-        return records.auth.local_user(os.environ.get("ANOMALYAPP_USER") or getpass.getuser())
+        return command_line_user(records)
 
 
 def _line(args) -> int:

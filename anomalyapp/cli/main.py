@@ -17,7 +17,7 @@ from anomalyapp import __version__
 from anomalyapp.cli import line as line_commands
 from anomalyapp.cli import records as record_commands
 from anomalyapp.cli import watch as watch_command
-from anomalyapp.cli.common import EXIT_CANCELLED, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, positive_number
+from anomalyapp.cli.common import EXIT_CANCELLED, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, command_line_user, positive_number
 from anomalyapp.cli.common import Parser as _Parser
 from anomalyapp.cli.common import positive_int as _positive_int
 from anomalyapp.core.config import STAGE_WEIGHTINGS
@@ -240,9 +240,6 @@ def _train(args) -> int:
 def _acting_user(path):
     """The project account the command line acts as when ``path`` lies in a project (else None): the one
     named ANOMALYAPP_USER, or the OS login name."""
-    import getpass
-    import os
-
     from anomalyapp.services.project import project_root_of
     from anomalyapp.services.records import RecordsService
 
@@ -250,7 +247,7 @@ def _acting_user(path):
     if root is None:
         return None
     with RecordsService(root) as records:
-        return records.auth.local_user(os.environ.get("ANOMALYAPP_USER") or getpass.getuser())
+        return command_line_user(records)
 
 
 def _predict(args) -> int:

@@ -8,7 +8,7 @@ import sys
 from datetime import date as date_type
 from pathlib import Path
 
-from anomalyapp.cli.common import EXIT_OK, EXIT_TAMPERED, Parser, positive_int
+from anomalyapp.cli.common import EXIT_OK, EXIT_TAMPERED, Parser, command_line_user, positive_int
 from anomalyapp.core.errors import AppError
 
 
@@ -164,16 +164,13 @@ def _records(args) -> int:
 def _set_aside(args) -> int:
     """The window's Set aside, from a shell: the records service checks the acting account may train,
     moves each image without overwriting anything, and audits where it went."""
-    import getpass
-    import os
-
     from anomalyapp.services.project import open_project
 
     with _open_records(args.project) as records:
         project = open_project(args.project)
         if not project.good_folder:
             raise AppError(f"project {args.project} has no folder of good images yet")
-        user = records.auth.local_user(os.environ.get("ANOMALYAPP_USER") or getpass.getuser())
+        user = command_line_user(records)
         for image in args.images:
             moved = records.set_aside_good_image(image, project.good_folder, user, reason=args.reason)
             print(f"{image} set aside: {moved}")

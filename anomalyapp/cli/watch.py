@@ -7,13 +7,11 @@
 from __future__ import annotations
 
 import contextlib
-import getpass
-import os
 import signal
 import sys
 from pathlib import Path
 
-from anomalyapp.cli.common import EXIT_OK, positive_int, positive_number
+from anomalyapp.cli.common import EXIT_OK, command_line_user, positive_int, positive_number
 from anomalyapp.core.errors import AppError
 
 
@@ -90,7 +88,7 @@ def run(args) -> int:
                              settle_seconds=args.settle).checked()
     project = open_project(root)
     with RecordsService(root) as records:
-        user = records.auth.local_user(os.environ.get("ANOMALYAPP_USER") or getpass.getuser())
+        user = command_line_user(records)
         _check_model_in_use(records, args.model)
         session = InferenceSession(args.model, device=args.device, weights=args.weights)
         link = open_line_link(root)

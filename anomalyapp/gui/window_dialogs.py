@@ -283,14 +283,13 @@ def show_about(window) -> None:
 def confirm_set_aside(window, images) -> None:
     """The threshold panel's Set aside: say where the images go and what follows, then move them (the records
     service checks the user may train and audits each move) and train again. Asked, never assumed."""
-    from anomalyapp.services.project import data_root_of
-    from anomalyapp.services.records import SET_ASIDE_FOLDER
+    from anomalyapp.services.records import set_aside_folder
 
     project = window.project
     if not images or project is None or not project.good_folder:
         return
     names = ", ".join(Path(image).name for image in images)
-    target = data_root_of(project.good_folder) / SET_ASIDE_FOLDER
+    target = set_aside_folder(project.good_folder)
     box = QMessageBox(QMessageBox.Icon.Question, "Set aside",
                       f"Move {names} out of the good images, into {target}, and train again without "
                       f"{'it' if len(images) == 1 else 'them'}? The move is recorded; the model in use stays until "

@@ -460,8 +460,6 @@ class RecordsService:
         Only someone who may train may do it: it changes what the next model learns. Nothing is overwritten,
         and the move is a rename (or, across file systems, a copy under a temporary name renamed into place
         before the original is removed), so the image is never lost or half-written."""
-        from anomalyapp.services.project import data_root_of
-
         user = self.auth.require(user, auth.TRAIN)
         image, good_folder = Path(image), Path(good_folder)
         if not image.is_file():
@@ -471,7 +469,7 @@ class RecordsService:
         except ValueError:
             raise DataError(f"{image} is not in the good images ({good_folder}): only a good image can be set "
                             "aside") from None
-        target = data_root_of(good_folder) / SET_ASIDE_FOLDER / relative
+        target = set_aside_folder(good_folder) / relative
         if target.exists():
             raise DataError(f"cannot set {image.name} aside: {target} already exists")
         try:
@@ -553,6 +551,14 @@ def _rule_text(threshold: float, uncertain_low: float | None) -> str:
 
 # Where set_aside_good_image puts a good image that is not good: beside the good images, never inside them.
 SET_ASIDE_FOLDER = "set_aside"
+
+
+def set_aside_folder(good_folder: str | os.PathLike) -> Path:
+    """The folder that set_aside_good_image moves images of ``good_folder`` into: ``set_aside/`` beside the good
+    images (in the data set's root for the MVTec layout)."""
+    from anomalyapp.services.project import data_root_of
+
+    return data_root_of(good_folder) / SET_ASIDE_FOLDER
 
 
 def _move_whole(source: Path, target: Path) -> None:

@@ -180,13 +180,14 @@ class AutoencoderDetector:
         model = FeatureAutoencoder(self.channels, latent).to(self.device)
         optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         count = vectors.shape[0]
+        size = self.batch_size(count)
         history = self.loss_history if stage == "train" else []
         for epoch in range(config.epochs):
             model.train()
             order = torch.randperm(count, generator=generator)
             epoch_loss, steps = 0.0, 0
-            for start in range(0, count, config.batch_size):
-                batch = vectors[order[start : start + config.batch_size]]
+            for start in range(0, count, size):
+                batch = vectors[order[start : start + size]]
                 if batch.shape[0] < 2:
                     continue  # batch norm needs two samples
                 noisy, batch = self._noisy(batch, generator).to(self.device), batch.to(self.device)
@@ -202,6 +203,11 @@ class AutoencoderDetector:
                 {"epoch": epoch + 1, "loss": history[-1], "latent": latent},
             )
         return model.eval()
+
+    def batch_size(self, count: int) -> int:
+        """Vectors per step when training on ``count`` of them: the config's batch size, or smaller where that
+        would give fewer than ``min_steps_per_epoch`` steps an epoch."""
+        return max(2, min(self.config.batch_size, math.ceil(count / self.config.min_steps_per_epoch)))
 
     def _noisy(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``batch`` with the config's training noise added; the noise is drawn from the seeded CPU ``generator``

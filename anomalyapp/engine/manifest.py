@@ -142,6 +142,7 @@ _CONFIG_LIMITS: dict[str, Check] = {
     "explained_variance": _number(0, 1, above=True),
     "epochs": _whole(1),
     "batch_size": _whole(1),
+    "min_steps_per_epoch": _whole(1, 1 << 16),
     "learning_rate": _number(0, above=True),
     "score_top_k": _whole(1),
     "score_top_share": _optional(_number(0, 1, above=True)),

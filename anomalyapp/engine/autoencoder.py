@@ -40,6 +40,12 @@ MIN_REFERENCE_IMAGES = 5
 CALIBRATION_FOLDS = 3
 # Training steps timed by the estimate, after one warm-up step.
 TIMED_STEPS = 3
+# The false-positive loop rehearses what the network learnt: a seeded sample of the fitted (standardised) feature
+# vectors is kept in the model, at most this many numbers (4,096 vectors of Lite0's 152 channels, 2.5 MB), and each
+# fine-tune step rebuilds as many of them as of the new image's. Without them a fine-tune on one image pulls the
+# whole network towards it, and every other part's score drifts up (docs/accuracy.md: the false-positive fix).
+REHEARSAL_NUMBERS = 4096 * 152
+REHEARSAL_MAX_VECTORS = 4096
 
 
 def _block(c_in: int, c_out: int, last: bool = False) -> list[nn.Module]:
@@ -107,6 +113,7 @@ class AutoencoderDetector:
         self.calibration: Calibration | None = None
         self.loss_history: list[float] = []
         self._fold_material: tuple[torch.Tensor, torch.Tensor, int] | None = None
+        self.rehearsal: torch.Tensor | None = None  # fitted vectors the fine-tune rehearses; None in older models
         self.fold_score_factors: list[float] = []  # set by unseen_scores: what each fold's scores were multiplied by
 
     @property
@@ -168,6 +175,8 @@ class AutoencoderDetector:
         latent = max(1, min(latent, self.channels))
         # Kept until unseen_scores trains the fold models on them, then dropped.
         self._fold_material = (vectors, torch.cat(owners), latent)
+        count = min(vectors.shape[0], REHEARSAL_MAX_VECTORS, max(1, REHEARSAL_NUMBERS // self.channels))
+        self.rehearsal = vectors[torch.randperm(vectors.shape[0], generator=generator)[:count]].clone()
         self.loss_history = []
         self.autoencoder = yield from self._train(vectors, latent, config.seed, "train", cancel)
 
@@ -354,7 +363,11 @@ class AutoencoderDetector:
     def fine_tune(
         self, images: list[np.ndarray], epochs: int = 5, cancel: CancelToken | None = None
     ) -> Generator[Progress, None, None]:
-        """A short training on new good images (the false-positive loop), keeping normalisation fixed."""
+        """A short training on new good images (the false-positive loop), keeping normalisation fixed.
+
+        With a rehearsal sample (models trained since it exists) each batch of the new vectors is joined by as
+        many rehearsal vectors drawn at random, so the network learns the new images without forgetting the
+        rest; a model without one trains on the new vectors alone, as it always did."""
         if self.autoencoder is None:
             raise ModelNotFitted("the autoencoder has not been trained")
         key = input_shape_key(self.config.image_size, self.config.keep_aspect)
@@ -368,25 +381,37 @@ class AutoencoderDetector:
         # Batch norm stays in eval mode: statistics of a handful of images would overwrite those of the
         # whole training set.
         model.eval()
+        rehearsal = None if self.rehearsal is None else self.rehearsal.to(vectors.device)
+        size = self.config.batch_size if rehearsal is None else max(1, self.config.batch_size // 2)
         for epoch in range(epochs):
             order = torch.randperm(vectors.shape[0], generator=generator)
-            for start in range(0, vectors.shape[0], self.config.batch_size):
-                batch = vectors[order[start : start + self.config.batch_size]]
+            for start in range(0, vectors.shape[0], size):
+                batch = vectors[order[start : start + size]]
+                if rehearsal is not None:
+                    rows = torch.randint(0, rehearsal.shape[0], (batch.shape[0],), generator=generator)
+                    batch = torch.cat([batch, rehearsal[rows]])
                 if batch.shape[0] < 2:
                     continue
                 self._step(model, optimiser, self._noisy(batch, generator), batch)
             check(cancel)
             yield Progress("fine_tune", epoch + 1, epochs, f"fine-tune {epoch + 1}/{epochs}")
 
-    # Epochs of the short training on images marked good (the false-positive loop).
-    LEARN_EPOCHS = 5
+    # Epochs of the short training on images marked good (the false-positive loop). Rehearsing, the network can
+    # take more steps towards the new images without drifting elsewhere; 5 was the count without rehearsal, and
+    # a model saved without a rehearsal sample keeps it.
+    LEARN_EPOCHS = 20
+    LEARN_EPOCHS_WITHOUT_REHEARSAL = 5
 
     def learn_from_good(
         self, images: list[np.ndarray], cancel: CancelToken | None = None
     ) -> Generator[Progress, None, str]:
         """The false-positive loop: a short fine-tune on the images (``fine_tune``)."""
+        if self.rehearsal is None:
+            yield from self.fine_tune(images, epochs=self.LEARN_EPOCHS_WITHOUT_REHEARSAL, cancel=cancel)
+            return f"autoencoder fine-tuned for {self.LEARN_EPOCHS_WITHOUT_REHEARSAL} epochs"
         yield from self.fine_tune(images, epochs=self.LEARN_EPOCHS, cancel=cancel)
-        return f"autoencoder fine-tuned for {self.LEARN_EPOCHS} epochs"
+        return (f"autoencoder fine-tuned for {self.LEARN_EPOCHS} epochs, rehearsing "
+                f"{self.rehearsal.shape[0]} training vectors")
 
     # --------------------------------------------------------------------------------------- saved state
     def state_dict(self) -> tuple[dict[str, torch.Tensor], dict]:
@@ -396,6 +421,8 @@ class AutoencoderDetector:
         tensors = {f"autoencoder.{k}": v for k, v in self.autoencoder.state_dict().items()}
         tensors["feature_mean"] = self.feature_mean
         tensors["feature_std"] = self.feature_std
+        if self.rehearsal is not None:
+            tensors["rehearsal"] = self.rehearsal
         state = {"channels": self.channels, "latent_dim": self.autoencoder.encoder[-1].out_features,
                  "loss_history": self.loss_history}
         return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, state
@@ -414,6 +441,10 @@ class AutoencoderDetector:
         self.autoencoder = autoencoder.to(self.device).eval()
         self.feature_mean = tensors["feature_mean"]
         self.feature_std = tensors["feature_std"]
+        rehearsal = tensors.get("rehearsal")
+        if rehearsal is not None and (rehearsal.dim() != 2 or rehearsal.shape[1] != state["channels"]):
+            raise ModelFileError(f"model {folder} is damaged: its rehearsal vectors do not fit its manifest")
+        self.rehearsal = rehearsal
         self.loss_history = list(state.get("loss_history", []))
 
     def summary(self) -> dict:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
+import pytest
+import torch
+
 from anomalyapp.core.types import drain
 from anomalyapp.data.datasets import discover_dataset
 from anomalyapp.services.correction import learn_good_images
 from anomalyapp.services.inference import InferenceSession
+from tests.conftest import train_model
 
 
 def test_false_positive_becomes_ok_and_a_new_version_is_saved(patchcore_model, demo_line, tmp_path):
@@ -44,3 +49,54 @@ def test_autoencoder_fine_tune_lowers_the_score(autoencoder_model, demo_line, tm
     result = drain(learn_good_images(session, [flagged], tmp_path))
     assert session.predict_path(flagged).prediction.score < before
     assert (result.folder / "tensors.safetensors").is_file()
+
+
+@pytest.fixture(scope="module")
+def trained_autoencoder(demo_line, tmp_path_factory):
+    """The demo line's autoencoder trained to the default 40 epochs: a network that has settled, so that what a
+    fine-tune moves elsewhere is the fine-tune's doing."""
+    return train_model(demo_line, tmp_path_factory.mktemp("models") / "autoencoder40", "autoencoder", epochs=40)
+
+
+def _good_scores_after_teaching(model, demo_line, tmp_path, rehearse: bool):
+    session = InferenceSession(model, device="cpu")
+    if not rehearse:
+        session.detector.rehearsal = None  # as a model saved before the rehearsal sample
+        session.detector.LEARN_EPOCHS_WITHOUT_REHEARSAL = session.detector.LEARN_EPOCHS  # same steps, no rehearsal
+    test = discover_dataset(demo_line).test
+    flagged = next(item.path for item in test if item.is_anomalous)
+    good = [item.path for item in test if item.defect_type == "good"]
+    before = np.array([session.predict_path(path).prediction.score for path in good])
+    flagged_before = session.predict_path(flagged).prediction.score
+    result = drain(learn_good_images(session, [flagged], tmp_path / ("rehearsed" if rehearse else "plain")))
+    after = np.array([session.predict_path(path).prediction.score for path in good])
+    return flagged_before, session.predict_path(flagged).prediction.score, before, after, result, session
+
+
+def test_the_autoencoder_fix_rehearses_its_training_so_other_good_parts_drift_less(trained_autoencoder, demo_line,
+                                                                                    tmp_path):
+    # Teaching a defect as good is the hardest case for the rest of the line: the network is pulled furthest.
+    flagged_before, flagged_after, before, after, result, session = _good_scores_after_teaching(
+        trained_autoencoder, demo_line, tmp_path, rehearse=True)
+    assert flagged_after < flagged_before
+    assert "rehearsing" in result.change
+    reloaded = InferenceSession(result.folder, device="cpu")
+    assert torch.equal(reloaded.detector.rehearsal, session.detector.rehearsal)  # kept in the new version
+    _, plain_after, plain_before, plain_good_after, *_ = _good_scores_after_teaching(
+        trained_autoencoder, demo_line, tmp_path, rehearse=False)
+    rise = np.mean((after - before) / before)
+    plain_rise = np.mean((plain_good_after - plain_before) / plain_before)
+    # Measured: +31 % with rehearsal against +79 % without, the flagged image 1.31 -> 0.83 and 0.74.
+    assert rise < 0.7 * plain_rise
+
+
+def test_a_model_saved_without_a_rehearsal_sample_fine_tunes_as_it_did(trained_autoencoder, tmp_path):
+    from safetensors.torch import load_file
+
+    tensors = load_file(trained_autoencoder / "tensors.safetensors")
+    assert tensors["rehearsal"].shape[1] == 152  # a model trained today keeps its sample
+    session = InferenceSession(trained_autoencoder, device="cpu")
+    session.detector.rehearsal = None
+    image = np.full((128, 128, 3), 128, np.uint8)
+    message = drain(session.detector.learn_from_good([image]))
+    assert message == "autoencoder fine-tuned for 5 epochs"

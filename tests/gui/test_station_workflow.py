@@ -255,3 +255,18 @@ def test_a_good_image_named_as_a_defect_is_set_aside_and_the_model_trained_again
     assert window.project.current_model != "trained"
     qtbot.waitUntil(lambda: "Look at good image" not in panel.stats_label.text(), timeout=5000)
     assert not panel.set_aside_button.isVisible() and not panel.show_suspects_button.isVisible()
+
+
+def test_the_training_log_holds_each_epoch_once(qtbot, window):
+    from anomalyapp.core.types import Progress
+
+    panel = window.training_panel
+    panel.set_running(True)
+    panel.log.clear()
+    for stage in ("train", "fold 1/3"):
+        for epoch in (1, 2):
+            panel.show_progress(Progress(stage, epoch, 2, f"{stage} epoch {epoch}/2 loss 0.5", {"loss": 0.5}))
+    panel.show_progress(Progress("calibrate", 1, 3, "fold 1/3 scored"))
+    assert panel.log.toPlainText().splitlines() == [
+        "train epoch 1/2 loss 0.5", "train epoch 2/2 loss 0.5",
+        "fold 1/3 epoch 1/2 loss 0.5", "fold 1/3 epoch 2/2 loss 0.5", "fold 1/3 scored"]

@@ -271,14 +271,15 @@ class TrainingPanel(QWidget):
             return
         if progress.total:
             now = time.monotonic()
-            if self._stage_started is None or self._stage_started[0] != progress.stage:
+            new_stage = self._stage_started is None or self._stage_started[0] != progress.stage
+            if new_stage:
                 self._stage_started = (progress.stage, now)
-                self.append_log(progress.message)
             self.progress.setRange(0, progress.total)
             self.progress.setValue(progress.step)
             self.progress.setFormat(f"{progress.stage}: {progress.step}/{progress.total}")
             # The time left is the training view-model's (TrainingViewModel.time_left -> eta_label).
-            if "loss" in progress.metrics:
+            # Each stage's first step and every epoch's loss, once each (an epoch that opens a stage is both).
+            if new_stage or "loss" in progress.metrics:
                 self.append_log(progress.message)
         else:
             self.progress.setRange(0, 0)

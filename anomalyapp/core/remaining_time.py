@@ -23,12 +23,18 @@ class RemainingTime:
         self.started = started
         self._phase: tuple[str, float] | None = None
         self._shown: tuple[float, float] | None = None  # (seconds shown, clock reading)
+        # True once the job has run longer than its estimate: the time left then stands for the running stage
+        # only, since nothing says how much longer the stages still to come will take (a loaded machine).
+        self.past_estimate = False
 
     def update(self, stage: str, step: int, total: int, now: float) -> float | None:
         if self._phase is None or self._phase[0] != stage:
             self._phase = (stage, now)
         phase_elapsed = now - self._phase[1]
-        prior = None if self.estimate_seconds is None else max(0.0, self.estimate_seconds - (now - self.started))
+        self.past_estimate = self.estimate_seconds is not None and now - self.started > self.estimate_seconds
+        # Past the estimate, what it expected says nothing more (it would say 0): the running stage's pace alone.
+        prior = None if self.estimate_seconds is None or self.past_estimate else (
+            self.estimate_seconds - (now - self.started))
         measured = None
         if step > 0 and total and phase_elapsed > 0.5:
             measured = phase_elapsed / step * max(0, total - step)

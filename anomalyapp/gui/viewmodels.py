@@ -85,7 +85,15 @@ class TrainingViewModel(QObject):
         self.progress.emit(progress)
         if progress.total and self._remaining is not None and progress.stage != "warning":
             left = self._remaining.update(progress.stage, progress.step, progress.total, self.clock())
-            if left is not None:
+            if left is None:
+                return
+            # Without an estimate, or past it, the figure is the running stage's own pace, not the stages after
+            # it (an autoencoder's three calibration folds follow its training): say so.
+            if self._remaining.estimate_seconds is None:
+                self.time_left.emit(f"{progress.stage}: {describe_seconds(left)}")
+            elif self._remaining.past_estimate:
+                self.time_left.emit(f"past the estimate; {progress.stage}: {describe_seconds(left)}")
+            else:
                 self.time_left.emit(describe_seconds(left))
 
     def end(self, message: str, outcome: str) -> None:

@@ -27,3 +27,14 @@ def test_describe_rounds_long_times_to_ten_seconds():
     assert describe_seconds(196) == "about 3 min 20 s left"
     assert describe_seconds(180) == "about 3 min left"
     assert describe_seconds(42.4) == "about 42 s left"
+
+
+def test_past_the_estimate_it_says_so_and_counts_only_the_running_stage():
+    remaining = RemainingTime(20.0, started=0.0)
+    remaining.update("train", 40, 40, now=15.0)
+    assert not remaining.past_estimate
+    remaining.update("fold 1/3", 1, 40, now=25.0)
+    left = remaining.update("fold 1/3", 10, 40, now=30.0)  # a loaded machine: 10 of 40 epochs in 5 s
+    assert remaining.past_estimate
+    # The stage's own pace (15 s for its last 30 epochs), not the exhausted estimate's 0 s
+    assert left is not None and left > 5

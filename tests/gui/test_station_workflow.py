@@ -270,3 +270,36 @@ def test_the_training_log_holds_each_epoch_once(qtbot, window):
     assert panel.log.toPlainText().splitlines() == [
         "train epoch 1/2 loss 0.5", "train epoch 2/2 loss 0.5",
         "fold 1/3 epoch 1/2 loss 0.5", "fold 1/3 epoch 2/2 loss 0.5", "fold 1/3 scored"]
+
+
+def test_the_time_left_says_when_the_training_has_outlived_its_estimate(qtbot, window):
+    from anomalyapp.core.types import Progress
+    from anomalyapp.services.training import Estimate
+
+    clock = [0.0]
+    view = window.training_view
+    view.clock = lambda: clock[0]
+    view.set_estimate(Estimate(images=10, seconds=20.0, bank_size=None, memory_mb=10.0, per_image_ms=900.0))
+    view.start()
+    clock[0] = 10.0
+    view.show_progress(Progress("train", 20, 40, "epoch 20/40 loss 0.5", {"loss": 0.5}))
+    assert window.training_panel.eta_label.text().startswith("about ")
+    clock[0] = 35.0  # past the estimate, and the folds still to come
+    view.show_progress(Progress("fold 1/3", 1, 40, "epoch 1/40 loss 0.5", {"loss": 0.5}))
+    clock[0] = 40.0
+    view.show_progress(Progress("fold 1/3", 10, 40, "epoch 10/40 loss 0.5", {"loss": 0.5}))
+    assert window.training_panel.eta_label.text().startswith("past the estimate; fold 1/3: about ")
+
+
+def test_without_an_estimate_the_time_left_names_the_stage_it_measures(qtbot, window):
+    from anomalyapp.core.types import Progress
+
+    clock = [0.0]
+    view = window.training_view
+    view.clock = lambda: clock[0]
+    view.estimate_seconds = None
+    view.start()
+    for step in (1, 38):
+        clock[0] = float(step)
+        view.show_progress(Progress("train", step, 40, f"epoch {step}/40 loss 0.5", {"loss": 0.5}))
+    assert window.training_panel.eta_label.text().startswith("train: about ")

@@ -188,6 +188,7 @@ class TrainingPanel(QWidget):
         self.progress.setFormat("")
         self.eta_label = QLabel("")
         self.eta_label.setObjectName("eta_label")
+        self.eta_label.setWordWrap(True)  # "past the estimate; fold 1/3: about 10 s left" may take two lines
         self.log = QPlainTextEdit()
         self.log.setObjectName("training_log")
         self.log.setReadOnly(True)

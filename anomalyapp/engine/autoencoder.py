@@ -406,12 +406,10 @@ class AutoencoderDetector:
         self, images: list[np.ndarray], cancel: CancelToken | None = None
     ) -> Generator[Progress, None, str]:
         """The false-positive loop: a short fine-tune on the images (``fine_tune``)."""
-        if self.rehearsal is None:
-            yield from self.fine_tune(images, epochs=self.LEARN_EPOCHS_WITHOUT_REHEARSAL, cancel=cancel)
-            return f"autoencoder fine-tuned for {self.LEARN_EPOCHS_WITHOUT_REHEARSAL} epochs"
-        yield from self.fine_tune(images, epochs=self.LEARN_EPOCHS, cancel=cancel)
-        return (f"autoencoder fine-tuned for {self.LEARN_EPOCHS} epochs, rehearsing "
-                f"{self.rehearsal.shape[0]} training vectors")
+        epochs = self.LEARN_EPOCHS_WITHOUT_REHEARSAL if self.rehearsal is None else self.LEARN_EPOCHS
+        yield from self.fine_tune(images, epochs=epochs, cancel=cancel)
+        done = f"autoencoder fine-tuned for {epochs} epochs"
+        return done if self.rehearsal is None else f"{done}, rehearsing {self.rehearsal.shape[0]} training vectors"
 
     # --------------------------------------------------------------------------------------- saved state
     def state_dict(self) -> tuple[dict[str, torch.Tensor], dict]:

@@ -281,10 +281,7 @@ class RecordsService:
         scores = [score for score, _ in pairs]
         labels = [label == "NG" for _, label in pairs]
         n_ng = sum(labels)
-        at_current = threshold_metrics(labels, scores, current_threshold) if pairs else {
-            "precision": 0.0, "recall": 0.0, "f1": 0.0, "confusion_matrix": [[0, 0], [0, 0]]}
-        if n_ng == 0:  # no part labelled NG: recall is not measured, and neither is precision nor F1
-            at_current.update(precision=None, recall=None, f1=None)
+        at_current = _labelled_metrics(labels, scores, current_threshold)
         base = ThresholdProposal(
             labelled=len(pairs), labelled_ng=n_ng, current_threshold=float(current_threshold),
             precision=at_current["precision"], recall=at_current["recall"], f1=at_current["f1"],
@@ -503,9 +500,20 @@ class RecordsService:
                 f"Details: anomalyapp records verify {self.root}")
 
 
+def _labelled_metrics(labels: list[bool], scores: list[float], threshold: float) -> dict:
+    """Precision, recall, F1 and the confusion matrix of labelled parts (True: NG) at ``threshold``; with no part
+    labelled NG recall is not measured, and neither is precision nor F1 (None)."""
+    from anomalyapp.engine.metrics import threshold_metrics
+
+    found = threshold_metrics(labels, scores, threshold) if labels else {
+        "precision": 0.0, "recall": 0.0, "f1": 0.0, "confusion_matrix": [[0, 0], [0, 0]]}
+    if not any(labels):
+        found.update(precision=None, recall=None, f1=None)
+    return found
+
+
 def _proposal_for_target(pairs: list[tuple[float, str]], current: float, rate: float) -> ThresholdProposal:
     from anomalyapp.engine.calibration import threshold_from_labelled
-    from anomalyapp.engine.metrics import threshold_metrics
 
     scores = [score for score, _ in pairs]
     labels = [label == "NG" for _, label in pairs]
@@ -513,11 +521,8 @@ def _proposal_for_target(pairs: list[tuple[float, str]], current: float, rate: f
     defective = [score for score, is_ng in zip(scores, labels) if is_ng]
 
     def at(threshold: float) -> dict:
-        found = threshold_metrics(labels, scores, threshold) if pairs else {
-            "precision": 0.0, "recall": 0.0, "f1": 0.0, "confusion_matrix": [[0, 0], [0, 0]]}
+        found = _labelled_metrics(labels, scores, threshold)
         found["false_reject_rate"] = sum(s >= threshold for s in good) / len(good) if good else None
-        if not defective:  # no part labelled NG: recall is not measured, and neither is precision nor F1
-            found.update(precision=None, recall=None, f1=None)
         return found
 
     now = at(current)

@@ -223,7 +223,10 @@ def _train(args) -> int:
     if args.estimate:
         from anomalyapp.services.training import estimate
 
-        print(f"estimate: {estimate(request).describe()}", flush=True)
+        expected = estimate(request)
+        print(f"estimate: {expected.describe()}", flush=True)
+        if expected.describe_stages():
+            print(f"by stage: {expected.describe_stages()}", flush=True)
     result = _drive(train(request, actor=_acting_user(request.out)), _ProgressPrinter())
     print(
         f"trained {result.detector} on {result.train_images} images ({result.device}, fit {result.fit_seconds:.1f} s, "

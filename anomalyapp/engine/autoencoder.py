@@ -48,6 +48,11 @@ REHEARSAL_NUMBERS = 4096 * 152
 REHEARSAL_MAX_VECTORS = 4096
 
 
+def fold_stage(fold: int, folds: int) -> str:
+    """The progress stage of the ``fold``-th (0-based) calibration fold's training: 'fold 1/3'."""
+    return f"fold {fold + 1}/{folds}"
+
+
 def _block(c_in: int, c_out: int, last: bool = False) -> list[nn.Module]:
     layer = nn.Linear(c_in, c_out)
     return [layer] if last else [layer, nn.BatchNorm1d(c_out), nn.ReLU(inplace=True)]
@@ -273,7 +278,7 @@ class AutoencoderDetector:
                     continue
                 keep = (owners % folds) != fold
                 self.autoencoder = yield from self._train(
-                    vectors[keep], latent, self.config.seed + 1 + fold, f"fold {fold + 1}/{folds}", cancel
+                    vectors[keep], latent, self.config.seed + 1 + fold, fold_stage(fold, folds), cancel
                 )
                 score_factor = map_factor = 1.0
                 if final_reference is not None:
@@ -466,9 +471,15 @@ class AutoencoderDetector:
         sample = (sample - sample.mean(0)) / sample.std(0).clamp_min(1e-6)
         latent = config.latent_dim or latent_from_variance(sample, config.explained_variance)
         step = self._step_seconds(sample, max(1, min(latent, channels)))
-        steps = config.epochs * math.ceil(vectors / config.batch_size) * CALIBRATION_FOLDS
-        seconds = per_image * count * 2.2 + steps * step
-        return TrainingCost(seconds, vectors * channels * 4 * 2 / 2**20, per_image)
+        training = config.epochs * math.ceil(vectors / config.batch_size) * step
+        fold_training = training * (CALIBRATION_FOLDS - 1) / CALIBRATION_FOLDS
+        # The stages as fit and unseen_scores report them; "calibrate" scores every fitted image with its fold
+        # network and the held-out ones with the final network.
+        stages = (("features", per_image * count), ("train", training),
+                  *((fold_stage(fold, CALIBRATION_FOLDS), fold_training) for fold in range(CALIBRATION_FOLDS)),
+                  ("calibrate", per_image * count * 1.2))
+        return TrainingCost(sum(seconds for _, seconds in stages), vectors * channels * 4 * 2 / 2**20, per_image,
+                            stages=stages)
 
     def _step_seconds(self, sample: torch.Tensor, latent: int) -> float:
         """Seconds of one training step of a full batch, timed on the model's device with ``sample``'s vectors."""

@@ -19,6 +19,10 @@ class TrainingCost:
     per_image_seconds: float
     bank_size: int | None = None  # the memory bank's size, for detectors that keep one
     tiles_per_image: int = 1  # views each image is cut into (engine.framing); per_image_seconds covers them all
+    # ``seconds`` split by the stages the training reports progress under, in the order it runs them:
+    # ((stage, seconds), ...). The window's time left weighs the stages still to come with it
+    # (core.remaining_time); empty for a detector that does not split its cost.
+    stages: tuple[tuple[str, float], ...] = ()
 
 
 def time_features(features: Callable[[list[np.ndarray]], torch.Tensor], images: list[np.ndarray], size: int,

@@ -438,7 +438,10 @@ class PatchCoreDetector:
         started = time.perf_counter()
         product()
         calibration = (time.perf_counter() - started) * (total_patches / rows) * (bank / columns)
-        seconds = per_image * count * 1.2 + coreset + calibration
+        # The stages as fit and the training report them; "calibrate" also scores the held-out images.
+        stages = (("features", per_image * count), ("coreset", coreset),
+                  ("calibrate", calibration + per_image * count * 0.2))
+        seconds = sum(part for _, part in stages)
         block = max(1 << 24, int(per_image_patches) * bank)  # unseen_scores' distance block, in entries
         pending = coreset_pending_bytes(total_patches, bank) if bank < total_patches else 0
         # The patches (the mixed rule's second coreset runs on a reweighted copy of them) and the coreset's tables;
@@ -446,7 +449,7 @@ class PatchCoreDetector:
         copies = 1 if self.model.map_column_weights is None else 2
         table_bytes = (total_patches * (copies * dim + projected + 5) * 4 + total_patches * 8 + pending
                        + bank * dim * 4 * 2 + block * 4 * 2)
-        return TrainingCost(seconds, _peak_rss_mb() + table_bytes / 2**20, per_image, bank)
+        return TrainingCost(seconds, _peak_rss_mb() + table_bytes / 2**20, per_image, bank, stages=stages)
 
 
 def _column_weights(channels: list[int], weights: list[float], dim: int) -> torch.Tensor:

@@ -22,6 +22,7 @@ class TrainingFlow(QObject):
         self.session, self.access, self.trainer, self.panel = session, access, trainer, panel
         self.view_model, self.review = view_model, review
         self.region_dialog = None  # the open region-of-interest editor, if any
+        self._estimated = None  # what the last estimate was asked for: (good folder, settings)
         trainer.started.connect(view_model.start)
         trainer.progress.connect(view_model.show_progress)
         trainer.ended.connect(view_model.end)
@@ -41,7 +42,14 @@ class TrainingFlow(QObject):
         for key, value in values.items():
             setattr(project.training, key, value)
         self.session.save()
+        if self._estimated != self._estimate_key(values):
+            # An estimate made for other settings or images (an autoencoder's, for a PatchCore training) would
+            # give the time left of another job.
+            self.view_model.forget_estimate()
         self.trainer.start(project, values, self.access.user)
+
+    def _estimate_key(self, values: dict):
+        return str(self.session.project.good_folder), repr(sorted(values.items()))
 
     def draw_region(self) -> None:
         """Open the region-of-interest editor on the project's first good image; OK sets the panel's region."""
@@ -64,7 +72,9 @@ class TrainingFlow(QObject):
     def estimate(self) -> None:
         if self.session.project is not None:
             self.view_model.estimate_text.emit("measuring on a few images…")
-            self.trainer.estimate(self.session.project, self.panel.settings_values())
+            values = self.panel.settings_values()
+            self._estimated = self._estimate_key(values)
+            self.trainer.estimate(self.session.project, values)
 
 
 class InspectionFlow(QObject):

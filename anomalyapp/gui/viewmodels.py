@@ -70,15 +70,23 @@ class TrainingViewModel(QObject):
         super().__init__(parent)
         self.clock = clock
         self.estimate_seconds: float | None = None  # the last pre-estimate of this project, if any
+        self.estimate_stages: tuple[tuple[str, float], ...] = ()  # its seconds by stage
         self._remaining: RemainingTime | None = None
 
     def set_estimate(self, estimate) -> None:
         """A training estimate (``services.training.Estimate``): shown, and the time left starts from it."""
         self.estimate_seconds = estimate.seconds
+        self.estimate_stages = estimate.stages
         self.estimate_text.emit(estimate.describe())
 
+    def forget_estimate(self) -> None:
+        """The estimate no longer describes the training to come (its settings changed): drop it and its text."""
+        if self.estimate_seconds is not None:
+            self.estimate_seconds, self.estimate_stages = None, ()
+            self.estimate_text.emit("")
+
     def start(self) -> None:
-        self._remaining = RemainingTime(self.estimate_seconds, self.clock())
+        self._remaining = RemainingTime(self.estimate_seconds, self.clock(), self.estimate_stages)
         self.running_changed.emit(True)
 
     def show_progress(self, progress: Progress) -> None:
@@ -87,11 +95,11 @@ class TrainingViewModel(QObject):
             left = self._remaining.update(progress.stage, progress.step, progress.total, self.clock())
             if left is None:
                 return
-            # Without an estimate, or past it, the figure is the running stage's own pace, not the stages after
-            # it (an autoencoder's three calibration folds follow its training): say so.
+            # Without an estimate, or past one that has no stages, the figure is the running stage's own pace,
+            # not the stages after it (an autoencoder's three calibration folds follow its training): say so.
             if self._remaining.estimate_seconds is None:
                 self.time_left.emit(f"{progress.stage}: {describe_seconds(left)}")
-            elif self._remaining.past_estimate:
+            elif self._remaining.past_estimate and not self._remaining.plan:
                 self.time_left.emit(f"past the estimate; {progress.stage}: {describe_seconds(left)}")
             else:
                 self.time_left.emit(describe_seconds(left))
@@ -105,4 +113,5 @@ class TrainingViewModel(QObject):
     def reset(self) -> None:
         self._remaining = None
         self.estimate_seconds = None
+        self.estimate_stages = ()
         self.cleared.emit()

@@ -446,13 +446,25 @@ class Estimate:
     memory_mb: float
     per_image_ms: float
     tiles_per_image: int = 1
+    stages: tuple[tuple[str, float], ...] = ()  # ``seconds`` by stage, in the order the training runs them
 
     def describe(self) -> str:
         bank = f", memory bank {self.bank_size:,} patches" if self.bank_size else ""
-        minutes, seconds = divmod(max(1, round(self.seconds)), 60)
-        duration = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
         tiles = f" ({self.tiles_per_image} tiles each)" if self.tiles_per_image > 1 else ""
-        return f"{self.images} images{tiles}: about {duration}, peak memory about {self.memory_mb:,.0f} MB{bank}"
+        return (f"{self.images} images{tiles}: about {_duration(self.seconds)}, peak memory about "
+                f"{self.memory_mb:,.0f} MB{bank}")
+
+    def describe_stages(self) -> str | None:
+        """'features 6 s, train 40 s, fold 1/3 27 s, ...': where the time goes, or None without a split."""
+        if not self.stages:
+            return None
+        return ", ".join(f"{stage} {_duration(seconds, least=0)}" for stage, seconds in self.stages)
+
+
+def _duration(seconds: float, least: int = 1) -> str:
+    """'2 min 43 s' or '37 s', whole seconds, at least ``least``."""
+    minutes, rest = divmod(max(least, round(seconds)), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def estimate(request: TrainRequest, sample: int = 3) -> Estimate:
@@ -478,4 +490,4 @@ def estimate(request: TrainRequest, sample: int = 3) -> Estimate:
     detector, _ = build_detector(request.detector, config, resolve_weights(config.backbone, request.weights), device)
     cost = detector.training_cost(images, len(paths))
     return Estimate(len(paths), cost.seconds, cost.bank_size, cost.memory_mb, cost.per_image_seconds * 1000,
-                    cost.tiles_per_image)
+                    cost.tiles_per_image, cost.stages)

@@ -142,3 +142,14 @@ def test_predict_reads_a_folder_tree_and_names_each_images_folder(patchcore_mode
     rows = list(csv.DictReader((run / "results.csv").open()))
     classes = {p.name for p in (demo_line / "test").iterdir() if p.is_dir()}
     assert len(rows) == len(list((demo_line / "test").rglob("*.png"))) and {row["folder"] for row in rows} == classes
+
+
+def test_train_with_estimate_says_where_the_time_will_go(demo_line, tmp_path, capsys):
+    code = main(["train", str(demo_line), "--detector", "autoencoder", "--epochs", "2", "--estimate",
+                 "--out", str(tmp_path / "m"), "--image-size", "64", "--device", "cpu"])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    by_stage = next(line for line in lines if line.startswith("by stage: "))
+    assert [part.rsplit(" ", 2)[0] for part in by_stage.removeprefix("by stage: ").split(", ")] == [
+        "features", "train", "fold 1/3", "fold 2/3", "fold 3/3", "calibrate"]
+    assert lines.index(by_stage) == 1 + next(i for i, line in enumerate(lines) if line.startswith("estimate: "))

@@ -38,3 +38,48 @@ def test_past_the_estimate_it_says_so_and_counts_only_the_running_stage():
     assert remaining.past_estimate
     # The stage's own pace (15 s for its last 30 epochs), not the exhausted estimate's 0 s
     assert left is not None and left > 5
+
+
+def _autoencoder_like_run(remaining: RemainingTime, slowdown: float) -> list[tuple[float, float, str]]:
+    """Features (10 steps), training (40 epochs), three folds (40 epochs each), calibration (3 steps), each step
+    taking ``slowdown`` times what the plan of ``_PLAN`` expects; (clock, shown seconds, stage) per report."""
+    now, shown = 0.0, []
+    stages = [("features", 10, 1.0), ("train", 40, 0.5), *((f"fold {i}/3", 40, 1 / 3) for i in (1, 2, 3)),
+              ("calibrate", 3, 4.0)]
+    for stage, steps, seconds in stages:
+        for step in range(1, steps + 1):
+            now += seconds * slowdown
+            shown.append((now, remaining.update(stage, step, steps, now), stage))
+    return shown
+
+
+_PLAN = (("features", 10.0), ("train", 20.0), ("fold 1/3", 13.33), ("fold 2/3", 13.33), ("fold 3/3", 13.33),
+         ("calibrate", 12.0))
+
+
+def test_a_plan_by_stage_weighs_the_stages_to_come_at_the_pace_kept_so_far():
+    """A machine at half the estimated speed: at the end of the training the three folds and the calibration are
+    still to come, 104 s at that pace. The whole estimate alone (82 s, of which 60 s are gone) said about 0."""
+    slow = 2.0
+    planned = RemainingTime(sum(seconds for _, seconds in _PLAN), started=0.0, plan=_PLAN)
+    run = _autoencoder_like_run(planned, slow)
+    end_of_training = next(shown for now, shown, stage in run if stage == "train" and now == 60.0)
+    assert end_of_training == pytest.approx(104.0, rel=0.15)
+    assert planned.pace("fold 1/3") == pytest.approx(slow, rel=0.05)
+    # The figure climbs towards the real time left as the slow pace shows (never past it), stays close to it
+    # through the folds, and moves by a few seconds a step, not in jumps.
+    total = run[-1][0]
+    for (now, shown, stage), (_, previous, _) in zip(run[1:], run):
+        if stage.startswith("fold"):
+            assert shown == pytest.approx(total - now, rel=0.2, abs=3.0)
+        assert shown <= (total - now) * 1.05 and abs(shown - previous) < 10.0
+    whole_only = RemainingTime(sum(seconds for _, seconds in _PLAN), started=0.0)
+    assert next(shown for now, shown, stage in _autoencoder_like_run(whole_only, slow)
+                if stage == "train" and now == 60.0) < 30.0
+
+
+def test_a_plan_at_the_estimated_speed_counts_down_with_the_clock():
+    planned = RemainingTime(sum(seconds for _, seconds in _PLAN), started=0.0, plan=_PLAN)
+    run = _autoencoder_like_run(planned, 1.0)
+    total = run[-1][0]
+    assert all(shown == pytest.approx(total - now, abs=0.1 * total) for now, shown, _ in run)

@@ -291,6 +291,47 @@ def test_the_time_left_says_when_the_training_has_outlived_its_estimate(qtbot, w
     assert window.training_panel.eta_label.text().startswith("past the estimate; fold 1/3: about ")
 
 
+def test_an_estimate_split_by_stage_keeps_counting_the_stages_to_come_past_its_total(qtbot, window):
+    from anomalyapp.core.types import Progress
+    from anomalyapp.services.training import Estimate
+
+    clock = [0.0]
+    view = window.training_view
+    view.clock = lambda: clock[0]
+    stages = (("features", 4.0), ("train", 8.0), ("fold 1/3", 5.0), ("fold 2/3", 5.0), ("fold 3/3", 5.0),
+              ("calibrate", 3.0))
+    view.set_estimate(Estimate(images=10, seconds=30.0, bank_size=None, memory_mb=10.0, per_image_ms=400.0,
+                               stages=stages))
+    view.start()
+    for step in range(1, 11):  # features at 3x the estimated pace: 12 s
+        clock[0] = 1.2 * step
+        view.show_progress(Progress("features", step, 10, f"features {step}/10"))
+    for epoch in range(1, 41):  # training at 3x too: 24 s, so the whole estimate (30 s) is spent
+        clock[0] = 12.0 + 0.6 * epoch
+        view.show_progress(Progress("train", epoch, 40, f"epoch {epoch}/40 loss 0.5", {"loss": 0.5}))
+    text = window.training_panel.eta_label.text()
+    # The folds and calibration still to come, at the pace kept: 3 x 18 s = 54 s; not "past the estimate".
+    assert text.startswith("about ") and 40 <= float(text.split()[1]) <= 70
+
+
+def test_an_estimate_made_for_other_settings_is_not_used_for_the_time_left(qtbot, window, project_with_model):
+    _load(qtbot, window, project_with_model)
+    panel, view = window.training_panel, window.training_view
+
+    def estimate_now():
+        with qtbot.waitSignal(window.trainer.estimate_ready, timeout=60000):
+            panel.estimate_button.click()
+        assert view.estimate_seconds and "images" in panel.estimate_label.text()
+
+    estimate_now()
+    _start_and_cancel_training(qtbot, window)  # the same settings: the estimate stands
+    assert view.estimate_seconds and "images" in panel.estimate_label.text()
+    estimate_now()
+    panel.coreset_ratio.setValue(panel.coreset_ratio.value() / 2)  # a bank half the size: another training
+    _start_and_cancel_training(qtbot, window)
+    assert view.estimate_seconds is None and view.estimate_stages == () and panel.estimate_label.text() == ""
+
+
 def test_without_an_estimate_the_time_left_names_the_stage_it_measures(qtbot, window):
     from anomalyapp.core.types import Progress
 

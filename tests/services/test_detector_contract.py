@@ -148,3 +148,16 @@ def test_both_detectors_cost_their_own_training(demo_line):
     assert patchcore.images == autoencoder.images == 12
     assert patchcore.bank_size and autoencoder.bank_size is None  # only PatchCore keeps a memory bank
     assert patchcore.seconds > 0 and autoencoder.seconds > 0 and patchcore.memory_mb > 0 and autoencoder.memory_mb > 0
+
+
+@pytest.mark.parametrize("detector", ["patchcore", "autoencoder"])
+def test_the_estimate_splits_its_time_by_the_stages_the_training_reports(demo_line, tmp_path, detector):
+    """The window weighs the stages still to come with the estimate's split (core.remaining_time), so each stage
+    it names must be one the training reports steps under, and the parts must make the whole."""
+    request = TrainRequest(data=demo_line, detector=detector, image_size=64, device="cpu", epochs=2,
+                           out=tmp_path / "model")
+    cost = estimate(request)
+    assert cost.stages and sum(seconds for _, seconds in cost.stages) == pytest.approx(cost.seconds)
+    assert all(seconds >= 0 for _, seconds in cost.stages)
+    reported = {progress.stage for progress in train(request) if progress.total}
+    assert {stage for stage, _ in cost.stages} <= reported

@@ -204,8 +204,7 @@ class AutoencoderDetector:
                 batch = vectors[order[start : start + size]]
                 if batch.shape[0] < 2:
                     continue  # batch norm needs two samples
-                noisy, batch = self._noisy(batch, generator).to(self.device), batch.to(self.device)
-                epoch_loss += float(self._step(model, optimiser, noisy, batch).detach())
+                epoch_loss += float(self._batch_step(model, optimiser, batch, generator).detach())
                 steps += 1
             check(cancel)
             history.append(epoch_loss / max(1, steps))
@@ -230,6 +229,12 @@ class AutoencoderDetector:
         if noise == 0:
             return batch
         return batch + (noise * torch.randn(batch.shape, generator=generator, dtype=batch.dtype)).to(batch.device)
+
+    def _batch_step(self, model: FeatureAutoencoder, optimiser: torch.optim.Optimizer, batch: torch.Tensor,
+                    generator: torch.Generator) -> torch.Tensor:
+        """One training step on ``batch`` (clean vectors): the noisy copy in, the clean one to rebuild; the loss."""
+        noisy, batch = self._noisy(batch, generator).to(self.device), batch.to(self.device)
+        return self._step(model, optimiser, noisy, batch)
 
     @staticmethod
     def _step(model: FeatureAutoencoder, optimiser: torch.optim.Optimizer, inputs: torch.Tensor,
@@ -397,7 +402,7 @@ class AutoencoderDetector:
                     batch = torch.cat([batch, rehearsal[rows]])
                 if batch.shape[0] < 2:
                     continue
-                self._step(model, optimiser, self._noisy(batch, generator), batch)
+                self._batch_step(model, optimiser, batch, generator)
             check(cancel)
             yield Progress("fine_tune", epoch + 1, epochs, f"fine-tune {epoch + 1}/{epochs}")
 
@@ -470,8 +475,9 @@ class AutoencoderDetector:
         sample = torch.cat([part.permute(0, 2, 3, 1).reshape(-1, channels) for part in parts]).cpu()
         sample = (sample - sample.mean(0)) / sample.std(0).clamp_min(1e-6)
         latent = config.latent_dim or latent_from_variance(sample, config.explained_variance)
-        step = self._step_seconds(sample, max(1, min(latent, channels)))
-        training = config.epochs * math.ceil(vectors / config.batch_size) * step
+        size = self.batch_size(vectors)
+        step = self._step_seconds(sample, max(1, min(latent, channels)), size)
+        training = config.epochs * math.ceil(vectors / size) * step
         fold_training = training * (CALIBRATION_FOLDS - 1) / CALIBRATION_FOLDS
         # The stages as fit and unseen_scores report them; "calibrate" scores every fitted image with its fold
         # network and the held-out ones with the final network.
@@ -481,21 +487,18 @@ class AutoencoderDetector:
         return TrainingCost(sum(seconds for _, seconds in stages), vectors * channels * 4 * 2 / 2**20, per_image,
                             stages=stages)
 
-    def _step_seconds(self, sample: torch.Tensor, latent: int) -> float:
-        """Seconds of one training step of a full batch, timed on the model's device with ``sample``'s vectors."""
+    def _step_seconds(self, sample: torch.Tensor, latent: int, size: int) -> float:
+        """Seconds of one training step of ``size`` vectors drawn from ``sample``, as ``_train`` takes it (the
+        batch gathered, its noise drawn, the loss read back), timed on the model's device."""
         model = FeatureAutoencoder(self.channels, latent).to(self.device)
         optimiser = torch.optim.Adam(model.parameters(), lr=self.config.learning_rate)
         generator = torch.Generator().manual_seed(self.config.seed)
-        rows = torch.randint(0, sample.shape[0], (self.config.batch_size,), generator=generator)
-        batch = sample[rows]
-        noisy, batch = self._noisy(batch, generator).to(self.device), batch.to(self.device)
         started = 0.0
         for index in range(TIMED_STEPS + 1):
             if index == 1:
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
                 started = time.perf_counter()
-            self._step(model, optimiser, noisy, batch)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+            rows = torch.randint(0, sample.shape[0], (size,), generator=generator)
+            float(self._batch_step(model, optimiser, sample[rows], generator).detach())
         return (time.perf_counter() - started) / TIMED_STEPS

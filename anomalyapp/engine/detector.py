@@ -59,7 +59,8 @@ class Detector(Protocol):
 
     # Figures of the fitted model worth reporting after training (bank size, final loss).
     def summary(self) -> dict: ...
-    # Time and memory of fitting ``count`` images, measured on a few sample ``images`` with this unfitted detector.
+    # Time and memory of fitting ``count`` images and calibrating (held-out images are only scored), measured on a
+    # few sample ``images`` with this unfitted detector; ``stages`` splits the time as the training reports it.
     def training_cost(self, images: list[np.ndarray], count: int) -> TrainingCost: ...
 
 

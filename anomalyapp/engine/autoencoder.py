@@ -28,7 +28,7 @@ from anomalyapp.core.errors import ModelFileError, ModelNotFitted
 from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.engine import anomaly_map
 from anomalyapp.engine.calibration import Calibration
-from anomalyapp.engine.cost import TrainingCost, time_features
+from anomalyapp.engine.cost import HELD_OUT_PER_FITTED, TrainingCost, time_features
 from anomalyapp.engine.features import FeatureExtractor, stage_weights
 from anomalyapp.engine.preprocessing import batched, input_shape, input_shape_key, preprocess
 
@@ -458,7 +458,7 @@ class AutoencoderDetector:
     def summary(self) -> dict:
         return {"final_loss": self.loss_history[-1]} if self.loss_history else {}
 
-    def training_cost(self, images: list[np.ndarray], count: int) -> TrainingCost:
+    def training_cost(self, images: list[np.ndarray], count: int, read_seconds: float = 0.0) -> TrainingCost:
         """Features timed on ``images``; training steps of the network the fit would build, timed on their
         vectors; memory is that of the feature table.
 
@@ -479,11 +479,17 @@ class AutoencoderDetector:
         step = self._step_seconds(sample, max(1, min(latent, channels)), size)
         training = config.epochs * math.ceil(vectors / size) * step
         fold_training = training * (CALIBRATION_FOLDS - 1) / CALIBRATION_FOLDS
-        # The stages as fit and unseen_scores report them; "calibrate" scores every fitted image with its fold
-        # network and the held-out ones with the final network.
-        stages = (("features", per_image * count), ("train", training),
-                  *((fold_stage(fold, CALIBRATION_FOLDS), fold_training) for fold in range(CALIBRATION_FOLDS)),
-                  ("calibrate", per_image * count * 1.2))
+        # The stages as fit and unseen_scores report them. Before the first fold, unseen_scores reads the fitted
+        # images again and scores the held-out ones with the final network; after each fold's training, the fold
+        # network scores the held-out ones and its third of the fitted ones ("calibrate"), and the training scores
+        # the held-out ones once more at the end.
+        image = per_image + read_seconds
+        held_out = image * count * HELD_OUT_PER_FITTED
+        stages = (("features", image * count), ("train", training),
+                  *((fold_stage(fold, CALIBRATION_FOLDS),
+                     fold_training + (read_seconds * count + held_out if fold == 0 else 0.0))
+                    for fold in range(CALIBRATION_FOLDS)),
+                  ("calibrate", per_image * count + held_out * (CALIBRATION_FOLDS + 1)))
         return TrainingCost(sum(seconds for _, seconds in stages), vectors * channels * 4 * 2 / 2**20, per_image,
                             stages=stages)
 

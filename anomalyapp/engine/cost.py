@@ -11,6 +11,9 @@ import torch
 
 from anomalyapp.engine.preprocessing import batched, input_shape_key
 
+# Held-out images scored per fitted image: the training holds out 20 % of the good images, a quarter of the rest.
+HELD_OUT_PER_FITTED = 0.25
+
 
 @dataclass(frozen=True)
 class TrainingCost:

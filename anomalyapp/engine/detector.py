@@ -61,7 +61,9 @@ class Detector(Protocol):
     def summary(self) -> dict: ...
     # Time and memory of fitting ``count`` images and calibrating (held-out images are only scored), measured on a
     # few sample ``images`` with this unfitted detector; ``stages`` splits the time as the training reports it.
-    def training_cost(self, images: list[np.ndarray], count: int) -> TrainingCost: ...
+    # ``read_seconds``: reading and decoding one image file, for each time a stage reads one (a 5 MP PNG takes
+    # several times what its features at 224 px take).
+    def training_cost(self, images: list[np.ndarray], count: int, read_seconds: float = 0.0) -> TrainingCost: ...
 
 
 DETECTORS: dict[str, type[Detector]] = {

@@ -330,7 +330,7 @@ class FramedDetector:
             summary["tiles_per_image"] = max(self._fit_view_counts)
         return summary
 
-    def training_cost(self, images: list[np.ndarray], count: int) -> TrainingCost:
+    def training_cost(self, images: list[np.ndarray], count: int, read_seconds: float = 0.0) -> TrainingCost:
         """The inner detector's cost of all views, timed on up to ``ESTIMATE_TILES`` views of the sample images."""
         views, per_image = [], []
         for image in images:
@@ -339,7 +339,8 @@ class FramedDetector:
             views.extend(image_views)
         step = max(1, len(views) // ESTIMATE_TILES)
         tiles = max(per_image)
-        cost = self.inner.training_cost(views[::step][:ESTIMATE_TILES], count * tiles)
+        # The inner detector counts views; an image is read once for all its views.
+        cost = self.inner.training_cost(views[::step][:ESTIMATE_TILES], count * tiles, read_seconds / tiles)
         return replace(cost, per_image_seconds=cost.per_image_seconds * tiles, tiles_per_image=tiles)
 
 

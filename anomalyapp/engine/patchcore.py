@@ -24,7 +24,7 @@ from anomalyapp.core.errors import ModelFileError, ModelNotFitted
 from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.engine import anomaly_map
 from anomalyapp.engine.calibration import Calibration
-from anomalyapp.engine.cost import TrainingCost, time_features
+from anomalyapp.engine.cost import HELD_OUT_PER_FITTED, TrainingCost, time_features
 from anomalyapp.engine.features import FeatureExtractor, stage_weights
 from anomalyapp.engine.memory_bank import MemoryBank
 from anomalyapp.engine.preprocessing import batched, input_shape, input_shape_key, preprocess
@@ -412,7 +412,7 @@ class PatchCoreDetector:
     def summary(self) -> dict:
         return {"bank_size": self._require_bank().size, "training_patches": self.training_patches}
 
-    def training_cost(self, images: list[np.ndarray], count: int) -> TrainingCost:
+    def training_cost(self, images: list[np.ndarray], count: int, read_seconds: float = 0.0) -> TrainingCost:
         """Features timed on ``images``; the coreset and the leave-one-out calibration timed on tables of the
         real size (``engine.sampling.coreset_seconds``; one slice of the patches-by-bank product); peak memory
         is this process's so far (the network, the libraries) plus the tables the fit and calibration hold."""
@@ -438,9 +438,10 @@ class PatchCoreDetector:
         started = time.perf_counter()
         product()
         calibration = (time.perf_counter() - started) * (total_patches / rows) * (bank / columns)
-        # The stages as fit and the training report them; "calibrate" also scores the held-out images.
-        stages = (("features", per_image * count), ("coreset", coreset),
-                  ("calibrate", calibration + per_image * count * 0.2))
+        # The stages as fit and the training report them; "calibrate" also reads and scores the held-out images.
+        image = per_image + read_seconds
+        stages = (("features", image * count), ("coreset", coreset),
+                  ("calibrate", calibration + image * count * HELD_OUT_PER_FITTED))
         seconds = sum(part for _, part in stages)
         block = max(1 << 24, int(per_image_patches) * bank)  # unseen_scores' distance block, in entries
         pending = coreset_pending_bytes(total_patches, bank) if bank < total_patches else 0

@@ -489,12 +489,14 @@ def estimate(request: TrainRequest, sample: int = ESTIMATE_SAMPLE) -> Estimate:
         config = replace(config, keep_aspect=choose_keep_aspect(paths))
     config = choose_framing(config, request, paths)
     skipped: list[ImageReadError] = []
+    started = time.perf_counter()
     images = list(iter_pixels(paths[:: max(1, len(paths) // sample)][:sample], skipped))
     if not images:
         raise DataError(f"none of the {sample} sample images in {request.data} could be read")
+    read_seconds = (time.perf_counter() - started) / (len(images) + len(skipped))
     detector, _ = build_detector(request.detector, config, resolve_weights(config.backbone, request.weights), device)
     # The detector costs the images it fits; the held-out ones are only scored.
     fitted = len(paths) if dataset.validation_good else len(split_holdout(paths, request.calibration)[0])
-    cost = detector.training_cost(images, fitted)
+    cost = detector.training_cost(images, fitted, read_seconds)
     return Estimate(len(paths), cost.seconds, cost.bank_size, cost.memory_mb, cost.per_image_seconds * 1000,
                     cost.tiles_per_image, cost.stages)

@@ -28,7 +28,7 @@ from anomalyapp.core.errors import ModelFileError, ModelNotFitted
 from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.engine import anomaly_map
 from anomalyapp.engine.calibration import Calibration
-from anomalyapp.engine.cost import HELD_OUT_PER_FITTED, TrainingCost, time_features
+from anomalyapp.engine.cost import HELD_OUT_PER_FITTED, TrainingCost, peak_memory_mb, time_features
 from anomalyapp.engine.features import FeatureExtractor, stage_weights
 from anomalyapp.engine.preprocessing import batched, input_shape, input_shape_key, preprocess
 
@@ -173,9 +173,10 @@ class AutoencoderDetector:
         if not chunks:
             raise ValueError("no training images")
         vectors = torch.cat(chunks)
+        chunks.clear()  # the table is held once from here; standardised in place for the same reason
         self.feature_mean = vectors.mean(0)
         self.feature_std = vectors.std(0).clamp_min(1e-6)
-        vectors = (vectors - self.feature_mean) / self.feature_std
+        vectors.sub_(self.feature_mean).div_(self.feature_std)
         latent = config.latent_dim or latent_from_variance(vectors, config.explained_variance)
         latent = max(1, min(latent, self.channels))
         # Kept until unseen_scores trains the fold models on them, then dropped.
@@ -268,40 +269,51 @@ class AutoencoderDetector:
         if material is None or self.autoencoder is None:
             raise ModelNotFitted("fold scores need the training vectors of a fit in this session")
         vectors, owners, latent = material
-        images = list(images) if not isinstance(images, list) else images
-        scores: list[float] = [0.0] * len(images)
-        maxima: list[float] = [0.0] * len(images)
+        fitted = int(owners.max()) + 1 if owners.numel() else 0
         final = self.autoencoder
         final_reference = self._medians(reference, cancel) if reference is not None else None
         if final_reference is not None and final_reference[2] < MIN_REFERENCE_IMAGES:
             final_reference = None
-        factors = []
+        factors: list[float] = []
+        scores: list[float] = []
+        maxima: list[float] = []
         try:
+            # Every fold network first (each is small), so that the fitted images are then read once, in their
+            # order, and none is kept: a station's set of 5 MP frames would not fit in memory.
+            fold_models: list[FeatureAutoencoder | None] = []
             for fold in range(folds):
-                members = [i for i in range(len(images)) if i % folds == fold]
-                if not members:
+                if fold >= fitted:  # fewer images than folds: this fold has none to score
+                    fold_models.append(None)
                     continue
                 keep = (owners % folds) != fold
-                self.autoencoder = yield from self._train(
-                    vectors[keep], latent, self.config.seed + 1 + fold, fold_stage(fold, folds), cancel
-                )
+                fold_models.append((yield from self._train(
+                    vectors[keep], latent, self.config.seed + 1 + fold, fold_stage(fold, folds), cancel)))
+            scales = []
+            for model in fold_models:
                 score_factor = map_factor = 1.0
-                if final_reference is not None:
+                if model is not None and final_reference is not None:
+                    self.autoencoder = model
                     fold_score, fold_map, _ = self._medians(reference, cancel)
                     score_factor = final_reference[0] / fold_score if fold_score > 0 else 1.0
                     map_factor = final_reference[1] / fold_map if fold_map > 0 else 1.0
                     factors.append(score_factor)
-                for i in members:
-                    check(cancel)
-                    raw, maps = self.raw_predict([images[i]])
-                    scores[i], maxima[i] = float(raw[0]) * score_factor, float(maps[0].max()) * map_factor
-                yield Progress("calibrate", fold + 1, folds, f"fold {fold + 1}/{folds} scored")
+                scales.append((score_factor, map_factor))
+            for index, image in enumerate(images):
+                check(cancel)
+                fold = index % folds
+                if fold_models[fold] is None:
+                    raise ModelNotFitted(f"fold scores were asked for more images than the {fitted} fitted")
+                self.autoencoder = fold_models[fold]
+                raw, maps = self.raw_predict([image])
+                scores.append(float(raw[0]) * scales[fold][0])
+                maxima.append(float(maps[0].max()) * scales[fold][1])
+                yield Progress("calibrate", index + 1, total, f"scored unseen {index + 1}/{total}")
         finally:
             self.autoencoder = final
         self._fold_material = None
         self.fold_score_factors = factors  # per fold, what its image scores were multiplied by (none: kept as is)
         if factors:
-            yield Progress("calibrate", folds, folds, "fold scores scaled to the final model's by "
+            yield Progress("calibrate", total, total, "fold scores scaled to the final model's by "
                            + ", ".join(f"{f:.2f}" for f in factors) + f" ({final_reference[2]} held-out images)")
         return scores, maxima
 
@@ -460,10 +472,11 @@ class AutoencoderDetector:
 
     def training_cost(self, images: list[np.ndarray], count: int, read_seconds: float = 0.0) -> TrainingCost:
         """Features timed on ``images``; training steps of the network the fit would build, timed on their
-        vectors; memory is that of the feature table.
+        vectors; memory is this process's peak so far (the network, the libraries) plus the feature table, held
+        twice while it is joined.
 
         The fit trains the final network and then ``CALIBRATION_FOLDS`` fold networks on (folds - 1) / folds of the
-        vectors each: (folds - 1) more trainings of the whole. Every fitted image is scored once more by its
+        vectors each: (folds - 1) more trainings of the whole. Every fitted image is read and scored once more by its
         fold network. The latent width is DFR's rule applied to the sample's vectors, so it can come out narrower
         than on the whole set, whose variety is larger.
         """
@@ -479,19 +492,17 @@ class AutoencoderDetector:
         step = self._step_seconds(sample, max(1, min(latent, channels)), size)
         training = config.epochs * math.ceil(vectors / size) * step
         fold_training = training * (CALIBRATION_FOLDS - 1) / CALIBRATION_FOLDS
-        # The stages as fit and unseen_scores report them. Before the first fold, unseen_scores reads the fitted
-        # images again and scores the held-out ones with the final network; after each fold's training, the fold
-        # network scores the held-out ones and its third of the fitted ones ("calibrate"), and the training scores
-        # the held-out ones once more at the end.
+        # The stages as fit and unseen_scores report them. Before the first fold the final network scores the
+        # held-out images; after the folds' training each fold network scores them ("calibrate"), then every fitted
+        # image is read and scored by its fold's network, and the training scores the held-out ones once more.
         image = per_image + read_seconds
         held_out = image * count * HELD_OUT_PER_FITTED
         stages = (("features", image * count), ("train", training),
-                  *((fold_stage(fold, CALIBRATION_FOLDS),
-                     fold_training + (read_seconds * count + held_out if fold == 0 else 0.0))
+                  *((fold_stage(fold, CALIBRATION_FOLDS), fold_training + (held_out if fold == 0 else 0.0))
                     for fold in range(CALIBRATION_FOLDS)),
-                  ("calibrate", per_image * count + held_out * (CALIBRATION_FOLDS + 1)))
-        return TrainingCost(sum(seconds for _, seconds in stages), vectors * channels * 4 * 2 / 2**20, per_image,
-                            stages=stages)
+                  ("calibrate", image * count + held_out * (CALIBRATION_FOLDS + 1)))
+        memory_mb = (peak_memory_mb() or 0.0) + vectors * channels * 4 * 2 / 2**20
+        return TrainingCost(sum(seconds for _, seconds in stages), memory_mb, per_image, stages=stages)
 
     def _step_seconds(self, sample: torch.Tensor, latent: int, size: int) -> float:
         """Seconds of one training step of ``size`` vectors drawn from ``sample``, as ``_train`` takes it (the

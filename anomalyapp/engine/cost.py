@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,3 +36,21 @@ def time_features(features: Callable[[list[np.ndarray]], torch.Tensor], images: 
     started = time.perf_counter()
     parts = [features(batch) for batch in batched(images, key=input_shape_key(size, keep_aspect))]
     return parts, (time.perf_counter() - started) / len(images)
+
+
+def peak_memory_mb() -> float | None:
+    """This process's peak resident memory so far, in MB; None where the platform does not say.
+
+    What a training estimate starts from: the network, the libraries and whatever the process holds already.
+    """
+    try:
+        import resource
+    except ImportError:  # Windows: the peak working set
+        try:
+            import psutil
+
+            return psutil.Process().memory_info().peak_wset / 2**20
+        except (ImportError, AttributeError):
+            return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0  # bytes on macOS, KB on Linux

@@ -24,7 +24,7 @@ from anomalyapp.core.errors import ModelFileError, ModelNotFitted
 from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.engine import anomaly_map
 from anomalyapp.engine.calibration import Calibration
-from anomalyapp.engine.cost import HELD_OUT_PER_FITTED, TrainingCost, time_features
+from anomalyapp.engine.cost import HELD_OUT_PER_FITTED, TrainingCost, peak_memory_mb, time_features
 from anomalyapp.engine.features import FeatureExtractor, stage_weights
 from anomalyapp.engine.memory_bank import MemoryBank
 from anomalyapp.engine.preprocessing import batched, input_shape, input_shape_key, preprocess
@@ -450,7 +450,7 @@ class PatchCoreDetector:
         copies = 1 if self.model.map_column_weights is None else 2
         table_bytes = (total_patches * (copies * dim + projected + 5) * 4 + total_patches * 8 + pending
                        + bank * dim * 4 * 2 + block * 4 * 2)
-        return TrainingCost(seconds, _peak_rss_mb() + table_bytes / 2**20, per_image, bank, stages=stages)
+        return TrainingCost(seconds, (peak_memory_mb() or 0.0) + table_bytes / 2**20, per_image, bank, stages=stages)
 
 
 def _column_weights(channels: list[int], weights: list[float], dim: int) -> torch.Tensor:
@@ -466,12 +466,3 @@ def _column_weights(channels: list[int], weights: list[float], dim: int) -> torc
         return per_channel
     middles = [(i * native // dim + -(-(i + 1) * native // dim) - 1) // 2 for i in range(dim)]
     return per_channel[torch.tensor(middles)]
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MB; 0 where the platform does not say (Windows)."""
-    try:
-        import resource
-    except ImportError:
-        return 0.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

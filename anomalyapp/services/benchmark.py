@@ -43,12 +43,6 @@ class BenchRequest:
     line_300: bool = True  # also fit and predict on the generated 300-good-image line
 
 
-def _peak_rss_mb() -> float | None:
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _interleaved_medians_ms(functions: dict, repeats: int) -> dict[str, float]:
@@ -89,6 +83,7 @@ def _measure(backbone: str, weights: str | None, train_paths: list[str], probe_p
     from anomalyapp.core.config import PatchCoreConfig
     from anomalyapp.data.images import load_image
     from anomalyapp.engine.calibration import calibrate
+    from anomalyapp.engine.cost import peak_memory_mb
     from anomalyapp.engine.detector import build_detector
     from anomalyapp.engine.preprocessing import preprocess
     from anomalyapp.engine.weights import load_network, resolve_weights
@@ -112,7 +107,7 @@ def _measure(backbone: str, weights: str | None, train_paths: list[str], probe_p
     detector.calibration = calibrate([raw[0]], [float(maps[0].max())], sigmas=3.0, source="bench")
 
     # Read before the reference network below is built: the peak is the detector's, not the benchmark's.
-    peak_rss_mb = _peak_rss_mb()
+    peak_rss_mb = peak_memory_mb()
 
     extractor, spec, size = detector.extractor, detector.extractor.spec, config.image_size
     keep_aspect = config.keep_aspect  # the floor sees the very input shape predict uses

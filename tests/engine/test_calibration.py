@@ -224,6 +224,43 @@ def test_autoencoder_fold_scores_are_put_on_the_final_models_scale(tmp_path):
     assert rescaled == pytest.approx([s * factors[i % 3] for i, s in enumerate(raw)], rel=1e-4)
 
 
+def test_autoencoder_fold_scores_read_each_fitted_image_once_and_keep_none(tmp_path):
+    """A station's good images can be hundreds of 5 MP frames: the fold networks are trained first, then the
+    fitted images are read in one pass, each scored by the fold that did not see it and let go before the next
+    (they were all held in a list while the folds trained)."""
+    import weakref
+
+    from anomalyapp.core.config import AutoencoderConfig
+    from anomalyapp.data.demo import generate_demo
+
+    data = generate_demo(tmp_path / "line", n_train=8, n_test_good=1, n_test_per_defect=1, size=64)
+    fitted = [load_image(p).to_rgb() for p in discover_dataset(data).train_good]
+    config = AutoencoderConfig(image_size=64, epochs=2)
+    detector, _ = build_detector("autoencoder", config, resolve_weights(config.backbone), "cpu")
+    drain(detector.fit(iter(fitted), len(fitted)))
+    material = detector._fold_material
+    expected, expected_maxima = drain(detector.unseen_scores(list(fitted), len(fitted)))
+    detector._fold_material = material
+    alive, most_alive, reads = [0], [0], [0]
+
+    def let_go():
+        alive[0] -= 1
+
+    def read_one_at_a_time():
+        for image in fitted:
+            most_alive[0] = max(most_alive[0], alive[0])  # images still held when the next is read
+            copy = image.copy()
+            alive[0] += 1
+            weakref.finalize(copy, let_go)
+            reads[0] += 1
+            yield copy
+            del copy
+
+    scores, maxima = drain(detector.unseen_scores(read_one_at_a_time(), len(fitted)))
+    assert reads[0] == len(fitted) and most_alive[0] <= 1
+    assert scores == pytest.approx(expected) and maxima == pytest.approx(expected_maxima)
+
+
 def test_screening_names_a_defective_part_among_good_scores_and_leaves_clean_sets_alone():
     rng = np.random.default_rng(21)
     good = list(rng.normal(1.0, 0.1, 40))

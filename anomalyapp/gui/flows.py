@@ -30,6 +30,7 @@ class TrainingFlow(QObject):
         trainer.estimate_ready.connect(view_model.set_estimate)
         trainer.model_ready.connect(review.model_trained)
         session.estimate_wanted.connect(self.estimate)
+        panel.settings_changed.connect(self._settings_changed)
 
     def start(self) -> None:
         project = self.session.project
@@ -49,7 +50,20 @@ class TrainingFlow(QObject):
         self.trainer.start(project, values, self.access.user)
 
     def _estimate_key(self, values: dict):
-        return str(self.session.project.good_folder), repr(sorted(values.items()))
+        """What an estimate depends on: the images and every setting but the false-reject rate, which moves the
+        threshold, not the work."""
+        settings = sorted((name, value) for name, value in values.items() if name != "false_reject_rate")
+        project = self.session.project
+        return (str(project.good_folder) if project is not None else None), repr(settings)
+
+    def _settings_changed(self) -> None:
+        """The estimate's text says whether it still describes the training the panel would start (looked at once
+        the change has reached the project: a new good-images folder is set there by another slot)."""
+        QTimer.singleShot(0, self, self._check_estimate)
+
+    def _check_estimate(self) -> None:
+        if self.session.project is not None:
+            self.view_model.show_estimate(current=self._estimated == self._estimate_key(self.panel.settings_values()))
 
     def draw_region(self) -> None:
         """Open the region-of-interest editor on the project's first good image; OK sets the panel's region."""

@@ -71,18 +71,26 @@ class TrainingViewModel(QObject):
         self.clock = clock
         self.estimate_seconds: float | None = None  # the last pre-estimate of this project, if any
         self.estimate_stages: tuple[tuple[str, float], ...] = ()  # its seconds by stage
+        self._estimate = None  # the Estimate itself, for its text
         self._remaining: RemainingTime | None = None
 
     def set_estimate(self, estimate) -> None:
         """A training estimate (``services.training.Estimate``): shown, and the time left starts from it."""
         self.estimate_seconds = estimate.seconds
         self.estimate_stages = estimate.stages
+        self._estimate = estimate
         self.estimate_text.emit(estimate.describe())
+
+    def show_estimate(self, current: bool) -> None:
+        """The estimate's text, or, when the settings have changed since it was made, a line saying so."""
+        if self._estimate is not None:
+            self.estimate_text.emit(self._estimate.describe() if current else
+                                    "the estimate was for other settings: Estimate time and memory again")
 
     def forget_estimate(self) -> None:
         """The estimate no longer describes the training to come (its settings changed): drop it and its text."""
         if self.estimate_seconds is not None:
-            self.estimate_seconds, self.estimate_stages = None, ()
+            self.estimate_seconds, self.estimate_stages, self._estimate = None, (), None
             self.estimate_text.emit("")
 
     def start(self) -> None:
@@ -114,4 +122,5 @@ class TrainingViewModel(QObject):
         self._remaining = None
         self.estimate_seconds = None
         self.estimate_stages = ()
+        self._estimate = None
         self.cleared.emit()

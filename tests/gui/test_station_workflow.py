@@ -327,7 +327,16 @@ def test_an_estimate_made_for_other_settings_is_not_used_for_the_time_left(qtbot
     _start_and_cancel_training(qtbot, window)  # the same settings: the estimate stands
     assert view.estimate_seconds and "images" in panel.estimate_label.text()
     estimate_now()
-    panel.coreset_ratio.setValue(panel.coreset_ratio.value() / 2)  # a bank half the size: another training
+    described = panel.estimate_label.text()
+    ratio = panel.coreset_ratio.value()
+    panel.coreset_ratio.setValue(ratio / 2)  # a bank half the size: another training
+    qtbot.waitUntil(lambda: "was for other settings" in panel.estimate_label.text(), timeout=2000)
+    panel.coreset_ratio.setValue(ratio)  # back as it was: the estimate stands again
+    qtbot.waitUntil(lambda: panel.estimate_label.text() == described, timeout=2000)
+    panel.false_reject_rate.setValue(5.0)  # moves the threshold, not the work
+    qtbot.wait(50)
+    assert panel.estimate_label.text() == described
+    panel.coreset_ratio.setValue(ratio / 2)
     _start_and_cancel_training(qtbot, window)
     assert view.estimate_seconds is None and view.estimate_stages == () and panel.estimate_label.text() == ""
 

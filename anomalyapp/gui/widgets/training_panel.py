@@ -35,6 +35,7 @@ class TrainingPanel(QWidget):
     estimate_requested = Signal()
     region_requested = Signal()  # the person wants to draw the region of interest on a good image
     good_folder_changed = Signal(str)
+    settings_changed = Signal()  # any training setting, the region included
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -136,6 +137,11 @@ class TrainingPanel(QWidget):
         region_row.addWidget(self.region_button)
         region_row.addWidget(region_clear)
         self.detector.currentIndexChanged.connect(self._detector_changed)
+        for combo in (self.detector, self.backbone, self.stage_weighting):
+            combo.currentIndexChanged.connect(self.settings_changed)
+        for spin in (self.image_size, self.coreset_ratio, self.epochs, self.false_reject_rate, self.smallest_defect):
+            spin.valueChanged.connect(self.settings_changed)
+        self.good_folder_changed.connect(self.settings_changed)
         for combo in (self.detector, self.backbone):  # the dock may be narrow (1280x800): the combos shrink
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(12)
@@ -242,6 +248,7 @@ class TrainingPanel(QWidget):
         self.region = tuple(tuple(float(v) for v in r) for r in (rectangles or ()))
         count = len(self.region)
         self.region_label.setText(f"{count} rectangle{'s' if count > 1 else ''}" if count else "whole image")
+        self.settings_changed.emit()
 
     def settings_values(self) -> dict:
         return {

@@ -28,6 +28,7 @@ class TrainingFlow(QObject):
         trainer.ended.connect(view_model.end)
         trainer.failed.connect(lambda message: self.error.emit("Training", message))
         trainer.estimate_ready.connect(view_model.set_estimate)
+        trainer.estimate_ready.connect(self._check_estimate)  # the settings may have changed while it measured
         trainer.model_ready.connect(review.model_trained)
         session.estimate_wanted.connect(self.estimate)
         panel.settings_changed.connect(self._settings_changed)
@@ -61,7 +62,7 @@ class TrainingFlow(QObject):
         the change has reached the project: a new good-images folder is set there by another slot)."""
         QTimer.singleShot(0, self, self._check_estimate)
 
-    def _check_estimate(self) -> None:
+    def _check_estimate(self, *_) -> None:
         if self.session.project is not None:
             self.view_model.show_estimate(current=self._estimated == self._estimate_key(self.panel.settings_values()))
 

@@ -339,6 +339,11 @@ def test_an_estimate_made_for_other_settings_is_not_used_for_the_time_left(qtbot
     panel.coreset_ratio.setValue(ratio / 2)
     _start_and_cancel_training(qtbot, window)
     assert view.estimate_seconds is None and view.estimate_stages == () and panel.estimate_label.text() == ""
+    # Settings changed while the estimate measures: it arrives saying it is for other settings.
+    with qtbot.waitSignal(window.trainer.estimate_ready, timeout=60000):
+        panel.estimate_button.click()
+        panel.coreset_ratio.setValue(ratio)
+    qtbot.waitUntil(lambda: "was for other settings" in panel.estimate_label.text(), timeout=2000)
 
 
 def test_without_an_estimate_the_time_left_names_the_stage_it_measures(qtbot, window):

@@ -3,7 +3,7 @@ closer and closer to what the running phase measures, and never jumping.
 
 A phase's own rate says little after its first few steps (warm-up, caches) and nothing about the phases
 still to come, while the estimate made before the start (``training.estimate``) covers the whole job but
-was measured on three images. So the raw figure blends the two by how far the phase has come, and the
+was measured on a few images. So the raw figure blends the two by how far the phase has come, and the
 shown figure follows the raw one with a time constant, counting down in real time in between.
 
 An estimate split by stage (``plan``) also says what the stages still to come will take, scaled by the pace

@@ -43,8 +43,6 @@ class BenchRequest:
     line_300: bool = True  # also fit and predict on the generated 300-good-image line
 
 
-
-
 def _interleaved_medians_ms(functions: dict, repeats: int) -> dict[str, float]:
     """Median milliseconds of each function, timed in turns: one call of each per round."""
     for function in functions.values():

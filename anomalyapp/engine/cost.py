@@ -10,10 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from anomalyapp.core.config import CalibrationConfig
 from anomalyapp.engine.preprocessing import batched, input_shape_key
 
-# Held-out images scored per fitted image: the training holds out 20 % of the good images, a quarter of the rest.
-HELD_OUT_PER_FITTED = 0.25
+# Held-out images scored per fitted image, by default: 20 % of the good images are held out, a quarter of the rest.
+HELD_OUT_PER_FITTED = CalibrationConfig.holdout_fraction / (1 - CalibrationConfig.holdout_fraction)
 
 
 @dataclass(frozen=True)

@@ -69,28 +69,33 @@ class TrainingViewModel(QObject):
     def __init__(self, parent: QObject | None = None, clock=time.monotonic):
         super().__init__(parent)
         self.clock = clock
-        self.estimate_seconds: float | None = None  # the last pre-estimate of this project, if any
-        self.estimate_stages: tuple[tuple[str, float], ...] = ()  # its seconds by stage
-        self._estimate = None  # the Estimate itself, for its text
+        self.estimate = None  # the last pre-estimate of this project (services.training.Estimate), if any
         self._remaining: RemainingTime | None = None
+
+    @property
+    def estimate_seconds(self) -> float | None:
+        return None if self.estimate is None else self.estimate.seconds
+
+    @property
+    def estimate_stages(self) -> tuple[tuple[str, float], ...]:
+        """The estimate's seconds by stage; () without one."""
+        return () if self.estimate is None else self.estimate.stages
 
     def set_estimate(self, estimate) -> None:
         """A training estimate (``services.training.Estimate``): shown, and the time left starts from it."""
-        self.estimate_seconds = estimate.seconds
-        self.estimate_stages = estimate.stages
-        self._estimate = estimate
+        self.estimate = estimate
         self.estimate_text.emit(estimate.describe())
 
     def show_estimate(self, current: bool) -> None:
         """The estimate's text, or, when the settings have changed since it was made, a line saying so."""
-        if self._estimate is not None:
-            self.estimate_text.emit(self._estimate.describe() if current else
+        if self.estimate is not None:
+            self.estimate_text.emit(self.estimate.describe() if current else
                                     "the estimate was for other settings: Estimate time and memory again")
 
     def forget_estimate(self) -> None:
         """The estimate no longer describes the training to come (its settings changed): drop it and its text."""
-        if self.estimate_seconds is not None:
-            self.estimate_seconds, self.estimate_stages, self._estimate = None, (), None
+        if self.estimate is not None:
+            self.estimate = None
             self.estimate_text.emit("")
 
     def start(self) -> None:
@@ -120,7 +125,5 @@ class TrainingViewModel(QObject):
 
     def reset(self) -> None:
         self._remaining = None
-        self.estimate_seconds = None
-        self.estimate_stages = ()
-        self._estimate = None
+        self.estimate = None
         self.cleared.emit()

@@ -352,7 +352,7 @@ def test_without_an_estimate_the_time_left_names_the_stage_it_measures(qtbot, wi
     clock = [0.0]
     view = window.training_view
     view.clock = lambda: clock[0]
-    view.estimate_seconds = None
+    view.estimate = None
     view.start()
     for step in (1, 38):
         clock[0] = float(step)

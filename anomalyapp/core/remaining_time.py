@@ -8,7 +8,8 @@ shown figure follows the raw one with a time constant, counting down in real tim
 
 An estimate split by stage (``plan``) also says what the stages still to come will take, scaled by the pace
 the finished stages kept against it: a machine that ran the training at half the estimated speed will run
-the autoencoder's three calibration folds after it at half speed too. Without a plan the stages to come are
+the autoencoder's three calibration folds after it at half speed too. A job started without an estimate can
+send its own plan once it has timed enough of itself (``adopt_plan``). Without a plan the stages to come are
 known only through the whole estimate, and once the job has outlived it, not at all.
 """
 
@@ -39,6 +40,21 @@ class RemainingTime:
         # True once the job has run longer than its estimate. Without a plan the time left then stands for the
         # running stage only, since nothing says how much longer the stages still to come will take.
         self.past_estimate = False
+
+    def adopt_plan(self, plan) -> None:
+        """A plan the job sent (``Progress.plan``, from its own timings), used when there is none: an estimate
+        made before the start, if any, has one already. Without an estimate its total stands for one from here on.
+
+        The job measured its stages as it ran them, so the finished ones count as planned by what they took here
+        (which holds the start-up before the first step: loading the backbone); they set no pace of their own.
+        """
+        if self.plan or not plan:
+            return
+        self.plan = {stage: max(0.0, float(seconds)) for stage, seconds in plan}
+        for stage in self._finished & self.plan.keys():
+            self.plan[stage] = self._spent.get(stage, 0.0)
+        if self.estimate_seconds is None:
+            self.estimate_seconds = sum(self.plan.values()) or None
 
     def update(self, stage: str, step: int, total: int, now: float) -> float | None:
         if self._phase is None or self._phase[0] != stage:

@@ -18,6 +18,9 @@ class Progress:
     total: int | None
     message: str = ""
     metrics: dict = field(default_factory=dict)
+    # What the job, measuring itself, expects each of its stages to take, all of them from its start:
+    # ((stage, seconds), ...), sent once it knows (the autoencoder a few epochs into its training). Empty on most steps.
+    plan: tuple[tuple[str, float], ...] = ()
 
     @property
     def fraction(self) -> float | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Generator, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,9 @@ TIMED_STEPS = 3
 # whole network towards it, and every other part's score drifts up (docs/accuracy.md: the false-positive fix).
 REHEARSAL_NUMBERS = 4096 * 152
 REHEARSAL_MAX_VECTORS = 4096
+
+# The training epoch whose progress carries the plan the fit's own timings give (_sending_plan).
+PLAN_AFTER_EPOCHS = 3
 
 
 def fold_stage(fold: int, folds: int) -> str:
@@ -165,6 +169,7 @@ class AutoencoderDetector:
             chunks.append(vectors.reshape(-1, c))
             owners.append(torch.arange(done, done + b).repeat_interleave(vectors.shape[1]))
 
+        started = time.perf_counter()  # reading the images is in the loop: the features stage counts it
         for batch in batched(images, key=input_shape_key(config.image_size, config.keep_aspect)):
             check(cancel)
             add_features(batch)
@@ -172,6 +177,7 @@ class AutoencoderDetector:
             yield Progress("features", done, total, f"features {done}/{total}")
         if not chunks:
             raise ValueError("no training images")
+        image_seconds = (time.perf_counter() - started) / done
         vectors = torch.cat(chunks)
         chunks.clear()  # the table is held once from here; standardised in place for the same reason
         self.feature_mean = vectors.mean(0)
@@ -184,7 +190,37 @@ class AutoencoderDetector:
         count = min(vectors.shape[0], REHEARSAL_MAX_VECTORS, max(1, REHEARSAL_NUMBERS // self.channels))
         self.rehearsal = vectors[torch.randperm(vectors.shape[0], generator=generator)[:count]].clone()
         self.loss_history = []
-        self.autoencoder = yield from self._train(vectors, latent, config.seed, "train", cancel)
+        training = self._train(vectors, latent, config.seed, "train", cancel)
+        self.autoencoder = yield from self._sending_plan(training, image_seconds, done)
+
+    def _sending_plan(self, training: Generator[Progress, None, FeatureAutoencoder], image_seconds: float,
+                      count: int) -> Generator[Progress, None, FeatureAutoencoder]:
+        """``training``'s progress, one epoch's carrying the stage plan (``stage_plan``) that this run's own
+        timings give: a training started without an estimate still knows what its folds will take.
+
+        The first epoch pays for the allocations and took about three times the others on KolektorSDD, so the
+        pace is taken from the epochs after it, and the plan is sent with the third; the first's excess is
+        counted for this training only (the fold networks' first epochs measured no such excess).
+        """
+        started = time.perf_counter()
+        first_done = None  # the clock when the first epoch ended
+        sent = False
+        while True:
+            try:
+                progress = next(training)
+            except StopIteration as stop:
+                return stop.value
+            now = time.perf_counter()
+            if first_done is None:
+                first_done = now
+            total = progress.total or progress.step
+            if not sent and progress.step >= min(PLAN_AFTER_EPOCHS, total):
+                sent = True
+                per_epoch = (now - first_done) / (progress.step - 1) if progress.step > 1 else now - started
+                warm_up = max(0.0, first_done - started - per_epoch)  # the fold networks' epochs run warm
+                plan = self.stage_plan(image_seconds, count, per_epoch * total, warm_up)
+                progress = replace(progress, plan=plan)
+            yield progress
 
     def _train(
         self, vectors: torch.Tensor, latent: int, seed: int, stage: str, cancel: CancelToken | None
@@ -491,18 +527,28 @@ class AutoencoderDetector:
         size = self.batch_size(vectors)
         step = self._step_seconds(sample, max(1, min(latent, channels)), size)
         training = config.epochs * math.ceil(vectors / size) * step
-        fold_training = training * (CALIBRATION_FOLDS - 1) / CALIBRATION_FOLDS
-        # The stages as fit and unseen_scores report them. Before the first fold the final network scores the
-        # held-out images; after the folds' training each fold network scores them ("calibrate"), then every fitted
-        # image is read and scored by its fold's network, and the training scores the held-out ones once more.
-        image = per_image + read_seconds
-        held_out = image * count * HELD_OUT_PER_FITTED
-        stages = (("features", image * count), ("train", training),
-                  *((fold_stage(fold, CALIBRATION_FOLDS), fold_training + (held_out if fold == 0 else 0.0))
-                    for fold in range(CALIBRATION_FOLDS)),
-                  ("calibrate", image * count + held_out * (CALIBRATION_FOLDS + 1)))
+        stages = self.stage_plan(per_image + read_seconds, count, training)
         memory_mb = (peak_memory_mb() or 0.0) + vectors * channels * 4 * 2 / 2**20
         return TrainingCost(sum(seconds for _, seconds in stages), memory_mb, per_image, stages=stages)
+
+    @staticmethod
+    def stage_plan(image_seconds: float, count: int, training_seconds: float, warm_up_seconds: float = 0.0
+                   ) -> tuple[tuple[str, float], ...]:
+        """Seconds of each stage a training of ``count`` fitted images reports, from the seconds one image takes
+        to read and embed and those the final network's epochs take (plus, for it alone, the first epoch's
+        ``warm_up_seconds``): the estimate's split, and the plan the fit sends once its first epochs are timed.
+
+        Each fold network trains on (folds - 1) / folds of the vectors. Before the first fold the final network
+        scores the held-out images; after the folds' training each fold network scores them ("calibrate"), then
+        every fitted image is read and scored by its fold's network, and the training scores the held-out ones
+        once more.
+        """
+        fold_training = training_seconds * (CALIBRATION_FOLDS - 1) / CALIBRATION_FOLDS
+        held_out = image_seconds * count * HELD_OUT_PER_FITTED
+        return (("features", image_seconds * count), ("train", training_seconds + warm_up_seconds),
+                *((fold_stage(fold, CALIBRATION_FOLDS), fold_training + (held_out if fold == 0 else 0.0))
+                  for fold in range(CALIBRATION_FOLDS)),
+                ("calibrate", image_seconds * count + held_out * (CALIBRATION_FOLDS + 1)))
 
     def _step_seconds(self, sample: torch.Tensor, latent: int, size: int) -> float:
         """Seconds of one training step of ``size`` vectors drawn from ``sample``, as ``_train`` takes it (the

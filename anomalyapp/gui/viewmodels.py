@@ -105,11 +105,13 @@ class TrainingViewModel(QObject):
     def show_progress(self, progress: Progress) -> None:
         self.progress.emit(progress)
         if progress.total and self._remaining is not None and progress.stage != "warning":
+            self._remaining.adopt_plan(progress.plan)
             left = self._remaining.update(progress.stage, progress.step, progress.total, self.clock())
             if left is None:
                 return
-            # Without an estimate, or past one that has no stages, the figure is the running stage's own pace,
-            # not the stages after it (an autoencoder's three calibration folds follow its training): say so.
+            # Without an estimate or a plan the job sent, or past an estimate that has no stages, the figure is the
+            # running stage's own pace, not the stages after it (an autoencoder's calibration folds follow its
+            # training): say so.
             if self._remaining.estimate_seconds is None:
                 self.time_left.emit(f"{progress.stage}: {describe_seconds(left)}")
             elif self._remaining.past_estimate and not self._remaining.plan:

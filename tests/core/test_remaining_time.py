@@ -83,3 +83,28 @@ def test_a_plan_at_the_estimated_speed_counts_down_with_the_clock():
     run = _autoencoder_like_run(planned, 1.0)
     total = run[-1][0]
     assert all(shown == pytest.approx(total - now, abs=0.1 * total) for now, shown, _ in run)
+
+
+def test_a_plan_sent_by_the_job_counts_the_stages_to_come_without_an_estimate():
+    """No estimate: the figure is the running stage's own until the job sends its plan (after its first epoch);
+    from then on the folds and calibration to come are counted, at the pace the job keeps against its plan."""
+    remaining = RemainingTime(None, started=0.0)
+    remaining.update("features", 0, 10, 0.0)
+    assert remaining.update("features", 5, 10, 5.0) == pytest.approx(5.0)  # the stage alone
+    for step in range(6, 11):  # features: 10 s
+        remaining.update("features", step, 10, float(step))
+    remaining.adopt_plan(_PLAN)  # sent early in the training: 10 s of features, 20 s of training, ...
+    assert remaining.estimate_seconds == pytest.approx(sum(seconds for _, seconds in _PLAN))
+    shown = [remaining.update("train", epoch, 40, 10.0 + 0.5 * epoch) for epoch in range(1, 41)]
+    # At the end of the training the folds and the calibration are still to come: 52 s of the plan, not 0.
+    assert shown[-1] == pytest.approx(sum(seconds for _, seconds in _PLAN[2:]), rel=0.2)
+    assert all(abs(b - a) < 10.0 for a, b in zip(shown, shown[1:]))
+
+
+def test_an_estimate_made_before_the_start_is_not_replaced_by_the_jobs_own_plan():
+    planned = RemainingTime(82.0, started=0.0, plan=_PLAN)
+    planned.adopt_plan((("features", 1.0), ("train", 1.0)))
+    assert planned.plan["fold 1/3"] == pytest.approx(13.33) and planned.estimate_seconds == 82.0
+    empty = RemainingTime(None, started=0.0)
+    empty.adopt_plan(())
+    assert not empty.plan and empty.estimate_seconds is None

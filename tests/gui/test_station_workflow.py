@@ -291,6 +291,31 @@ def test_the_time_left_says_when_the_training_has_outlived_its_estimate(qtbot, w
     assert window.training_panel.eta_label.text().startswith("past the estimate; fold 1/3: about ")
 
 
+def test_without_an_estimate_the_plan_the_training_sends_gives_the_whole_time_left(qtbot, window):
+    """A retraining nobody estimated: the running stage's own figure, named as such, until the autoencoder
+    sends the plan its first epochs timed; then the time left counts the folds and the calibration to come."""
+    from anomalyapp.core.types import Progress
+
+    clock = [0.0]
+    view = window.training_view
+    view.clock = lambda: clock[0]
+    view.forget_estimate()
+    view.start()
+    for step in range(1, 11):
+        clock[0] = float(step)
+        view.show_progress(Progress("features", step, 10, f"features {step}/10"))
+        if step == 5:
+            assert window.training_panel.eta_label.text().startswith("features: about ")
+    plan = (("features", 10.0), ("train", 20.0), ("fold 1/3", 13.0), ("fold 2/3", 13.0), ("fold 3/3", 13.0),
+            ("calibrate", 12.0))
+    for epoch in range(1, 41):
+        clock[0] = 10.0 + 0.5 * epoch
+        view.show_progress(Progress("train", epoch, 40, f"epoch {epoch}/40 loss 0.5", {"loss": 0.5},
+                                    plan=plan if epoch == 3 else ()))
+    text = window.training_panel.eta_label.text()
+    assert text.startswith("about ") and 40 <= float(text.split()[1]) <= 65  # 51 s of folds and calibration
+
+
 def test_an_estimate_split_by_stage_keeps_counting_the_stages_to_come_past_its_total(qtbot, window):
     from anomalyapp.core.types import Progress
     from anomalyapp.services.training import Estimate

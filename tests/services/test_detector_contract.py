@@ -163,6 +163,25 @@ def test_the_estimate_splits_its_time_by_the_stages_the_training_reports(demo_li
     assert {stage for stage, _ in cost.stages} <= reported
 
 
+def test_an_autoencoder_training_sends_its_own_stage_plan_once_its_epochs_are_timed(demo_line, tmp_path):
+    """Without an estimate the window's time left knows only the running stage; the autoencoder's three
+    calibration folds come after its training. The training sends the plan its own timings give, on its third
+    epoch (the first pays for allocations), naming the stages it reports, a fold being (folds - 1) / folds of
+    the training."""
+    request = TrainRequest(data=demo_line, detector="autoencoder", image_size=64, device="cpu", epochs=4,
+                           out=tmp_path / "model")
+    steps = [progress for progress in train(request) if progress.total]
+    sent = [(index, progress) for index, progress in enumerate(steps) if progress.plan]
+    assert len(sent) == 1
+    _, first_epoch = sent[0]
+    assert (first_epoch.stage, first_epoch.step) == ("train", 3)
+    plan = dict(first_epoch.plan)
+    assert set(plan) == {progress.stage for progress in steps} - {"save"}  # the service's own last step
+    assert all(seconds > 0 for seconds in plan.values())
+    # A fold trains on two thirds of the vectors; the final training alone also pays its first epoch's warm-up.
+    assert plan["fold 2/3"] == pytest.approx(plan["fold 3/3"]) and plan["fold 2/3"] <= plan["train"] * 2 / 3
+
+
 @pytest.mark.parametrize("detector", ["patchcore", "autoencoder"])
 def test_the_estimate_counts_reading_the_image_files(demo_line, monkeypatch, detector):
     """A 5 MP PNG takes several times what its features at 224 px take to compute; every stage that reads the files

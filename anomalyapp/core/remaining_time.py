@@ -47,12 +47,15 @@ class RemainingTime:
 
         The job measured its stages as it ran them, so the finished ones count as planned by what they took here
         (which holds the start-up before the first step: loading the backbone); they set no pace of their own.
+        The figure shown so far was the running stage's alone, a different quantity, so the next one is not
+        smoothed towards it.
         """
         if self.plan or not plan:
             return
         self.plan = {stage: max(0.0, float(seconds)) for stage, seconds in plan}
         for stage in self._finished & self.plan.keys():
             self.plan[stage] = self._spent.get(stage, 0.0)
+        self._shown = None
         if self.estimate_seconds is None:
             self.estimate_seconds = sum(self.plan.values()) or None
 

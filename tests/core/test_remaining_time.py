@@ -96,6 +96,9 @@ def test_a_plan_sent_by_the_job_counts_the_stages_to_come_without_an_estimate():
     remaining.adopt_plan(_PLAN)  # sent early in the training: 10 s of features, 20 s of training, ...
     assert remaining.estimate_seconds == pytest.approx(sum(seconds for _, seconds in _PLAN))
     shown = [remaining.update("train", epoch, 40, 10.0 + 0.5 * epoch) for epoch in range(1, 41)]
+    # From the plan's arrival the figure is the whole job's: the training's 19.5 s and the 52 s after it, not the
+    # stage's alone eased towards it.
+    assert shown[0] == pytest.approx(19.5 + sum(seconds for _, seconds in _PLAN[2:]), rel=0.1)
     # At the end of the training the folds and the calibration are still to come: 52 s of the plan, not 0.
     assert shown[-1] == pytest.approx(sum(seconds for _, seconds in _PLAN[2:]), rel=0.2)
     assert all(abs(b - a) < 10.0 for a, b in zip(shown, shown[1:]))

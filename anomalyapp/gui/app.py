@@ -31,12 +31,22 @@ def _ensure_streams() -> None:
 
 
 def create_application(argv: list[str] | None = None):
-    # The window shares two cores with training and inference threads. Two settings keep it responsive:
-    # OpenMP worker threads sleep instead of spinning when idle (must be set before torch starts its pool),
-    # and Python hands the GIL to the waiting GUI thread after 1 ms instead of 5 ms: each pyqtgraph repaint
-    # needs the GIL many times, and at 5 ms per hand-over a busy worker stretched repaints past 100 ms.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # The window shares two cores with training and inference threads. Python hands the GIL to the waiting GUI
+    # thread after 1 ms instead of 5 ms: each pyqtgraph repaint needs the GIL many times, and at 5 ms per
+    # hand-over a busy worker stretched repaints past 100 ms.
     sys.setswitchinterval(0.001)
+    # OpenMP threads that finish a parallel region wait for the next one; set before torch starts its pool.
+    # Sleeping at once (PASSIVE, used here before) made an autoencoder training 1.2-1.45x slower than in the CLI:
+    # it runs thousands of small steps, and waking a sleeping thread for each costs more than the step. The
+    # window's threads outnumber the cores, where libgomp cuts its default wait to 100 spins (about a
+    # microsecond), so the default is no better. ACTIVE waits 1,000 spins there; GOMP_SPINCOUNT bounds the wait
+    # to about a millisecond elsewhere (ACTIVE alone would spin for minutes), and KMP_BLOCKTIME does the same for
+    # the LLVM and Intel OpenMP that torch uses on macOS and Windows (ACTIVE alone: spin forever). Measured with
+    # tools/bench_gui.py, the window stays as responsive (docs/performance.md). A policy set by the person
+    # running the window is left whole.
+    if "OMP_WAIT_POLICY" not in os.environ:
+        for name, value in (("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "100000"), ("KMP_BLOCKTIME", "1")):
+            os.environ.setdefault(name, value)
     # PySide6 before pyqtgraph: pyqtgraph binds to the Qt already imported rather than searching for one.
     from PySide6.QtCore import QCoreApplication  # noqa: I001
     from PySide6.QtGui import QIcon

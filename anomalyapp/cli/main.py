@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from anomalyapp import __version__
@@ -147,11 +148,30 @@ def _add_pixel_limit(parser: argparse.ArgumentParser) -> None:
 
 
 class _ProgressPrinter:
-    """Renders Progress with tqdm bars on stderr; one bar per stage, warnings as plain lines."""
+    """Renders Progress with tqdm bars on stderr; one bar per stage, warnings as plain lines.
 
-    def __init__(self):
+    Each bar shows its own stage's time left; the whole job's (``core.remaining_time``, as the window computes
+    it) follows the message once it is known: from ``estimate`` (``services.training.Estimate``), or from the
+    plan the job sends (the autoencoder's, a few epochs into its training).
+    """
+
+    def __init__(self, estimate=None, clock=time.monotonic):
+        from anomalyapp.core.remaining_time import RemainingTime
+
         self.bar = None
         self.stage = None
+        self.clock = clock
+        self.remaining = RemainingTime(None if estimate is None else estimate.seconds, clock(),
+                                       () if estimate is None else estimate.stages)
+
+    def whole_job_left(self, progress) -> str:
+        """'about 2 min 10 s left in all', or '' while only the running stage's time is known."""
+        from anomalyapp.core.remaining_time import describe_seconds
+
+        self.remaining.adopt_plan(progress.plan)
+        left = self.remaining.update(progress.stage, progress.step, progress.total, self.clock())
+        known = self.remaining.plan or (self.remaining.estimate_seconds and not self.remaining.past_estimate)
+        return f"{describe_seconds(left)} in all" if left is not None and known else ""
 
     def __call__(self, progress) -> None:
         from tqdm import tqdm
@@ -168,7 +188,8 @@ class _ProgressPrinter:
             self.stage = progress.stage
             self.bar = tqdm(total=progress.total, desc=progress.stage, unit="", leave=False, file=sys.stderr)
         self.bar.n = progress.step
-        self.bar.set_postfix_str(progress.message, refresh=True)
+        whole = self.whole_job_left(progress)
+        self.bar.set_postfix_str(f"{progress.message}; {whole}" if whole else progress.message, refresh=True)
 
     def close(self):
         if self.bar is not None:
@@ -227,7 +248,9 @@ def _train(args) -> int:
         print(f"estimate: {expected.describe()}", flush=True)
         if expected.describe_stages():
             print(f"by stage: {expected.describe_stages()}", flush=True)
-    result = _drive(train(request, actor=_acting_user(request.out)), _ProgressPrinter())
+    else:
+        expected = None
+    result = _drive(train(request, actor=_acting_user(request.out)), _ProgressPrinter(expected))
     print(
         f"trained {result.detector} on {result.train_images} images ({result.device}, fit {result.fit_seconds:.1f} s, "
         f"total {result.total_seconds:.1f} s); threshold from {result.calibration_images} held-out good images"

@@ -153,3 +153,28 @@ def test_train_with_estimate_says_where_the_time_will_go(demo_line, tmp_path, ca
     assert [part.rsplit(" ", 2)[0] for part in by_stage.removeprefix("by stage: ").split(", ")] == [
         "features", "train", "fold 1/3", "fold 2/3", "fold 3/3", "calibrate"]
     assert lines.index(by_stage) == 1 + next(i for i, line in enumerate(lines) if line.startswith("estimate: "))
+
+
+def test_the_cli_shows_the_whole_jobs_time_left_once_the_training_sends_its_plan(capsys):
+    """Each tqdm bar times its own stage; after the autoencoder's plan arrives, the message also gives the time
+    left of all the stages to come (the window's rule, core.remaining_time)."""
+    from anomalyapp.cli.main import _ProgressPrinter
+    from anomalyapp.core.types import Progress
+
+    clock = [0.0]
+    printer = _ProgressPrinter(clock=lambda: clock[0])
+    shown = []
+    for step in range(1, 11):
+        clock[0] = float(step)
+        printer(Progress("features", step, 10, f"features {step}/10"))
+        shown.append(printer.bar.postfix)
+    assert all("in all" not in text for text in shown)  # only the stage's own time is known: tqdm shows it
+    plan = (("features", 10.0), ("train", 20.0), ("fold 1/3", 13.0), ("fold 2/3", 13.0), ("fold 3/3", 13.0),
+            ("calibrate", 12.0))
+    for epoch in range(1, 41):
+        clock[0] = 10.0 + 0.5 * epoch
+        printer(Progress("train", epoch, 40, f"epoch {epoch}/40", plan=plan if epoch == 3 else ()))
+    text = printer.bar.postfix
+    assert text.startswith("epoch 40/40; about ") and text.endswith(" s left in all")
+    assert 40 <= float(text.split("about ")[1].split()[0]) <= 65  # the folds and calibration still to come
+    printer.close()

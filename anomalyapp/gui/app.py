@@ -36,7 +36,7 @@ def create_application(argv: list[str] | None = None):
     # hand-over a busy worker stretched repaints past 100 ms.
     sys.setswitchinterval(0.001)
     # OpenMP threads that finish a parallel region wait for the next one; set before torch starts its pool.
-    # Sleeping at once (PASSIVE, used here before) made an autoencoder training 1.2-1.45x slower than in the CLI:
+    # Sleeping at once (PASSIVE, used here before) made an autoencoder training 1.2-1.7x slower than in the CLI:
     # it runs thousands of small steps, and waking a sleeping thread for each costs more than the step. The
     # window's threads outnumber the cores, where libgomp cuts its default wait to 100 spins (about a
     # microsecond), so the default is no better. ACTIVE waits 1,000 spins there; GOMP_SPINCOUNT bounds the wait

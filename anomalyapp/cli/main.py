@@ -170,8 +170,7 @@ class _ProgressPrinter:
 
         self.remaining.adopt_plan(progress.plan)
         left = self.remaining.update(progress.stage, progress.step, progress.total, self.clock())
-        known = self.remaining.plan or (self.remaining.estimate_seconds and not self.remaining.past_estimate)
-        return f"{describe_seconds(left)} in all" if left is not None and known else ""
+        return f"{describe_seconds(left)} in all" if left is not None and self.remaining.covers_whole_job else ""
 
     def __call__(self, progress) -> None:
         from tqdm import tqdm

@@ -41,6 +41,12 @@ class RemainingTime:
         # running stage only, since nothing says how much longer the stages still to come will take.
         self.past_estimate = False
 
+    @property
+    def covers_whole_job(self) -> bool:
+        """Whether the figure stands for the whole job: with a plan by stage, or within a whole estimate. Otherwise
+        it is the running stage's own pace, not the stages after it (an autoencoder's folds follow its training)."""
+        return bool(self.plan) or (self.estimate_seconds is not None and not self.past_estimate)
+
     def adopt_plan(self, plan) -> None:
         """A plan the job sent (``Progress.plan``, from its own timings), used when there is none: an estimate
         made before the start, if any, has one already. Without an estimate its total stands for one from here on.

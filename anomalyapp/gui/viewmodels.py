@@ -109,15 +109,13 @@ class TrainingViewModel(QObject):
             left = self._remaining.update(progress.stage, progress.step, progress.total, self.clock())
             if left is None:
                 return
-            # Without an estimate or a plan the job sent, or past an estimate that has no stages, the figure is the
-            # running stage's own pace, not the stages after it (an autoencoder's calibration folds follow its
-            # training): say so.
-            if self._remaining.estimate_seconds is None:
-                self.time_left.emit(f"{progress.stage}: {describe_seconds(left)}")
-            elif self._remaining.past_estimate and not self._remaining.plan:
-                self.time_left.emit(f"past the estimate; {progress.stage}: {describe_seconds(left)}")
-            else:
+            # A figure for the running stage alone says so.
+            if self._remaining.covers_whole_job:
                 self.time_left.emit(describe_seconds(left))
+            elif self._remaining.estimate_seconds is None:
+                self.time_left.emit(f"{progress.stage}: {describe_seconds(left)}")
+            else:
+                self.time_left.emit(f"past the estimate; {progress.stage}: {describe_seconds(left)}")
 
     def end(self, message: str, outcome: str) -> None:
         self._remaining = None

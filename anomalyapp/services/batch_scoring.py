@@ -11,7 +11,8 @@ back as PNG bytes, so only the client writes into the run folder.
 Results come back as chunks complete and are written in input order through the plain run's ``RunOutput``
 (the same ``results.csv`` rows, the same overlay names). At most a few chunks per worker thread are in flight
 ahead of the first unwritten one, so neither the cluster nor the client holds the whole archive. When a worker
-dies, the scheduler gives its chunks to another worker (Dask re-runs the tasks of a lost worker), so every
+dies, the scheduler gives its chunks to another worker (Dask re-runs the tasks of a lost worker); when every
+worker holding the model has died, the model is sent again and the chunks that needed it resubmitted. Every
 image is still written once.
 
 ``distributed`` is imported here only, inside the functions: the window and the plain commands never load it.
@@ -51,6 +52,10 @@ MAX_CHUNK_IMAGES = 16
 # Chunks in flight per worker thread, ahead of the first one not yet written.
 CHUNKS_AHEAD_PER_THREAD = 3
 CONNECT_TIMEOUT_S = 10.0
+# A scattered value lives on the workers only: Dask cannot compute it again, so when every worker holding the
+# model has died, the tasks that read it are cancelled (dask/distributed#3149). The model is then sent again and
+# those chunks resubmitted, at most this many times in a run.
+MAX_MODEL_RESENDS = 3
 WORKERS_TIMEOUT_S = 60.0
 # Environment variables the Dask nanny sets in the process that starts a LocalCluster (to one thread each, for
 # its children); kept as they were for the rest of this process.
@@ -225,6 +230,16 @@ def _wait_for_workers(client, timeout: float) -> int:
     return sum(client.nthreads().values())
 
 
+def _send_model(client, model: ShippedModel, workers_timeout: float):
+    """Scatter the model to every worker under a key of this run's own, not one named by its content, which the
+    scheduler may still be forgetting after an earlier run of the same model released it."""
+    _wait_for_workers(client, workers_timeout)
+    try:
+        return client.scatter(model, broadcast=True, hash=False, timeout=workers_timeout)
+    except (OSError, TimeoutError, CancelledError) as error:
+        raise AppError(f"cannot send the model to the Dask workers: {error or type(error).__name__}") from None
+
+
 def chunk_size_for(images: int, threads: int) -> int:
     """About four chunks per worker thread, so the load evens out, within 1..MAX_CHUNK_IMAGES."""
     return max(1, min(MAX_CHUNK_IMAGES, images // max(1, 4 * threads)))
@@ -288,34 +303,48 @@ def _score(client, paths: list[Path], model: ShippedModel, out_dir, device: str,
     output = RunOutput(run_folder(out_dir) if out_dir else None)
     yield Progress("cluster", 0, None, f"scoring {len(paths)} images on {len(client.nthreads())} Dask workers at "
                                        f"{client.scheduler.address}, in {len(chunks)} chunks")
-    shipped = client.scatter(model, broadcast=True)
+    shipped = _send_model(client, model, workers_timeout)
     run = uuid.uuid4().hex[:12]
-    keys = {f"anomalyapp-score-{run}-{index}": index for index in range(len(chunks))}
     options = (output.out is not None, __version__, device, weights, pixel_limit())
     pending = as_completed()
-    in_flight = {}
+    in_flight = {}  # key: (future, chunk index, the model future it reads)
     ahead = max(2, CHUNKS_AHEAD_PER_THREAD * threads)
-    done, submitted, written, finished = 0, 0, 0, {}
+    done, submitted, written, finished, resends = 0, 0, 0, {}, 0
+
+    def submit(index: int) -> None:
+        readable = [str(path.absolute()) for path in chunks[index]]
+        future = client.submit(score_chunk, shipped, readable, *options,
+                               key=f"anomalyapp-score-{run}-{index}-{uuid.uuid4().hex[:8]}")
+        in_flight[future.key] = (future, index, shipped)
+        pending.add(future)
+
     yield Progress("predict", 0, len(paths), "the workers load the model")
     try:
         while written < len(chunks):
             while submitted < len(chunks) and submitted - written < ahead:
-                readable = [str(path.absolute()) for path in chunks[submitted]]
-                future = client.submit(score_chunk, shipped, readable, *options, key=f"anomalyapp-score-{run}-{submitted}")
-                in_flight[future.key] = future
-                pending.add(future)
+                submit(submitted)
                 submitted += 1
             future = next(pending)
             check(cancel)
-            index = keys[future.key]
+            _, index, model_read = in_flight.pop(future.key)
             try:
                 finished[index] = future.result()
             except KilledWorker:
                 raise AppError(f"the images from {chunks[index][0]} on stopped a Dask worker each time they were "
                                f"given to one; score them without --scheduler to see why") from None
             except CancelledError as error:
-                raise AppError(f"the Dask cluster dropped the job ({error}); was the scheduler stopped?") from None
-            in_flight.pop(future.key).release()
+                if model_read is shipped:
+                    if shipped.status == "finished" or resends == MAX_MODEL_RESENDS:
+                        raise AppError(f"the Dask cluster dropped the job ({error}); was the scheduler stopped?") \
+                            from None
+                    resends += 1
+                    yield Progress("predict", done, len(paths), "the workers that held the model stopped; "
+                                                                "sending it again")
+                    shipped.release()
+                    shipped = _send_model(client, model, workers_timeout)
+                submit(index)  # with the model as sent now
+                continue
+            future.release()
             done += len(chunks[index])
             while written in finished:
                 for path, scored in zip(chunks[written], finished.pop(written)):
@@ -326,6 +355,6 @@ def _score(client, paths: list[Path], model: ShippedModel, out_dir, device: str,
             yield Progress("predict", done, len(paths), f"{chunks[index][-1].name}: chunk {index + 1} of {len(chunks)}")
     finally:
         if in_flight:
-            client.cancel(list(in_flight.values()))
+            client.cancel([future for future, _, _ in in_flight.values()])
         shipped.release()
     return output.finish(len(paths))

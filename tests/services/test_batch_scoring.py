@@ -171,3 +171,26 @@ def test_a_worker_killed_mid_run_still_yields_every_image_once(client, random_mo
     assert killed is not None and killed[1], "no worker was busy when the kill came"
     assert killed[0] not in client.nthreads()  # that worker is gone; its chunks ran elsewhere
     _assert_same_table(_rows(Path(summary["out"])), plain_rows)
+
+
+def test_every_worker_killed_mid_run_sends_the_model_again(client, random_model, images, plain_rows, tmp_path):
+    """The scattered model dies with the last worker that held it; Dask cannot compute it again and cancels
+    the chunks that read it. The run sends it to the restarted workers and still writes every image once."""
+    client.wait_for_workers(2, timeout=60)
+    job = predict_on_cluster(client, random_model, [images, images], tmp_path, device="cpu", chunk_size=1)
+    killed, messages = False, []
+    try:
+        while True:
+            item = next(job)
+            if isinstance(item, Progress):
+                messages.append(item.message)
+                if not killed and item.stage == "predict" and item.step >= 1:
+                    pids = client.run(os.getpid)
+                    for pid in pids.values():
+                        os.kill(pid, signal.SIGKILL)
+                    killed = len(pids) == 2
+    except StopIteration as stop:
+        summary = stop.value
+    assert killed
+    assert any("sending it again" in message for message in messages)
+    _assert_same_table(_rows(Path(summary["out"])), plain_rows)

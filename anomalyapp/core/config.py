@@ -17,6 +17,9 @@ TRAINING_NOISE = 1.0
 # before), 2 of today's 28 x 28, and an input whose aspect is kept (KolektorSDD) averages over the same share of
 # the part, where 10 cells were a smaller one (docs/accuracy.md: the autoencoder's image score).
 SCORE_TOP_SHARE = 10 / (56 * 56)
+# The autoencoder's hard-example share: after its first epochs each training step learns from the share of the
+# batch's vectors it rebuilds worst (AutoencoderConfig.hard_share; docs/accuracy.md, the hard examples).
+HARD_SHARE = 0.25
 # How a detector joins its backbone stages into one vector (engine.features.stage_weights): "concatenated" as they
 # come (the wider stage dominates the distance), "balanced" with each stage scaled so that all weigh the same.
 # "score_concatenated_map_balanced": the image score under the concatenated weighting, the map under the balanced
@@ -161,6 +164,13 @@ class AutoencoderConfig(FramingConfig):
     # to good ones also pulls a defect's features towards good ones, so its error there grows (docs/accuracy.md).
     # It acts on training only; scoring is unchanged.
     training_noise: float = TRAINING_NOISE
+    # Hard examples: from epoch hard_after_epochs on, each step's loss is the mean error of the hard_share of its
+    # vectors rebuilt worst. Rare good patterns (a glint, a tile's edge) are then learnt as well as the common
+    # ones, instead of being outweighed by them, and score lower on good parts; defects in the good images are
+    # learnt too, which the training's screen of its evidence names (engine.calibration.screen_outliers).
+    # None: every vector's error counts alike, as before.
+    hard_share: float | None = HARD_SHARE
+    hard_after_epochs: int = 5
     seed: int = 0
 
     training_options: ClassVar[tuple[str, ...]] = ("epochs",)
@@ -169,8 +179,9 @@ class AutoencoderConfig(FramingConfig):
     def from_dict(cls, data: dict):
         # A model saved before denoising existed was trained without noise; its fine-tunes stay so. One saved
         # before the share scored the mean of score_top_k cells, and keeps scoring so. One saved before
-        # min_steps_per_epoch took full batches whatever the training set's size.
-        before = {"training_noise": 0.0, "score_top_share": None, "min_steps_per_epoch": 1}
+        # min_steps_per_epoch took full batches whatever the training set's size, and one saved before hard_share
+        # learnt from every vector alike.
+        before = {"training_noise": 0.0, "score_top_share": None, "min_steps_per_epoch": 1, "hard_share": None}
         return super().from_dict({**{key: value for key, value in before.items() if key not in data}, **data})
 
     def problem(self) -> str | None:
@@ -181,6 +192,10 @@ class AutoencoderConfig(FramingConfig):
             return f"training noise {self.training_noise} must be from 0 to 10 (standard deviations)"
         if self.min_steps_per_epoch < 1:
             return f"steps per epoch must be at least 1, not {self.min_steps_per_epoch}"
+        if self.hard_share is not None and not 0 < self.hard_share <= 1:
+            return f"the hard-example share {self.hard_share} must be above 0 and at most 1"
+        if self.hard_after_epochs < 0:
+            return f"the epochs before hard examples must be at least 0, not {self.hard_after_epochs}"
         if self.score_top_share is not None and not 0 < self.score_top_share <= 1:
             return f"the image score's share of cells {self.score_top_share} must be above 0 and at most 1"
         return stage_weighting_problem(self.stage_weighting)

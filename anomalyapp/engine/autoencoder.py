@@ -237,11 +237,12 @@ class AutoencoderDetector:
             model.train()
             order = torch.randperm(count, generator=generator)
             epoch_loss, steps = 0.0, 0
+            hard_share = config.hard_share if epoch >= config.hard_after_epochs else None
             for start in range(0, count, size):
                 batch = vectors[order[start : start + size]]
                 if batch.shape[0] < 2:
                     continue  # batch norm needs two samples
-                epoch_loss += float(self._batch_step(model, optimiser, batch, generator).detach())
+                epoch_loss += float(self._batch_step(model, optimiser, batch, generator, hard_share).detach())
                 steps += 1
             check(cancel)
             history.append(epoch_loss / max(1, steps))
@@ -268,10 +269,20 @@ class AutoencoderDetector:
         return batch + (noise * torch.randn(batch.shape, generator=generator, dtype=batch.dtype)).to(batch.device)
 
     def _batch_step(self, model: FeatureAutoencoder, optimiser: torch.optim.Optimizer, batch: torch.Tensor,
-                    generator: torch.Generator) -> torch.Tensor:
-        """One training step on ``batch`` (clean vectors): the noisy copy in, the clean one to rebuild; the loss."""
+                    generator: torch.Generator, hard_share: float | None = None) -> torch.Tensor:
+        """One training step on ``batch`` (clean vectors): the noisy copy in, the clean one to rebuild; the loss.
+
+        With ``hard_share`` the step learns from that share of the vectors it rebuilds worst (the config's hard
+        examples); the loss returned is still the mean over the whole batch, so the loss curve stays comparable."""
         noisy, batch = self._noisy(batch, generator).to(self.device), batch.to(self.device)
-        return self._step(model, optimiser, noisy, batch)
+        if hard_share is None:
+            return self._step(model, optimiser, noisy, batch)
+        per_vector = ((model(noisy) - batch) ** 2).mean(1)
+        hardest = per_vector.topk(max(1, round(hard_share * per_vector.shape[0]))).values
+        optimiser.zero_grad(set_to_none=True)
+        hardest.mean().backward()
+        optimiser.step()
+        return per_vector.mean()
 
     @staticmethod
     def _step(model: FeatureAutoencoder, optimiser: torch.optim.Optimizer, inputs: torch.Tensor,
@@ -566,5 +577,5 @@ class AutoencoderDetector:
                     torch.cuda.synchronize(self.device)
                 started = time.perf_counter()
             rows = torch.randint(0, sample.shape[0], (size,), generator=generator)
-            float(self._batch_step(model, optimiser, sample[rows], generator).detach())
+            float(self._batch_step(model, optimiser, sample[rows], generator, self.config.hard_share).detach())
         return (time.perf_counter() - started) / TIMED_STEPS

@@ -148,6 +148,8 @@ _CONFIG_LIMITS: dict[str, Check] = {
     "score_top_share": _optional(_number(0, 1, above=True)),
     "stage_weighting": _choice(STAGE_WEIGHTINGS),
     "training_noise": _number(0, 10),
+    "hard_share": _optional(_number(0, 1, above=True)),
+    "hard_after_epochs": _whole(0),
     "roi": _ROI,
     "tile_scale": _optional(_number(0, 4, above=True)),
     "tile_overlap": _number(0, 0.75),

@@ -170,6 +170,11 @@ def test_autoencoder_fields_are_checked(autoencoder_model, tmp_path):
     with pytest.raises(ModelFileError, match="config.score_top_share must be null or a finite number above 0"):
         load_model(model)
     manifest["config"]["score_top_share"] = None
+    manifest["config"]["hard_share"] = 2
+    _write_manifest(model, manifest)
+    with pytest.raises(ModelFileError, match="config.hard_share must be null or a finite number above 0"):
+        load_model(model)
+    manifest["config"]["hard_share"] = None
     manifest["state"]["latent_dim"] = -3
     _write_manifest(model, manifest)
     with pytest.raises(ModelFileError, match="state.latent_dim must be"):

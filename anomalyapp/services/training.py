@@ -228,15 +228,32 @@ def _at_least_one(images: Iterator[np.ndarray], message: str) -> Iterator[np.nda
         raise DataError(message)
 
 
-def score_images(detector, paths: list[Path], skipped: list[ImageReadError], cancel) -> tuple[list[float], list[float]]:
-    """Raw scores and anomaly-map maxima of images, one at a time (batch 1 keeps memory flat)."""
+def score_images(detector, paths: list[Path], skipped: list[ImageReadError], cancel, done: int = 0,
+                 total: int | None = None) -> Generator[Progress, None, tuple[list[float], list[float]]]:
+    """Raw scores and anomaly-map maxima of images, one at a time (batch 1 keeps memory flat); each image is a
+    step of the calibrate stage, counted after ``done`` of its ``total`` steps."""
+    total = done + len(paths) if total is None else total
     scores, maxima = [], []
-    for pixels in iter_pixels(paths, skipped):
+    for index, pixels in enumerate(iter_pixels(paths, skipped)):
         check(cancel)
         raw, maps = detector.raw_predict([pixels])
         scores.append(float(raw[0]))
         maxima.append(float(maps[0].max()))
+        yield Progress("calibrate", done + index + 1, total, f"scored held-out {index + 1}/{len(paths)}")
     return scores, maxima
+
+
+def _counting_held_out(job: Generator[Progress, None, object], held_out: int) -> Generator[Progress, None, object]:
+    """``job``'s progress with the calibrate stage's total raised by the ``held_out`` images scored after it, so
+    that the stage reads as one: it is not done until they are, and its pace counts them."""
+    while True:
+        try:
+            progress = next(job)
+        except StopIteration as stop:
+            return stop.value
+        if progress.stage == "calibrate" and progress.total:
+            progress = replace(progress, total=progress.total + held_out)
+        yield progress
 
 
 def _shown_name(path: Path, data: Path) -> str:
@@ -374,15 +391,18 @@ def _train(request: TrainRequest, cancel: CancelToken | None) -> Generator[Progr
     fit_seconds = time.perf_counter() - fit_started
     fitted_count = len(fit_paths) - len(skipped)
 
-    yield Progress("calibrate", 0, fitted_count, "scoring each fitted image without itself")
-    unseen_scores, unseen_maxima = yield from detector.unseen_scores(
+    held_out = len(calibration_paths) + len(defect_paths)
+    yield Progress("calibrate", 0, fitted_count + held_out, "scoring each fitted image without itself")
+    unseen_scores, unseen_maxima = yield from _counting_held_out(detector.unseen_scores(
         iter_pixels(fit_paths, []), fitted_count, cancel,  # unreadable ones were reported by the fit
         reference=lambda: iter_pixels(calibration_paths, []),  # unreadable ones are reported when scored below
-    )
-    yield Progress("calibrate", 0, len(calibration_paths), "scoring held-out good images")
+    ), held_out)
+    yield Progress("calibrate", fitted_count, fitted_count + held_out, "scoring held-out good images")
     before = len(skipped)
-    good_scores, good_maxima = score_images(detector, calibration_paths, skipped, cancel)
-    defect_scores, _ = score_images(detector, defect_paths, skipped, cancel)
+    good_scores, good_maxima = yield from score_images(detector, calibration_paths, skipped, cancel, fitted_count,
+                                                       fitted_count + held_out)
+    defect_scores, _ = yield from score_images(detector, defect_paths, skipped, cancel,
+                                               fitted_count + len(calibration_paths), fitted_count + held_out)
     for error in skipped[before:]:
         yield Progress("warning", 0, None, f"skipped {error}")
     if not good_scores:

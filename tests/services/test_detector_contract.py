@@ -182,6 +182,28 @@ def test_an_autoencoder_training_sends_its_own_stage_plan_once_its_epochs_are_ti
     assert plan["fold 2/3"] == pytest.approx(plan["fold 3/3"]) and plan["fold 2/3"] <= plan["train"] * 2 / 3
 
 
+def test_a_patchcore_training_sends_its_plan_after_its_features_and_counts_each_stage_as_one(demo_line, tmp_path):
+    """PatchCore's features are the short part of its training (magnetic tile: 3 s of 30): without an estimate the
+    window would show their time alone. The fit sends its plan with the coreset's first step; the default rule's
+    two half coresets count as one progression, and the calibrate stage counts the held-out images scored after
+    the leave-one-out, so no stage reads as done, or starts again, before it is."""
+    request = TrainRequest(data=demo_line, detector="patchcore", image_size=64, device="cpu", out=tmp_path / "model")
+    steps = [progress for progress in train(request) if progress.total]
+    sent = [progress for progress in steps if progress.plan]
+    assert len(sent) == 1 and (sent[0].stage, sent[0].step) == ("coreset", 0)
+    assert steps[steps.index(sent[0]) - 1].stage == "features"
+    plan = dict(sent[0].plan)
+    assert set(plan) == {progress.stage for progress in steps} - {"bank", "save"}  # neither is counted
+    assert all(seconds > 0 for seconds in plan.values())
+    for stage in ("coreset", "calibrate"):
+        reported = [(progress.step, progress.total) for progress in steps if progress.stage == stage]
+        assert len({total for _, total in reported}) == 1, (stage, reported)
+        assert [step for step, _ in reported] == sorted(step for step, _ in reported), (stage, reported)
+        assert reported[-1][0] == reported[-1][1]
+    held_out = [progress for progress in steps if progress.message.startswith("scored held-out")]
+    assert held_out and held_out[-1].step == held_out[-1].total
+
+
 @pytest.mark.parametrize("detector", ["patchcore", "autoencoder"])
 def test_the_estimate_counts_reading_the_image_files(demo_line, monkeypatch, detector):
     """A 5 MP PNG takes several times what its features at 224 px take to compute; every stage that reads the files

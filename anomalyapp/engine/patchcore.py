@@ -465,7 +465,10 @@ class PatchCoreDetector:
         """
         bank = self.bank_size_for(total_patches)
         projected = min(dim, self.config.coreset_projection_dim)
-        coreset = coreset_seconds(total_patches, bank, projected) if bank < total_patches else 0.0
+        # The mixed rule picks the bank in two halves, each a coreset of the whole table (``_coreset``).
+        halves = [bank] if self.model.map_column_weights is None else [bank - max(1, bank // 2), max(1, bank // 2)]
+        coreset = sum(coreset_seconds(total_patches, picks, projected) for picks in halves) \
+            if bank < total_patches else 0.0
         # Leave-one-out calibration scores every training patch against the whole bank: one product. The mixed
         # stage weighting keeps each row's nearest index too (the bound of StageSplitSearch.leave_out_search), and
         # its few exact searches of the score's distance are not counted.

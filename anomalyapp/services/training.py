@@ -229,7 +229,8 @@ def _at_least_one(images: Iterator[np.ndarray], message: str) -> Iterator[np.nda
 
 
 def score_images(detector, paths: list[Path], skipped: list[ImageReadError], cancel, done: int = 0,
-                 total: int | None = None) -> Generator[Progress, None, tuple[list[float], list[float]]]:
+                 total: int | None = None, what: str = "held-out"
+                 ) -> Generator[Progress, None, tuple[list[float], list[float]]]:
     """Raw scores and anomaly-map maxima of images, one at a time (batch 1 keeps memory flat); each image is a
     step of the calibrate stage, counted after ``done`` of its ``total`` steps."""
     total = done + len(paths) if total is None else total
@@ -239,7 +240,7 @@ def score_images(detector, paths: list[Path], skipped: list[ImageReadError], can
         raw, maps = detector.raw_predict([pixels])
         scores.append(float(raw[0]))
         maxima.append(float(maps[0].max()))
-        yield Progress("calibrate", done + index + 1, total, f"scored held-out {index + 1}/{len(paths)}")
+        yield Progress("calibrate", done + index + 1, total, f"scored {what} {index + 1}/{len(paths)}")
     return scores, maxima
 
 
@@ -402,7 +403,8 @@ def _train(request: TrainRequest, cancel: CancelToken | None) -> Generator[Progr
     good_scores, good_maxima = yield from score_images(detector, calibration_paths, skipped, cancel, fitted_count,
                                                        fitted_count + held_out)
     defect_scores, _ = yield from score_images(detector, defect_paths, skipped, cancel,
-                                               fitted_count + len(calibration_paths), fitted_count + held_out)
+                                               fitted_count + len(calibration_paths), fitted_count + held_out,
+                                               "known defect")
     for error in skipped[before:]:
         yield Progress("warning", 0, None, f"skipped {error}")
     if not good_scores:

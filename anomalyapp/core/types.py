@@ -53,6 +53,17 @@ class Prediction:
         return verdict_for(self.score, self.threshold)
 
 
+def map_progress(job, change):
+    """A long job's progress, each ``Progress`` passed through ``change`` (restated: counted another way, a plan
+    added), other items as they come; returns the job's return value."""
+    while True:
+        try:
+            item = next(job)
+        except StopIteration as stop:
+            return stop.value
+        yield change(item) if isinstance(item, Progress) else item
+
+
 def drain(job):
     """Run a long-job generator to its end, ignoring what it yields; return its return value."""
     while True:

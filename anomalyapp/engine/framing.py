@@ -28,7 +28,7 @@ import torch
 
 from anomalyapp.core.cancel import CancelToken, check
 from anomalyapp.core.errors import ModelNotFitted
-from anomalyapp.core.types import Prediction, Progress
+from anomalyapp.core.types import Prediction, Progress, map_progress
 from anomalyapp.engine import anomaly_map
 from anomalyapp.engine.calibration import Calibration
 from anomalyapp.engine.cost import TrainingCost
@@ -266,15 +266,9 @@ class FramedDetector:
         views = self._all_views(images, []) if images is not None else None
         views_of_reference = None if reference is None else (lambda: self._all_views(reference(), []))
         job = self.inner.unseen_scores(views, sum(counts), cancel, reference=views_of_reference)
-        while True:  # the inner detector counts views; the caller counts images
-            try:
-                progress = next(job)
-            except StopIteration as stop:
-                view_scores, view_maxima = stop.value
-                break
-            if progress.total:
-                progress = replace(progress, step=progress.step * len(counts) // progress.total, total=len(counts))
-            yield progress
+        # The inner detector counts views; the caller counts images.
+        view_scores, view_maxima = yield from map_progress(job, lambda progress: replace(
+            progress, step=progress.step * len(counts) // progress.total, total=len(counts)) if progress.total else progress)
         scores, maxima, start = [], [], 0
         for count in counts:
             scores.append(max(view_scores[start:start + count]))

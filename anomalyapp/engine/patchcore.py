@@ -22,7 +22,7 @@ from torch import nn
 from anomalyapp.core.cancel import CancelToken, check
 from anomalyapp.core.config import STAGE_WEIGHTING_PARTS, PatchCoreConfig
 from anomalyapp.core.errors import ModelFileError, ModelNotFitted
-from anomalyapp.core.types import Prediction, Progress
+from anomalyapp.core.types import Prediction, Progress, map_progress
 from anomalyapp.engine import anomaly_map
 from anomalyapp.engine.calibration import Calibration
 from anomalyapp.engine.cost import HELD_OUT_PER_FITTED, TrainingCost, peak_memory_mb, time_features
@@ -181,13 +181,8 @@ class PatchCoreDetector:
             """One greedy coreset; its progress counted among all ``count`` picks, ``before`` of them done."""
             job = greedy_coreset(table, picks, seed=config.seed, projection_dim=config.coreset_projection_dim,
                                  cancel=cancel)
-            while True:
-                try:
-                    progress = next(job)
-                except StopIteration as stop:
-                    return stop.value
-                done = before + progress.step
-                yield replace(progress, step=done, total=count, message=f"coreset {done}/{count}")
+            return map_progress(job, lambda progress: replace(
+                progress, step=before + progress.step, total=count, message=f"coreset {before + progress.step}/{count}"))
 
         weights = self.model.map_column_weights
         if weights is None:

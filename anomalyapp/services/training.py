@@ -13,7 +13,7 @@ import numpy as np
 from anomalyapp.core.cancel import CancelToken, check
 from anomalyapp.core.config import IMAGE_SIZE_RANGE, CalibrationConfig
 from anomalyapp.core.errors import DataError, ImageReadError
-from anomalyapp.core.types import Progress
+from anomalyapp.core.types import Progress, map_progress
 from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
 from anomalyapp.data.datasets import discover_dataset
 from anomalyapp.data.images import list_images, load_training_image
@@ -247,14 +247,8 @@ def score_images(detector, paths: list[Path], skipped: list[ImageReadError], can
 def _counting_held_out(job: Generator[Progress, None, object], held_out: int) -> Generator[Progress, None, object]:
     """``job``'s progress with the calibrate stage's total raised by the ``held_out`` images scored after it, so
     that the stage reads as one: it is not done until they are, and its pace counts them."""
-    while True:
-        try:
-            progress = next(job)
-        except StopIteration as stop:
-            return stop.value
-        if progress.stage == "calibrate" and progress.total:
-            progress = replace(progress, total=progress.total + held_out)
-        yield progress
+    return map_progress(job, lambda progress: replace(progress, total=progress.total + held_out)
+                        if progress.stage == "calibrate" and progress.total else progress)
 
 
 def _shown_name(path: Path, data: Path) -> str:

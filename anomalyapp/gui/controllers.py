@@ -62,7 +62,9 @@ class TrainingController(QObject):
 
     @property
     def running(self) -> bool:
-        return self.job is not None and self.job.running
+        # The training has ended for the window once its outcome is delivered (``ended`` is sent from there); its
+        # thread may still be finishing, and a quit or a new training must not wait on that or be refused for it.
+        return self.job is not None and self.job.running and not self.job.outcome_delivered
 
     def _request(self, project, values: dict):
         from anomalyapp.core.config import CalibrationConfig

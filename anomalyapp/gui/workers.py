@@ -70,7 +70,14 @@ class Job(QObject):
 
     @property
     def running(self) -> bool:
+        """Until the worker's thread has ended (its ``ended`` signal): one job at a time per controller."""
         return self in _RUNNING
+
+    @property
+    def outcome_delivered(self) -> bool:
+        """Whether succeeded, failed or cancelled has been emitted. The thread ends a moment later (``ended``):
+        a controller that reports its own end on the outcome is no longer running from then on."""
+        return self._outcome_sent
 
     def cancel(self) -> None:
         self.token.cancel()
@@ -98,6 +105,7 @@ class Job(QObject):
 
     def _on_finished(self) -> None:
         if not self._outcome_sent and self.token.cancelled:
+            self._outcome_sent = True
             self.cancelled.emit()  # quit before the generator ran
         _RUNNING.discard(self)
         self.ended.emit()

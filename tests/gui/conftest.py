@@ -18,13 +18,18 @@ def window(qtbot, tmp_path):
 
     create_application()
     main = MainWindow(QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(main)
+
+    def stop_background_jobs(main):
+        main.camera.stop()
+        main.trainer.cancel()
+        main.inspection.stop()
+        qtbot.waitUntil(lambda: not main.trainer.running and not main.camera.running, timeout=20000)
+
+    # pytest-qt closes and deletes the window before this fixture's own teardown: the jobs are stopped first, so
+    # that no job's end is lost with the deleted window and no quit question is asked.
+    qtbot.addWidget(main, before_close_func=stop_background_jobs)
     main.show()
     yield main
-    main.camera.stop()
-    main.trainer.cancel()
-    main.inspection.stop()
-    qtbot.waitUntil(lambda: not main.trainer.running and not main.camera.running, timeout=20000)
 
 
 @pytest.fixture

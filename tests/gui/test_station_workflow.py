@@ -114,6 +114,17 @@ def test_cancel_shows_a_cancelled_bar_not_a_full_one(qtbot, window, project_with
     assert window.training_panel.train_button.isEnabled() and window.training_panel.eta_label.text() == ""
 
 
+def test_a_cancelled_training_has_ended_when_the_window_hears_of_it(qtbot, window, project_with_model):
+    # Its thread ends a moment after the outcome: a quit or a new training asked in between was refused for it.
+    _load(qtbot, window, project_with_model)
+    heard = []
+    window.trainer.ended.connect(lambda *_: heard.append(window.trainer.running))
+    _start_and_cancel_training(qtbot, window)
+    assert heard == [False]
+    window.close()  # at once, as a user may
+    assert getattr(window, "quit_question", None) is None and not window.isVisible()
+
+
 def test_time_left_starts_from_the_estimate_and_never_jumps(qtbot, window):
     from anomalyapp.core.types import Progress
     from anomalyapp.services.training import Estimate

@@ -59,6 +59,11 @@ class TrainingController(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.job: Job | None = None
+        self.estimate_job: Job | None = None
+
+    @property
+    def estimating(self) -> bool:
+        return self.estimate_job is not None and self.estimate_job.running
 
     @property
     def running(self) -> bool:
@@ -146,7 +151,7 @@ class TrainingController(QObject):
         except AppError as error:
             self.failed.emit(str(error))
             return
-        start_job(
+        self.estimate_job = start_job(
             "estimate",
             lambda token: _as_generator(lambda: estimate(request)),
             self,

@@ -14,6 +14,11 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from anomalyapp.core.errors import AppError
 
 
+# An estimate no longer current is made again once the settings have rested this long: each change of a spin box
+# would otherwise measure, and the estimate itself takes a few seconds of CPU.
+REESTIMATE_AFTER_MS = 1500
+
+
 class TrainingFlow(QObject):
     error = Signal(str, str)  # title, message
 
@@ -23,6 +28,10 @@ class TrainingFlow(QObject):
         self.view_model, self.review = view_model, review
         self.region_dialog = None  # the open region-of-interest editor, if any
         self._estimated = None  # what the last estimate was asked for: (good folder, settings)
+        self._reestimate = QTimer(self)
+        self._reestimate.setSingleShot(True)
+        self._reestimate.setInterval(REESTIMATE_AFTER_MS)
+        self._reestimate.timeout.connect(self._estimate_again)
         trainer.started.connect(view_model.start)
         trainer.progress.connect(view_model.show_progress)
         trainer.ended.connect(view_model.end)
@@ -64,7 +73,20 @@ class TrainingFlow(QObject):
 
     def _check_estimate(self, *_) -> None:
         if self.session.project is not None:
-            self.view_model.show_estimate(current=self._estimated == self._estimate_key(self.panel.settings_values()))
+            current = self._estimated == self._estimate_key(self.panel.settings_values())
+            self.view_model.show_estimate(current=current)
+            if not current and self.view_model.estimate is not None:
+                self._reestimate.start()  # the one shown describes another training: measure this one
+
+    def _estimate_again(self) -> None:
+        """The estimate shown is for other settings: measure the panel's, unless a training or an estimate runs (one
+        that ends re-checks), the settings went back to the estimate's, or nothing could be trained."""
+        project = self.session.project
+        if (project is None or self.view_model.estimate is None or self.trainer.running or self.trainer.estimating
+                or not self.access.can("train") or not project.good_folder or not Path(project.good_folder).is_dir()
+                or self._estimated == self._estimate_key(self.panel.settings_values())):
+            return
+        self.estimate()
 
     def draw_region(self) -> None:
         """Open the region-of-interest editor on the project's first good image; OK sets the panel's region."""

@@ -23,7 +23,8 @@ def window(qtbot, tmp_path):
         main.camera.stop()
         main.trainer.cancel()
         main.inspection.stop()
-        qtbot.waitUntil(lambda: not main.trainer.running and not main.camera.running, timeout=20000)
+        qtbot.waitUntil(lambda: not main.trainer.running and not main.trainer.estimating and not main.camera.running,
+                        timeout=20000)
 
     # pytest-qt closes and deletes the window before this fixture's own teardown: the jobs are stopped first, so
     # that no job's end is lost with the deleted window and no quit question is asked.

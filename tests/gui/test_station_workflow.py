@@ -382,6 +382,25 @@ def test_an_estimate_made_for_other_settings_is_not_used_for_the_time_left(qtbot
     qtbot.waitUntil(lambda: "was for other settings" in panel.estimate_label.text(), timeout=2000)
 
 
+def test_an_estimate_for_other_settings_is_made_again_once_they_rest(qtbot, window, project_with_model):
+    _load(qtbot, window, project_with_model)
+    panel = window.training_panel
+    with qtbot.waitSignal(window.trainer.estimate_ready, timeout=60000):
+        panel.estimate_button.click()
+    first = panel.estimate_label.text()
+    ratio = panel.coreset_ratio.value()
+    with qtbot.waitSignal(window.trainer.estimate_ready, timeout=60000):  # nobody clicks
+        for step in (0.8, 0.6, 0.5):  # a spin box stepped down: one estimate, once it rests
+            panel.coreset_ratio.setValue(ratio * step)
+            qtbot.wait(100)
+        assert "was for other settings" in panel.estimate_label.text() and not window.trainer.estimating
+    measured = window.training_view.estimate
+    assert measured.bank_size < int(first.split("memory bank ")[1].split()[0].replace(",", ""))
+    assert panel.estimate_label.text() == measured.describe()
+    qtbot.wait(2000)
+    assert not window.trainer.estimating  # current now: nothing more is measured
+
+
 def test_without_an_estimate_the_time_left_names_the_stage_it_measures(qtbot, window):
     from anomalyapp.core.types import Progress
 

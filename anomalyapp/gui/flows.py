@@ -17,6 +17,7 @@ from anomalyapp.core.errors import AppError
 # An estimate no longer current is made again once the settings have rested this long: each change of a spin box
 # would otherwise measure, and the estimate itself takes a few seconds of CPU.
 REESTIMATE_AFTER_MS = 1500
+KEEP_SETTINGS_AFTER_MS = 500
 
 
 class TrainingFlow(QObject):
@@ -32,6 +33,10 @@ class TrainingFlow(QObject):
         self._reestimate.setSingleShot(True)
         self._reestimate.setInterval(REESTIMATE_AFTER_MS)
         self._reestimate.timeout.connect(self._estimate_again)
+        self._keep = QTimer(self)  # the settings are written to the project once they rest, not at each key
+        self._keep.setSingleShot(True)
+        self._keep.setInterval(KEEP_SETTINGS_AFTER_MS)
+        self._keep.timeout.connect(self._keep_settings)
         trainer.started.connect(view_model.start)
         trainer.progress.connect(view_model.show_progress)
         trainer.ended.connect(view_model.end)
@@ -50,9 +55,8 @@ class TrainingFlow(QObject):
         if not self.access.require("train"):
             return
         values = self.panel.settings_values()
-        for key, value in values.items():
-            setattr(project.training, key, value)
-        self.session.save()
+        self._keep.stop()
+        self._store(values)
         if self._estimated != self._estimate_key(values):
             # An estimate made for other settings or images (an autoencoder's, for a PatchCore training) would
             # give the time left of another job.
@@ -66,10 +70,25 @@ class TrainingFlow(QObject):
         project = self.session.project
         return (str(project.good_folder) if project is not None else None), repr(settings)
 
+    def _store(self, values: dict) -> None:
+        project = self.session.project
+        if all(_plain(getattr(project.training, key)) == _plain(value) for key, value in values.items()):
+            return  # nothing to write (the panel was just filled from the project)
+        for key, value in values.items():
+            setattr(project.training, key, value)
+        self.session.save()
+
+    def _keep_settings(self) -> None:
+        """The panel's settings are the project's once changed (a detector chosen, a region drawn), not only once a
+        training starts: closing the window or switching project keeps them. They change no verdict until trained."""
+        if self.session.project is not None and self.access.can("train"):
+            self._store(self.panel.settings_values())
+
     def _settings_changed(self) -> None:
         """The estimate's text says whether it still describes the training the panel would start (looked at once
         the change has reached the project: a new good-images folder is set there by another slot)."""
         QTimer.singleShot(0, self, self._check_estimate)
+        self._keep.start()
 
     def _check_estimate(self, *_) -> None:
         if self.session.project is not None:
@@ -112,6 +131,14 @@ class TrainingFlow(QObject):
             values = self.panel.settings_values()
             self._estimated = self._estimate_key(values)
             self.trainer.estimate(self.session.project, values)
+
+
+def _plain(value):
+    """A setting as JSON gives it back (a region's rectangles as lists), so that a loaded value compares equal; a
+    float to 9 places, as the panel's percent field gives 0.7 / 100 = 0.006999999999999999 for 0.007."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return round(value, 9) if isinstance(value, float) else value
 
 
 class InspectionFlow(QObject):

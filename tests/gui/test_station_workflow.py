@@ -3,6 +3,7 @@ or cancelling during a training, inspecting a folder tree, creating a project.""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -399,6 +400,26 @@ def test_an_estimate_for_other_settings_is_made_again_once_they_rest(qtbot, wind
     assert panel.estimate_label.text() == measured.describe()
     qtbot.wait(2000)
     assert not window.trainer.estimating  # current now: nothing more is measured
+
+
+def test_the_training_settings_are_the_projects_once_changed_not_once_trained(qtbot, window, project_with_model):
+    _load(qtbot, window, project_with_model)
+    def training_written():
+        return json.loads((project_with_model.root / "project.json").read_text())["training"]
+
+    written = training_written()
+    qtbot.wait(700)
+    assert training_written() == written  # the panel, filled from the project, changed nothing
+    panel = window.training_panel
+    panel.detector.setCurrentIndex(panel.detector.findData("autoencoder"))
+    panel.set_region([(0.1, 0.2, 0.5, 0.6)])  # what the region editor's OK does
+    panel.false_reject_rate.setValue(0.7)
+    qtbot.waitUntil(lambda: projects.open_project(project_with_model.root).training.detector == "autoencoder",
+                    timeout=3000)
+    kept = projects.open_project(project_with_model.root).training
+    assert [list(r) for r in kept.roi] == [[0.1, 0.2, 0.5, 0.6]] and kept.false_reject_rate == pytest.approx(0.007)
+    window.open_project(project_with_model.root)  # opened again, as after a restart
+    assert panel.settings_values()["detector"] == "autoencoder" and panel.region == ((0.1, 0.2, 0.5, 0.6),)
 
 
 def test_without_an_estimate_the_time_left_names_the_stage_it_measures(qtbot, window):

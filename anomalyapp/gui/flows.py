@@ -13,7 +13,6 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from anomalyapp.core.errors import AppError
 
-
 # An estimate no longer current is made again once the settings have rested this long: each change of a spin box
 # would otherwise measure, and the estimate itself takes a few seconds of CPU.
 REESTIMATE_AFTER_MS = 1500

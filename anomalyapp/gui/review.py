@@ -101,6 +101,7 @@ class ReviewController(QObject):
         """Open the next image; in the review queue the decided row has just left the list."""
         proxy = self.results_panel.proxy()
         if proxy.rowCount() == 0:
+            self.viewer.clear()  # the list is done: the last decided part is no longer in it
             return
         if self.results_panel.view.currentIndex().isValid():
             self.results_panel.select_next()
@@ -150,6 +151,10 @@ class ReviewController(QObject):
         row_index = self.results_panel.current_source_row()
         if row_index is not None:
             self.inspection.show(self.results_panel.model().row_at(row_index).path)
+        else:
+            # The taught part left the list with its new verdict (Show: NG): its map, drawn by the model before the
+            # correction, would stay on screen with an outline the new model no longer draws.
+            self.viewer.clear()
 
     # --------------------------------------------------------------------------- decision rule
     def rule_moved(self, verdicts) -> None:

@@ -121,6 +121,27 @@ def test_false_positive_fix_is_recorded_as_a_version_and_can_be_rolled_back(qtbo
     assert any("rollback" in action for action in actions)
 
 
+def test_a_part_taught_good_that_leaves_the_list_leaves_the_viewer_too(qtbot, window, project, demo_line, tmp_path):
+    _open_and_log_in(qtbot, window, project, SUPERVISOR)
+    parts = tmp_path / "parts"  # the test images under names of their own, so that a name picks one out
+    parts.mkdir()
+    for image in (demo_line / "test").glob("*/*.png"):
+        shutil.copy(image, parts / f"{image.parent.name}_{image.name}")
+    window.inspect([str(parts)])
+    model, panel = window.results_panel.model(), window.results_panel
+    qtbot.waitUntil(lambda: model.rowCount() == len(list(parts.iterdir())), timeout=60000)
+    qtbot.waitUntil(lambda: not window.inspection._job.running, timeout=10000)
+    flagged = next(i for i in range(model.rowCount()) if model.verdict_at(i) == "NG")
+    panel.verdict_filter.setCurrentText("NG")
+    panel.name_filter.setText(model.row_at(flagged).path.name)  # the one part a technician looks at
+    panel.select_source_row(flagged)
+    qtbot.waitUntil(window.viewer.has_image, timeout=10000)
+    with qtbot.waitSignal(window.inspection.correction_done, timeout=60000):
+        window.label_current("OK")
+    assert model.verdict_at(flagged) == "OK" and panel.proxy().rowCount() == 0
+    assert not window.viewer.has_image()  # not the map the model drew before it learnt the part
+
+
 def test_threshold_from_labels_is_applied_by_a_supervisor(qtbot, window, project, demo_line):
     _open_and_log_in(qtbot, window, project, SUPERVISOR)
     _inspect(qtbot, window, demo_line)

@@ -150,6 +150,8 @@ def test_threshold_from_labels_is_applied_by_a_supervisor(qtbot, window, project
     for i in range(model.rowCount()):
         row = model.row_at(i)
         records.label(row.record_id, "NG" if "/good/" not in str(row.path) else "OK", user=window.access.user)
+    window.threshold_panel.set_threshold(0.3)  # below the good parts: the labels propose another
+    qtbot.waitUntil(lambda: records.decision_rule()[0] == pytest.approx(0.3), timeout=3000)
     window.show_records()
     dialog = window.records_dialog
     assert dialog.apply_button.isEnabled()
@@ -157,6 +159,9 @@ def test_threshold_from_labels_is_applied_by_a_supervisor(qtbot, window, project
     dialog.apply_proposal()
     assert window.threshold_panel.threshold() == pytest.approx(proposed, abs=1e-3)
     assert records.current_version().change.startswith("threshold")
+    # The labels propose what is now in use: nothing more to apply.
+    assert dialog._proposal.proposed_threshold == pytest.approx(proposed, abs=1e-3)
+    assert not dialog.apply_button.isEnabled() and "in use" in dialog.apply_button.toolTip()
 
 
 def test_single_user_station_is_not_locked_out(qtbot, window, tmp_path, demo_line):

@@ -393,8 +393,11 @@ class RecordsDialog(QDialog):
                      f"recall {_fmt(p.proposed_recall)}, F1 {_fmt(p.proposed_f1)}.</p>")
         self.threshold_text.setText(text)
         allowed = self.access.can("apply_threshold")
-        self.apply_button.setEnabled(p.proposed_threshold is not None and allowed)
-        self.apply_button.setToolTip("" if allowed else "only a supervisor applies a threshold")
+        # A proposal shown as the threshold in use (to the 3 places written) would apply nothing but a new version.
+        in_use = p.proposed_threshold is not None and round(p.proposed_threshold, 3) == round(p.current_threshold, 3)
+        self.apply_button.setEnabled(p.proposed_threshold is not None and allowed and not in_use)
+        self.apply_button.setToolTip("only a supervisor applies a threshold" if not allowed else
+                                     "the proposal is the threshold in use" if in_use else "")
 
     def apply_proposal(self) -> None:
         if self._proposal.proposed_threshold is None:

@@ -18,10 +18,26 @@ from enum import StrEnum
 
 import numpy as np
 
-__all__ = ["NORMALISED_THRESHOLD", "Verdict", "Verdicts", "verdict_for", "verdicts_for", "SEVERITY"]
+__all__ = ["NORMALISED_THRESHOLD", "RULE_DECIMALS", "Verdict", "Verdicts", "stated_rule", "verdict_for", "verdicts_for",
+           "SEVERITY"]
 
 #: Where every model's calibrated threshold sits on the normalised score scale (and the anomaly maps').
 NORMALISED_THRESHOLD = 0.5
+#: The decimal places a decision rule is stated to: what the threshold panel shows and edits, and what the records
+#: keep and judge with. A calibrated band from 0.4601641 shown as 0.460 and kept as 0.4601641 differed from what
+#: the panel held, and the panel "changed" it, audited as a person's change, as soon as a model was loaded.
+RULE_DECIMALS = 3
+
+
+def stated_rule(threshold: float, uncertain_low: float | None) -> tuple[float, float | None]:
+    """A decision rule (threshold, the Review band's lower end or None) to ``RULE_DECIMALS`` places; a band that
+    rounds up onto the threshold is empty (None)."""
+    threshold = round(float(threshold), RULE_DECIMALS)
+    if uncertain_low is not None:
+        uncertain_low = round(float(uncertain_low), RULE_DECIMALS)
+        if uncertain_low >= threshold:
+            uncertain_low = None
+    return threshold, uncertain_low
 
 
 class Verdict(StrEnum):

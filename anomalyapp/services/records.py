@@ -25,7 +25,12 @@ from pathlib import Path
 
 from anomalyapp.core.errors import AppError, DataError
 from anomalyapp.core.files import file_sha256
-from anomalyapp.core.verdicts import NORMALISED_THRESHOLD, verdict_for  # verdict_for re-exported for the front ends
+from anomalyapp.core.verdicts import (  # verdict_for re-exported for the front ends
+    NORMALISED_THRESHOLD,
+    RULE_DECIMALS,
+    stated_rule,
+    verdict_for,
+)
 from anomalyapp.services import auth
 from anomalyapp.store.records import (  # the record types, re-exported for the front ends (they may not import store)
     LABELS,
@@ -167,7 +172,10 @@ def check_decision_rule(threshold: float, uncertain_low: float | None) -> tuple[
         if not math.isfinite(uncertain_low) or not 0 <= uncertain_low < threshold:
             raise AppError(f"the uncertain band's lower end must lie between 0 and the threshold {threshold:.3f}, "
                            f"not {uncertain_low}")
-    return threshold, uncertain_low
+    stated = stated_rule(threshold, uncertain_low)
+    if stated[0] <= 0:
+        raise AppError(f"a threshold must be at least {10 ** -RULE_DECIMALS}, not {threshold}")
+    return stated
 
 
 class RecordsService:
@@ -320,13 +328,15 @@ class RecordsService:
     # -- the decision rule in use -----------------------------------------------------------------
 
     def decision_rule(self) -> tuple[float, float | None]:
-        """(threshold, lower end of the uncertain band or None) in use: what inspections are judged with."""
+        """(threshold, lower end of the uncertain band or None) in use: what inspections are judged with, as the
+        window states it (``core.verdicts.stated_rule``; records written before kept a calibrated band to every
+        place, and the window showed and judged it to 3)."""
         value = self.store.get_setting(THRESHOLD_IN_USE)
         if value is None:  # never set: the model version's threshold, no band
             current = self.store.current_model_version()
-            return (current.threshold if current else NORMALISED_THRESHOLD), None
+            return stated_rule(current.threshold if current else NORMALISED_THRESHOLD, None)
         low = self.store.get_setting(UNCERTAIN_LOW_IN_USE)
-        return float(value), (float(low) if low is not None else None)
+        return stated_rule(float(value), float(low) if low is not None else None)
 
     def set_threshold(self, actor: User, threshold: float, uncertain_low: float | None = None, reason: str = "",
                       project=None) -> bool:

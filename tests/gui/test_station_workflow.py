@@ -422,6 +422,20 @@ def test_the_training_settings_are_the_projects_once_changed_not_once_trained(qt
     assert panel.settings_values()["detector"] == "autoencoder" and panel.region == ((0.1, 0.2, 0.5, 0.6),)
 
 
+def test_loading_a_model_records_its_band_once_and_nobody_changes_it(qtbot, window, project_with_model):
+    # The calibrated band (0.4601641...) was kept to every place while the panel holds 3: the panel "moved" it to
+    # 0.460 as soon as the model was shown, audited as the person's change from the threshold panel.
+    from anomalyapp.services.records import RecordsService
+
+    _load(qtbot, window, project_with_model)
+    qtbot.wait(600)  # longer than the panel takes to commit a moved rule
+    with RecordsService(project_with_model.root) as records:
+        entries = [entry for entry in records.audit_log() if entry.action == "threshold_changed"]
+        rule = records.decision_rule()
+    assert len(entries) == 1 and "calibrated band" in entries[0].new_value, [e.new_value for e in entries]
+    assert rule == (window.threshold_panel.threshold(), window.threshold_panel.uncertain_low())
+
+
 def test_without_an_estimate_the_time_left_names_the_stage_it_measures(qtbot, window):
     from anomalyapp.core.types import Progress
 

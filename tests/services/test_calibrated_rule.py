@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
-
 from anomalyapp.core.types import drain
-from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
+from anomalyapp.core.verdicts import NORMALISED_THRESHOLD, stated_rule
 from anomalyapp.engine.bundle import read_manifest
 from anomalyapp.engine.calibration import Calibration
 from anomalyapp.services import project as projects
@@ -29,11 +27,11 @@ def test_a_new_project_starts_with_the_models_calibrated_band(demo_line, tmp_pat
     band = _calibrated_band(model)
     assert band is not None and 0 < band < NORMALISED_THRESHOLD
     with RecordsService(project.root) as records:
-        assert records.decision_rule() == (NORMALISED_THRESHOLD, pytest.approx(band))
+        assert records.decision_rule() == stated_rule(NORMALISED_THRESHOLD, band)  # to the panel's 3 places
         audit = records.audit_log(subject="threshold")
     assert any("review from" in entry.new_value for entry in audit)
     reopened = projects.open_project(project.root)
-    assert reopened.uncertain_low == pytest.approx(band)  # the project's copy for display follows
+    assert reopened.uncertain_low == stated_rule(NORMALISED_THRESHOLD, band)[1]  # the project's copy follows
 
 
 def test_a_model_loaded_into_records_without_a_rule_gets_its_band_once(patchcore_model, tmp_path):
@@ -47,7 +45,7 @@ def test_a_model_loaded_into_records_without_a_rule_gets_its_band_once(patchcore
                                         make_current=True)
         assert records.decision_rule() == (NORMALISED_THRESHOLD, None)
         assert records.start_with_calibrated_band(boss, band, project)
-        assert records.decision_rule() == (NORMALISED_THRESHOLD, pytest.approx(band))
+        assert records.decision_rule() == stated_rule(NORMALISED_THRESHOLD, band)
         records.set_threshold(boss, 0.6, None, reason="no band wanted")
         assert not records.start_with_calibrated_band(boss, band, project)  # a rule chosen since stays
         assert records.decision_rule() == (0.6, None)
@@ -63,3 +61,20 @@ def test_the_loaded_model_finds_the_files_of_the_good_images_it_names(line_with_
     # The user moved it out of the good images, as the note asks: nothing is left to show.
     (data / defective).rename(tmp_path / "set_aside.png")
     assert InferenceSession(model, device="cpu").summary().suspect_images == []
+
+
+def test_a_band_recorded_to_every_place_is_judged_as_the_window_states_it(tmp_path):
+    from anomalyapp.services.records import THRESHOLD_IN_USE, UNCERTAIN_LOW_IN_USE
+
+    project = projects.create_project(tmp_path / "line", single_user="boss")
+    with RecordsService(project.root) as records:
+        boss = records.auth.auto_login()
+        # As records written before the rule was stated to 3 places kept a calibrated band.
+        records.store.set_setting(THRESHOLD_IN_USE, repr(0.5), user_id=boss.id)
+        records.store.set_setting(UNCERTAIN_LOW_IN_USE, repr(0.4601641396095999), user_id=boss.id)
+        assert records.decision_rule() == (0.5, 0.46)
+        before = len(records.audit_log())
+        assert not records.set_threshold(boss, 0.5, 0.46)  # what the panel shows: no change, nothing audited
+        assert len(records.audit_log()) == before
+        assert records.set_threshold(boss, 0.5004, 0.4604) is False  # the same rule to 3 places
+        assert records.set_threshold(boss, 0.5, 0.4996) and records.decision_rule() == (0.5, None)  # rounds onto it

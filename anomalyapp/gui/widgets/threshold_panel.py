@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 from superqt.utils import qthrottled
 
 from anomalyapp.core import colours
-from anomalyapp.core.verdicts import NORMALISED_THRESHOLD, Verdict, Verdicts
+from anomalyapp.core.verdicts import NORMALISED_THRESHOLD, RULE_DECIMALS, Verdict, Verdicts
 
 __all__ = [
     "ThresholdPanel",
@@ -214,7 +214,7 @@ class ThresholdPanel(QWidget):
 
         self.threshold_spin = QDoubleSpinBox()
         self.threshold_spin.setObjectName("threshold_spin")
-        self.threshold_spin.setDecimals(3)
+        self.threshold_spin.setDecimals(RULE_DECIMALS)
         self.threshold_spin.setSingleStep(0.01)
         self.threshold_spin.setKeyboardTracking(False)
         self.threshold_spin.setToolTip(tip)
@@ -228,7 +228,7 @@ class ThresholdPanel(QWidget):
 
         self.uncertain_spin = QDoubleSpinBox()
         self.uncertain_spin.setObjectName("uncertain_spin")
-        self.uncertain_spin.setDecimals(3)
+        self.uncertain_spin.setDecimals(RULE_DECIMALS)
         self.uncertain_spin.setSingleStep(0.01)
         self.uncertain_spin.setKeyboardTracking(False)
         self.uncertain_spin.setPrefix("from ")
@@ -355,9 +355,9 @@ class ThresholdPanel(QWidget):
     # -- state and sync --------------------------------------------------------------------------
 
     def _set_state(self, threshold: float, low: float | None, source: object = None) -> None:
-        threshold = round(max(0.0, threshold), 3)
+        threshold = round(max(0.0, threshold), RULE_DECIMALS)
         if low is not None:
-            low = round(min(max(0.0, low), threshold), 3)
+            low = round(min(max(0.0, low), threshold), RULE_DECIMALS)
             self._last_low = low
         self._threshold, self._low = threshold, low
         if threshold > self._xmax:
@@ -495,7 +495,7 @@ class ThresholdPanel(QWidget):
             return
         low = None
         if checked:
-            low = self._last_low if self._last_low < self._threshold else round(0.8 * self._threshold, 3)
+            low = self._last_low if self._last_low < self._threshold else round(0.8 * self._threshold, RULE_DECIMALS)
         self._set_state(self._threshold, low)
         self._emit_final()
 

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 from anomalyapp.core.cancel import check
 from anomalyapp.core.errors import AppError
 from anomalyapp.core.image_names import shown_name
+from anomalyapp.core.verdicts import stated_rule
 from anomalyapp.gui.workers import start_job
 from anomalyapp.services import reports
 from anomalyapp.services.records import InspectionQuery, InspectionRecord, LabelRecord, Summary
@@ -393,8 +394,9 @@ class RecordsDialog(QDialog):
                      f"recall {_fmt(p.proposed_recall)}, F1 {_fmt(p.proposed_f1)}.</p>")
         self.threshold_text.setText(text)
         allowed = self.access.can("apply_threshold")
-        # A proposal shown as the threshold in use (to the 3 places written) would apply nothing but a new version.
-        in_use = p.proposed_threshold is not None and round(p.proposed_threshold, 3) == round(p.current_threshold, 3)
+        # A proposal that is the threshold in use, as rules are stated, would apply nothing but a new version.
+        in_use = p.proposed_threshold is not None and stated_rule(p.proposed_threshold, None) == stated_rule(
+            p.current_threshold, None)
         self.apply_button.setEnabled(p.proposed_threshold is not None and allowed and not in_use)
         self.apply_button.setToolTip("only a supervisor applies a threshold" if not allowed else
                                      "the proposal is the threshold in use" if in_use else "")

@@ -45,6 +45,8 @@ class TrainingFlow(QObject):
         trainer.model_ready.connect(review.model_trained)
         session.estimate_wanted.connect(self.estimate)
         panel.settings_changed.connect(self._settings_changed)
+        session.about_to_replace.connect(self.flush_settings)  # changed just before another project was opened
+        session.pending_edits_wanted.connect(self.flush_settings)
 
     def start(self) -> None:
         project = self.session.project
@@ -82,6 +84,12 @@ class TrainingFlow(QObject):
         training starts: closing the window or switching project keeps them. They change no verdict until trained."""
         if self.session.project is not None and self.access.can("train"):
             self._store(self.panel.settings_values())
+
+    def flush_settings(self) -> None:
+        """Settings changed less than a moment ago are kept now: the project is about to close."""
+        if self._keep.isActive():
+            self._keep.stop()
+            self._keep_settings()
 
     def _settings_changed(self) -> None:
         """The estimate's text says whether it still describes the training the panel would start (looked at once

@@ -235,6 +235,7 @@ class MainWindow(QMainWindow):
             window_dialogs.ask_quit_during_training(self, self._quit_cancelling_training)
             return
         self.review.flush()
+        self.training.flush_settings()
         window_layout.save(self, self.settings)
         self.camera.stop()
         self.watch.stop()

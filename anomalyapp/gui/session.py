@@ -20,6 +20,8 @@ from anomalyapp.services.settings import apply_pixel_limit, load_settings, save_
 
 class ProjectSession(QObject):
     about_to_replace = Signal()  # the old project's last moment: pending changes are saved into it
+    # Before a project's files are read: pending edits reach them first (the one opened may be the one open).
+    pending_edits_wanted = Signal()
     replaced = Signal(object)  # the new Project, after every view-model was reset
     config_changed = Signal(object)  # AppConfig (preferences)
     error = Signal(str, str)  # title, message
@@ -58,6 +60,7 @@ class ProjectSession(QObject):
             QTimer.singleShot(1500, self, lambda: None if self.trainer.running else self.estimate_wanted.emit())
 
     def open(self, folder) -> bool:
+        self.pending_edits_wanted.emit()
         try:
             self.set_project(projects.open_project(folder))
         except AppError as error:

@@ -422,6 +422,10 @@ def test_the_training_settings_are_the_projects_once_changed_not_once_trained(qt
     assert [list(r) for r in kept.roi] == [[0.1, 0.2, 0.5, 0.6]] and kept.false_reject_rate == pytest.approx(0.007)
     window.open_project(project_with_model.root)  # opened again, as after a restart
     assert panel.settings_values()["detector"] == "autoencoder" and panel.region == ((0.1, 0.2, 0.5, 0.6),)
+    panel.detector.setCurrentIndex(panel.detector.findData("patchcore"))
+    window.open_project(project_with_model.root)  # at once: the change is kept all the same
+    assert projects.open_project(project_with_model.root).training.detector == "patchcore"
+    assert panel.settings_values()["detector"] == "patchcore"
 
 
 def test_loading_a_model_records_its_band_once_and_nobody_changes_it(qtbot, window, project_with_model):

@@ -193,6 +193,9 @@ class ResultsPanel(QWidget):
         self.view.setAlternatingRowColors(True)
         self.view.setShowGrid(False)
         self.view.setWordWrap(False)
+        # File names of a line share their start and differ at the end (a counter or a time: "exp1_num_108719.jpg"):
+        # a name cut at its start still tells the images apart, where "exp1_num_…" in every row did not.
+        self.view.setTextElideMode(Qt.TextElideMode.ElideLeft)
         self._verdict_delegate = VerdictDelegate(self.view)
         self.view.setItemDelegateForColumn(ResultsModel.VERDICT, self._verdict_delegate)
         self.view.setIconSize(self.view.iconSize().expandedTo(QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE)))

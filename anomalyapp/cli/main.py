@@ -343,6 +343,13 @@ def _print_metrics(result: dict) -> None:
     def fmt(value):
         return "n/a" if value is None else f"{value:.4f}"
 
+    learnt = result.get("learnt_images") or []
+    if learnt:
+        hows = {"taught": "taught good since its training", "training": "among its training images"}
+        named = "; ".join(f"{Path(entry['path']).name} ({hows.get(entry['how'], entry['how'])})" for entry in learnt[:5])
+        print(f"warning: the model learnt from {len(learnt)} of these {result['images']} test images ({named}"
+              f"{'; …' if len(learnt) > 5 else ''}): the metrics flatter it; evaluate on images it has not seen")
+
     print(
         f"{result['images']} test images ({result['anomalous']} defective): image AUROC {fmt(result['image_auroc'])}, "
         f"pixel AUROC {fmt(result['pixel_auroc'])}, AUPRO@0.3 {fmt(result['aupro'])}, F1-max {fmt(result['f1_max'])}"

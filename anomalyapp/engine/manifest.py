@@ -44,9 +44,10 @@ class ModelManifest:
     def backbone_name(self) -> str:
         return self.backbone["name"]
 
-    def corrected(self, parent: str, change: str) -> ModelManifest:
-        """The manifest as a correction of this model records it."""
-        return ModelManifest.of(self.values | {"parent": parent, "change": change})
+    def corrected(self, parent: str, change: str, training_set: dict | None = None) -> ModelManifest:
+        """The manifest as a correction of this model records it (with the images it added, in ``training_set``)."""
+        return ModelManifest.of(self.values | {"parent": parent, "change": change,
+                                               "training_set": self.training_set if training_set is None else training_set})
 
 
 # ------------------------------------------------------------------------------------------ field checks

@@ -88,14 +88,17 @@ def _learn(session: InferenceSession, image_paths: list[Path], target: Path, cha
     change = change or f"marked good: {names} ({what})"
     manifest = session.manifest
     parent = session.model_path.name
+    # Every image taught since the training, not only this correction's: the model learnt from all of them.
+    taught = list(dict.fromkeys([*manifest.training_set.get("added_good_images", ()), *map(str, image_paths)]))
+    training_set = manifest.training_set | {"added_good_images": taught}
     save_model(
         detector,
         target,
         backbone=manifest.backbone,
-        training_set=manifest.training_set | {"added_good_images": [str(p) for p in image_paths]},
+        training_set=training_set,
         extra={"parent": parent, "change": change},
     )
     session.model_path = target
-    session.manifest = manifest.corrected(parent, change)
+    session.manifest = manifest.corrected(parent, change, training_set)
     yield Progress("correction", 1, 1, change)
     return CorrectionResult(target, parent, change, learned - started, time.perf_counter() - started)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from anomalyapp.core.cancel import CancelToken, check
-from anomalyapp.core.errors import DataError
+from anomalyapp.core.errors import AppError, DataError
 from anomalyapp.core.types import Progress
 from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
 from anomalyapp.data.datasets import discover_dataset, pixel_truth
@@ -56,6 +56,21 @@ def false_reject_metrics(labels, scores, threshold: float) -> dict:
     }
 
 
+def images_the_model_learnt_from(manifest) -> dict[Path, str]:
+    """The images a model learnt from, resolved, each with how: "training" (the good images of its training folder,
+    as the folder is now, when it is still there) or "taught" (marked good since, by a false-positive fix). An
+    evaluation that scores them flatters the model: the fix taught it exactly those images."""
+    learnt: dict[Path, str] = {}
+    root = manifest.training_set.get("root")
+    if root:
+        try:
+            learnt |= {path.resolve(): "training" for path in discover_dataset(root).train_good}
+        except (AppError, OSError):
+            pass  # the training images are not here: nothing to compare with
+    learnt |= {Path(path).resolve(): "taught" for path in manifest.training_set.get("added_good_images", ())}
+    return learnt
+
+
 def false_rejects_against_expected(calibration, labels, scores, threshold: float) -> dict | None:
     """How many good images ``threshold`` judges NG, against the 90 % interval the calibration expected for a
     batch of that many new good parts (``Calibration.expected_false_reject_count``): whether this set's good
@@ -90,6 +105,7 @@ def evaluate(
     if not dataset.test:
         raise DataError(f"{data} has no test images (expected test/good and test/<defect> folders)")
     labels, scores, masks, maps, rows, skipped = [], [], [], [], [], []
+    learnt = images_the_model_learnt_from(session.manifest)
     started = time.perf_counter()
     for index, item in enumerate(dataset.test):
         check(cancel)
@@ -101,7 +117,8 @@ def evaluate(
         prediction = result.prediction
         labels.append(int(item.is_anomalous))
         scores.append(prediction.score)
-        rows.append({"path": str(item.path), "defect_type": item.defect_type, "score": prediction.score})
+        rows.append({"path": str(item.path), "defect_type": item.defect_type, "score": prediction.score,
+                     "learnt": learnt.get(item.path.resolve())})
         truth = pixel_truth(item, prediction.anomaly_map.shape)
         if truth is not None:
             masks.append(truth)
@@ -147,6 +164,9 @@ def evaluate(
     result["false_rejects_against_expected"] = false_rejects_against_expected(
         session.calibration, labels_array, scores_array, threshold)
     result["per_image"] = rows
+    # Evaluated images the model learnt from (a test image taught good from the review, a test folder that is the
+    # training folder): named, so that nobody reads the metrics as those of unseen parts.
+    result["learnt_images"] = [{"path": row["path"], "how": row["learnt"]} for row in rows if row["learnt"]]
     return result
 
 

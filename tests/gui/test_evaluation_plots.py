@@ -61,6 +61,11 @@ def test_metrics_table_with_na(plots):
     assert table["Precision"] == "0.900" and table["Recall"] == "0.880" and table["Accuracy"] == "0.910"
     assert (table["TN (good passed)"], table["FP (good rejected)"]) == ("28", "2")
     assert (table["FN (defect passed)"], table["TP (defect rejected)"]) == ("3", "17")
+    assert table["Seen by the model"] == "n/a"  # an evaluation saved before the check
+    plots.show_evaluation(_result(learnt_images=[]))
+    assert _table(plots)["Seen by the model"] == "0"
+    plots.show_evaluation(_result(learnt_images=[{"path": "good/3.png", "how": "taught"}]))
+    assert _table(plots)["Seen by the model"] == "1: the metrics flatter it"
 
 
 def test_all_none_and_missing_keys(plots):

@@ -100,3 +100,29 @@ def test_a_model_saved_without_a_rehearsal_sample_fine_tunes_as_it_did(trained_a
     image = np.full((128, 128, 3), 128, np.uint8)
     message = drain(session.detector.learn_from_good([image]))
     assert message == "autoencoder fine-tuned for 5 epochs"
+
+
+def test_an_evaluation_names_the_test_images_the_model_learnt_from(patchcore_model, demo_line, tmp_path, capsys):
+    from anomalyapp.cli.main import main
+    from anomalyapp.services.evaluation import evaluate
+
+    models = tmp_path / "models"
+    shutil.copytree(patchcore_model, models / "v1")
+    session = InferenceSession(models / "v1", device="cpu")
+    assert drain(evaluate(session, demo_line))["learnt_images"] == []  # test images it never saw
+    flagged = [item.path for item in discover_dataset(demo_line).test if item.is_anomalous][:2]
+    drain(learn_good_images(session, flagged[:1], models))  # two fixes from the review, one image each
+    second = drain(learn_good_images(session, flagged[1:], models))
+
+    taught = drain(evaluate(InferenceSession(second.folder, device="cpu"), demo_line))["learnt_images"]
+    assert taught == [{"path": str(path), "how": "taught"} for path in flagged]  # both, not the last fix's alone
+    # A test set whose good images are the training images (links to them, as a shared folder would hold).
+    mixed = tmp_path / "mixed"
+    shutil.copytree(demo_line, mixed)
+    for image in (mixed / "test" / "good").iterdir():
+        image.unlink()
+    for image in sorted((demo_line / "train" / "good").iterdir())[:3]:
+        (mixed / "test" / "good" / image.name).symlink_to(image)
+    assert main(["evaluate", str(models / "v1"), str(mixed), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: the model learnt from 3 of these" in out and "among its training images" in out

@@ -46,6 +46,7 @@ METRIC_ROWS = (
     ("Pixel AUROC", "pixel_auroc", "ratio"),
     ("AUPRO @ 0.3 FPR", "aupro", "ratio"),
     ("F1-max", "f1_max", "ratio"),
+    ("Seen by the model", "learnt_images", "learnt"),  # test images it learnt from: they qualify every figure above
     ("Threshold used", "threshold", "ratio"),
     ("False-reject rate (good judged NG)", "false_reject_rate", "ratio"),
     ("Expected false-reject rate", ("expected_false_reject_rate", 0), "ratio"),
@@ -83,6 +84,8 @@ def _is_defective(item: dict) -> bool:
 def _format(value, kind: str) -> str:
     if value is None:
         return NOT_AVAILABLE
+    if kind == "learnt":  # services.evaluation: a test image taught good, or one of the training images
+        return f"{len(value)}" + (": the metrics flatter it" if value else "")
     if kind == "against_expected":  # services.evaluation.false_rejects_against_expected
         return (f"{value['judged_ng']}/{value['good_images']} ({value['expected_low']}-{value['expected_high']})"
                 + ("" if value["within"] else " outside"))

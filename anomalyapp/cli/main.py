@@ -349,6 +349,10 @@ def _print_metrics(result: dict) -> None:
         named = "; ".join(f"{Path(entry['path']).name} ({hows.get(entry['how'], entry['how'])})" for entry in learnt[:5])
         print(f"warning: the model learnt from {len(learnt)} of these {result['images']} test images ({named}"
               f"{'; …' if len(learnt) > 5 else ''}): the metrics flatter it; evaluate on images it has not seen")
+        unseen = result.get("unseen") or {}
+        if unseen:
+            print(f"without them ({unseen['images']} images): image AUROC {fmt(unseen['image_auroc'])}, false-reject "
+                  f"rate {fmt(unseen['false_reject_rate'])}, recall {fmt(unseen['recall'])}")
 
     print(
         f"{result['images']} test images ({result['anomalous']} defective): image AUROC {fmt(result['image_auroc'])}, "

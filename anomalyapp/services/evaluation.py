@@ -167,7 +167,18 @@ def evaluate(
     # Evaluated images the model learnt from (a test image taught good from the review, a test folder that is the
     # training folder): named, so that nobody reads the metrics as those of unseen parts.
     result["learnt_images"] = [{"path": row["path"], "how": row["learnt"]} for row in rows if row["learnt"]]
+    result["unseen"] = _unseen_metrics(rows, labels_array, scores_array, threshold) if result["learnt_images"] else None
     return result
+
+
+def _unseen_metrics(rows: list[dict], labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    """The image-level figures over the test images the model did not learn from: what the evaluation would say
+    of unseen parts (the pixel figures are left to a test set without them)."""
+    unseen = np.array([not row["learnt"] for row in rows], dtype=bool)
+    labels, scores = labels[unseen], scores[unseen]
+    both_classes = 0 < labels.sum() < len(labels)
+    return {"images": int(unseen.sum()), "image_auroc": metrics.auroc(labels, scores) if both_classes else None,
+            **false_reject_metrics(labels, scores, threshold)}
 
 
 def write_scores_csv(path: str | os.PathLike, result: dict) -> Path:

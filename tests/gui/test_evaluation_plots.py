@@ -64,8 +64,9 @@ def test_metrics_table_with_na(plots):
     assert table["Seen by the model"] == "n/a"  # an evaluation saved before the check
     plots.show_evaluation(_result(learnt_images=[]))
     assert _table(plots)["Seen by the model"] == "0"
-    plots.show_evaluation(_result(learnt_images=[{"path": "good/3.png", "how": "taught"}]))
-    assert _table(plots)["Seen by the model"] == "1: the metrics flatter it"
+    plots.show_evaluation(_result(learnt_images=[{"path": "good/3.png", "how": "taught"}],
+                                  unseen={"images": 49, "image_auroc": 0.9612}))
+    assert _table(plots)["Seen by the model"] == "1: the metrics flatter it; without them AUROC 0.961"
 
 
 def test_all_none_and_missing_keys(plots):

@@ -114,8 +114,11 @@ def test_an_evaluation_names_the_test_images_the_model_learnt_from(patchcore_mod
     drain(learn_good_images(session, flagged[:1], models))  # two fixes from the review, one image each
     second = drain(learn_good_images(session, flagged[1:], models))
 
-    taught = drain(evaluate(InferenceSession(second.folder, device="cpu"), demo_line))["learnt_images"]
-    assert taught == [{"path": str(path), "how": "taught"} for path in flagged]  # both, not the last fix's alone
+    result = drain(evaluate(InferenceSession(second.folder, device="cpu"), demo_line))
+    assert result["learnt_images"] == [{"path": str(path), "how": "taught"} for path in flagged]  # both fixes
+    unseen = result["unseen"]  # the figures over the other test images
+    assert unseen["images"] == result["images"] - 2
+    assert unseen["recall"] > result["recall"]  # the two defects it was taught as good pass now: they lowered it
     # A test set whose good images are the training images (links to them, as a shared folder would hold).
     mixed = tmp_path / "mixed"
     shutil.copytree(demo_line, mixed)
@@ -126,3 +129,4 @@ def test_an_evaluation_names_the_test_images_the_model_learnt_from(patchcore_mod
     assert main(["evaluate", str(models / "v1"), str(mixed), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "warning: the model learnt from 3 of these" in out and "among its training images" in out
+    assert "without them (" in out

@@ -46,7 +46,8 @@ METRIC_ROWS = (
     ("Pixel AUROC", "pixel_auroc", "ratio"),
     ("AUPRO @ 0.3 FPR", "aupro", "ratio"),
     ("F1-max", "f1_max", "ratio"),
-    ("Seen by the model", "learnt_images", "learnt"),  # test images it learnt from: they qualify every figure above
+    # Test images the model learnt from: they qualify every figure above; with the image AUROC of the others.
+    ("Seen by the model", ("learnt_images", "unseen"), "learnt"),
     ("Threshold used", "threshold", "ratio"),
     ("False-reject rate (good judged NG)", "false_reject_rate", "ratio"),
     ("Expected false-reject rate", ("expected_false_reject_rate", 0), "ratio"),
@@ -66,6 +67,8 @@ METRIC_ROWS = (
 
 
 def _lookup(result: dict, key):
+    if isinstance(key, tuple) and key[0] == "learnt_images":  # the list and the figures without its images
+        return None if result.get("learnt_images") is None else (result["learnt_images"], result.get("unseen"))
     if isinstance(key, tuple):
         value = result.get(key[0])
         try:
@@ -84,8 +87,12 @@ def _is_defective(item: dict) -> bool:
 def _format(value, kind: str) -> str:
     if value is None:
         return NOT_AVAILABLE
-    if kind == "learnt":  # services.evaluation: a test image taught good, or one of the training images
-        return f"{len(value)}" + (": the metrics flatter it" if value else "")
+    if kind == "learnt":  # services.evaluation: test images taught good, or among the training images
+        learnt, unseen = value
+        if not learnt:
+            return "0"
+        without = f"; without them AUROC {_format(unseen.get('image_auroc'), 'ratio')}" if unseen else ""
+        return f"{len(learnt)}: the metrics flatter it{without}"
     if kind == "against_expected":  # services.evaluation.false_rejects_against_expected
         return (f"{value['judged_ng']}/{value['good_images']} ({value['expected_low']}-{value['expected_high']})"
                 + ("" if value["within"] else " outside"))

@@ -351,8 +351,9 @@ def _print_metrics(result: dict) -> None:
               f"{'; …' if len(learnt) > 5 else ''}): the metrics flatter it; evaluate on images it has not seen")
         unseen = result.get("unseen") or {}
         if unseen:
-            print(f"without them ({unseen['images']} images): image AUROC {fmt(unseen['image_auroc'])}, false-reject "
-                  f"rate {fmt(unseen['false_reject_rate'])}, recall {fmt(unseen['recall'])}")
+            print(f"without them ({unseen['images']} images): image AUROC {fmt(unseen['image_auroc'])}, pixel AUROC "
+                  f"{fmt(unseen.get('pixel_auroc'))}, AUPRO@0.3 {fmt(unseen.get('aupro'))}, false-reject rate "
+                  f"{fmt(unseen['false_reject_rate'])}, recall {fmt(unseen['recall'])}")
 
     print(
         f"{result['images']} test images ({result['anomalous']} defective): image AUROC {fmt(result['image_auroc'])}, "

@@ -106,6 +106,7 @@ def evaluate(
         raise DataError(f"{data} has no test images (expected test/good and test/<defect> folders)")
     labels, scores, masks, maps, rows, skipped = [], [], [], [], [], []
     learnt = images_the_model_learnt_from(session.manifest)
+    map_learnt: list[bool] = []  # beside masks and maps: whether the model learnt from that image
     started = time.perf_counter()
     for index, item in enumerate(dataset.test):
         check(cancel)
@@ -123,6 +124,7 @@ def evaluate(
         if truth is not None:
             masks.append(truth)
             maps.append(prediction.anomaly_map)
+            map_learnt.append(bool(rows[-1]["learnt"]))
         yield Progress("evaluate", index + 1, len(dataset.test), f"{item.path.name}: {prediction.verdict}")
     seconds = time.perf_counter() - started
     labels_array, scores_array = np.asarray(labels), np.asarray(scores, dtype=np.float64)
@@ -156,9 +158,7 @@ def evaluate(
     else:
         result["f1_max"], result["f1_max_threshold"] = None, None
     yield Progress("metrics", 0, None, "pixel metrics")
-    has_defect_pixels = any(mask.any() for mask in masks) and any((~mask).any() for mask in masks)
-    result["pixel_auroc"] = metrics.pixel_auroc(masks, maps) if has_defect_pixels else None
-    result["aupro"] = metrics.aupro(masks, maps, fpr_limit=0.3) if has_defect_pixels else None
+    result |= _pixel_metrics(masks, maps)
     result |= metrics.threshold_metrics(labels_array, scores_array, threshold)
     result |= false_reject_metrics(labels_array, scores_array, threshold)
     result["false_rejects_against_expected"] = false_rejects_against_expected(
@@ -167,13 +167,26 @@ def evaluate(
     # Evaluated images the model learnt from (a test image taught good from the review, a test folder that is the
     # training folder): named, so that nobody reads the metrics as those of unseen parts.
     result["learnt_images"] = [{"path": row["path"], "how": row["learnt"]} for row in rows if row["learnt"]]
-    result["unseen"] = _unseen_metrics(rows, labels_array, scores_array, threshold) if result["learnt_images"] else None
+    if result["learnt_images"]:
+        yield Progress("metrics", 0, None, "the figures without the images the model learnt from")
+        unseen_maps = [(mask, anomaly) for mask, anomaly, seen in zip(masks, maps, map_learnt) if not seen]
+        result["unseen"] = _unseen_metrics(rows, labels_array, scores_array, threshold) | _pixel_metrics(
+            [mask for mask, _ in unseen_maps], [anomaly for _, anomaly in unseen_maps])
+    else:
+        result["unseen"] = None
     return result
+
+
+def _pixel_metrics(masks: list[np.ndarray], maps: list[np.ndarray]) -> dict:
+    """Pixel AUROC and AUPRO@0.3 over the images with pixel truth; None without both kinds of pixel."""
+    has_defect_pixels = any(mask.any() for mask in masks) and any((~mask).any() for mask in masks)
+    return {"pixel_auroc": metrics.pixel_auroc(masks, maps) if has_defect_pixels else None,
+            "aupro": metrics.aupro(masks, maps, fpr_limit=0.3) if has_defect_pixels else None}
 
 
 def _unseen_metrics(rows: list[dict], labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
     """The image-level figures over the test images the model did not learn from: what the evaluation would say
-    of unseen parts (the pixel figures are left to a test set without them)."""
+    of unseen parts."""
     unseen = np.array([not row["learnt"] for row in rows], dtype=bool)
     labels, scores = labels[unseen], scores[unseen]
     both_classes = 0 < labels.sum() < len(labels)

@@ -119,6 +119,7 @@ def test_an_evaluation_names_the_test_images_the_model_learnt_from(patchcore_mod
     unseen = result["unseen"]  # the figures over the other test images
     assert unseen["images"] == result["images"] - 2
     assert unseen["recall"] > result["recall"]  # the two defects it was taught as good pass now: they lowered it
+    assert 0 < unseen["pixel_auroc"] <= 1 and 0 < unseen["aupro"] <= 1  # over the other images' maps
     # A test set whose good images are the training images (links to them, as a shared folder would hold).
     mixed = tmp_path / "mixed"
     shutil.copytree(demo_line, mixed)

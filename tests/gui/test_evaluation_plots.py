@@ -67,6 +67,12 @@ def test_metrics_table_with_na(plots):
     plots.show_evaluation(_result(learnt_images=[{"path": "good/3.png", "how": "taught"}],
                                   unseen={"images": 49, "image_auroc": 0.9612}))
     assert _table(plots)["Seen by the model"] == "1: the metrics flatter it; without them AUROC 0.961"
+    per_image = _result()["per_image"]
+    per_image[3]["learnt"] = "taught"  # as the service marks the image it names
+    plots.show_evaluation(_result(per_image=per_image, learnt_images=[{"path": "good/3.png", "how": "taught"}]))
+    plots.show_cell_images(next(r for r, (label, _, _) in enumerate(METRIC_ROWS) if label == "Seen by the model"))
+    listed = [plots.images_list.item(i).text() for i in range(plots.images_list.count())]
+    assert len(listed) == 1 and "3.png" in listed[0]
 
 
 def test_all_none_and_missing_keys(plots):

@@ -294,8 +294,13 @@ class EvaluationPlots(QWidget):
         return [self.images_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.images_list.count())]
 
     def show_cell_images(self, row: int) -> None:
-        """List the images of a confusion-matrix row of the table (TN, FP, FN, TP); other rows do nothing."""
+        """List the images of a confusion-matrix row of the table (TN, FP, FN, TP), or those the model learnt from
+        (Seen by the model); other rows do nothing."""
         key = METRIC_ROWS[row][1] if 0 <= row < len(METRIC_ROWS) else None
+        if isinstance(key, tuple) and key[0] == "learnt_images":
+            chosen = [item for item in self._per_image if item.get("learnt")]
+            self._list_images(f"{len(chosen)} test images the model learnt from", chosen)
+            return
         if not (isinstance(key, tuple) and key[0] == "confusion_matrix"):
             return
         defective, judged_ng = bool(key[1]), bool(key[2])

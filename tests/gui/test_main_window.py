@@ -208,3 +208,16 @@ def test_false_positive_is_fixed_in_place_without_retraining(qtbot, window, proj
     assert project.current_model != "trained" and (project.models_dir / "trained").is_dir()
     assert window.last_correction.gui_seconds < 30
     assert window.last_correction.correction.folder.name == project.current_model
+
+
+def test_a_start_shows_a_window_at_once_and_closes_it_for_the_main_one(qtbot, window):
+    # Before the libraries load (38 s cold here): a start that shows nothing gets clicked again.
+    from PySide6.QtWidgets import QApplication
+
+    from anomalyapp.gui.app import show_starting_splash
+
+    splash = show_starting_splash(QApplication.instance())
+    qtbot.addWidget(splash)
+    assert splash.isVisible() and "starting" in splash.message()
+    splash.finish(window)  # what the start does once the window is shown
+    qtbot.waitUntil(lambda: not splash.isVisible(), timeout=5000)

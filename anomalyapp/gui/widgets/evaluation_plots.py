@@ -40,6 +40,8 @@ __all__ = ["EvaluationPlots", "METRIC_ROWS"]
 
 NOT_AVAILABLE = "n/a"
 
+#: The metrics table's key of the test images the model learnt from: the list and the figures without them.
+LEARNT_KEY = ("learnt_images", "unseen")
 #: (label, result key, kind) for the metrics table, in display order.
 METRIC_ROWS = (
     ("Image AUROC", "image_auroc", "ratio"),
@@ -47,7 +49,7 @@ METRIC_ROWS = (
     ("AUPRO @ 0.3 FPR", "aupro", "ratio"),
     ("F1-max", "f1_max", "ratio"),
     # Test images the model learnt from: they qualify every figure above; with the image AUROC of the others.
-    ("Seen by the model", ("learnt_images", "unseen"), "learnt"),
+    ("Seen by the model", LEARNT_KEY, "learnt"),
     ("Threshold used", "threshold", "ratio"),
     ("False-reject rate (good judged NG)", "false_reject_rate", "ratio"),
     ("Expected false-reject rate", ("expected_false_reject_rate", 0), "ratio"),
@@ -67,7 +69,7 @@ METRIC_ROWS = (
 
 
 def _lookup(result: dict, key):
-    if isinstance(key, tuple) and key[0] == "learnt_images":  # the list and the figures without its images
+    if key == LEARNT_KEY:
         return None if result.get("learnt_images") is None else (result["learnt_images"], result.get("unseen"))
     if isinstance(key, tuple):
         value = result.get(key[0])
@@ -297,7 +299,7 @@ class EvaluationPlots(QWidget):
         """List the images of a confusion-matrix row of the table (TN, FP, FN, TP), or those the model learnt from
         (Seen by the model); other rows do nothing."""
         key = METRIC_ROWS[row][1] if 0 <= row < len(METRIC_ROWS) else None
-        if isinstance(key, tuple) and key[0] == "learnt_images":
+        if key == LEARNT_KEY:
             chosen = [item for item in self._per_image if item.get("learnt")]
             self._list_images(f"{len(chosen)} test images the model learnt from", chosen)
             return

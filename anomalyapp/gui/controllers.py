@@ -55,6 +55,7 @@ class TrainingController(QObject):
     failed = Signal(str)
     ended = Signal(str, str)  # message, outcome: "succeeded" | "cancelled" | "failed" (after finished)
     estimate_ready = Signal(object)  # services.training.Estimate
+    estimate_cancelled = Signal()  # the last estimate asked for was stopped before it ended
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -144,6 +145,8 @@ class TrainingController(QObject):
             self.job.cancel()
 
     def estimate(self, project, values: dict) -> None:
+        """Measure what a training with ``values`` would take. It replaces an estimate still running: only the
+        last one asked for is delivered, so the estimate shown is always for the settings last asked about."""
         from anomalyapp.services.training import estimate
 
         try:
@@ -151,13 +154,26 @@ class TrainingController(QObject):
         except AppError as error:
             self.failed.emit(str(error))
             return
-        self.estimate_job = start_job(
+        self.cancel_estimate()
+        job = None
+
+        def delivered(result):
+            if job is self.estimate_job:
+                self.estimate_ready.emit(result)
+
+        job = self.estimate_job = start_job(
             "estimate",
-            lambda token: _as_generator(lambda: estimate(request)),
+            lambda token: _as_generator(lambda: estimate(request, cancel=token)),
             self,
-            succeeded=self.estimate_ready.emit,
-            failed=self.failed.emit,
+            succeeded=delivered,
+            failed=lambda message: self.failed.emit(message) if job is self.estimate_job else None,
+            cancelled=lambda: self.estimate_cancelled.emit() if job is self.estimate_job else None,
         )
+
+    def cancel_estimate(self) -> None:
+        """Stop the estimate under way, if any (a training is starting, or another estimate replaces it)."""
+        if self.estimate_job is not None:
+            self.estimate_job.cancel()
 
 
 def _as_generator(function):

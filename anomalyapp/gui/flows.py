@@ -27,7 +27,12 @@ class TrainingFlow(QObject):
         self.session, self.access, self.trainer, self.panel = session, access, trainer, panel
         self.view_model, self.review = view_model, review
         self.region_dialog = None  # the open region-of-interest editor, if any
-        self._estimated = None  # what the last estimate was asked for: (good folder, settings)
+        self._estimated = None  # what the estimate shown was made for: (good folder, settings)
+        self._requested = None  # what the estimate under way, or the last one asked for, is for
+        # The settings the project's model was trained with (as opened, or as the last training started): a
+        # change away from them is measured at once, as it would be with an estimate shown.
+        self._settled = None
+        self._training = None  # the settings of the training under way: settled once its model is ready
         self._reestimate = QTimer(self)
         self._reestimate.setSingleShot(True)
         self._reestimate.setInterval(REESTIMATE_AFTER_MS)
@@ -40,12 +45,15 @@ class TrainingFlow(QObject):
         trainer.progress.connect(view_model.show_progress)
         trainer.ended.connect(view_model.end)
         trainer.failed.connect(lambda message: self.error.emit("Training", message))
-        trainer.estimate_ready.connect(view_model.set_estimate)
-        trainer.estimate_ready.connect(self._check_estimate)  # the settings may have changed while it measured
+        trainer.estimate_ready.connect(self._estimate_ready)
+        trainer.estimate_cancelled.connect(self._estimate_cancelled)
         trainer.model_ready.connect(review.model_trained)
+        trainer.model_ready.connect(self._model_trained)
+        trainer.ended.connect(self._check_estimate)  # settings changed during the training are measured now
         session.estimate_wanted.connect(self.estimate)
         panel.settings_changed.connect(self._settings_changed)
         session.about_to_replace.connect(self.flush_settings)  # changed just before another project was opened
+        session.replaced.connect(self._project_opened)
         session.pending_edits_wanted.connect(self.flush_settings)
 
     def start(self) -> None:
@@ -57,8 +65,11 @@ class TrainingFlow(QObject):
             return
         values = self.panel.settings_values()
         self._keep.stop()
+        self._reestimate.stop()
+        self.trainer.cancel_estimate()  # it would share the CPU with the training, which times itself
         self._store(values)
-        if self._estimated != self._estimate_key(values):
+        self._training = self._estimate_key(values)
+        if self._estimated != self._training:
             # An estimate made for other settings or images (an autoencoder's, for a PatchCore training) would
             # give the time left of another job.
             self.view_model.forget_estimate()
@@ -97,20 +108,54 @@ class TrainingFlow(QObject):
         QTimer.singleShot(0, self, self._check_estimate)
         self._keep.start()
 
+    def _project_opened(self, project) -> None:
+        """A project was opened: nothing estimated of it yet. Its settings, read once the panel shows them, are the
+        ones its model (if any) was trained with."""
+        self._estimated = self._requested = self._settled = None
+        if project.model_path is not None:
+            QTimer.singleShot(0, self, self._settle)  # queued after the panel is filled by the window's own slot
+
+    def _model_trained(self, _path) -> None:
+        self._settled = self._training
+
+    def _settle(self) -> None:
+        if self.session.project is not None:
+            self._settled = self._estimate_key(self.panel.settings_values())
+
+    def _estimate_wanted(self) -> bool:
+        """Whether the panel's settings call for an estimate: one is shown for other settings, or the project has a
+        model and they are no longer those it was trained with (retraining would cost something else)."""
+        key = self._estimate_key(self.panel.settings_values())
+        if key == self._estimated:
+            return False
+        return self.view_model.estimate is not None or (self._settled is not None and key != self._settled)
+
     def _check_estimate(self, *_) -> None:
         if self.session.project is not None:
             current = self._estimated == self._estimate_key(self.panel.settings_values())
             self.view_model.show_estimate(current=current)
-            if not current and self.view_model.estimate is not None:
-                self._reestimate.start()  # the one shown describes another training: measure this one
+            if self._estimate_wanted():
+                self._reestimate.start()  # the panel would start another training than the one measured: measure it
+
+    def _estimate_ready(self, estimate) -> None:
+        self._estimated = self._requested
+        self.view_model.set_estimate(estimate)
+        self._check_estimate()  # the settings may have changed while it measured
+
+    def _estimate_cancelled(self) -> None:
+        """Stopped for a training: the estimate shown before stays (marked if it was for other settings)."""
+        if self.view_model.estimate is None:
+            self.view_model.estimate_text.emit("")
+        elif self.session.project is not None:
+            self.view_model.show_estimate(current=self._estimated == self._estimate_key(self.panel.settings_values()))
 
     def _estimate_again(self) -> None:
-        """The estimate shown is for other settings: measure the panel's, unless a training or an estimate runs (one
-        that ends re-checks), the settings went back to the estimate's, or nothing could be trained."""
+        """Measure the panel's settings (they changed, see ``_estimate_wanted``), unless a training runs, the
+        settings went back, or nothing could be trained. An estimate still measuring older settings is replaced."""
         project = self.session.project
-        if (project is None or self.view_model.estimate is None or self.trainer.running or self.trainer.estimating
-                or not self.access.can("train") or not project.good_folder or not Path(project.good_folder).is_dir()
-                or self._estimated == self._estimate_key(self.panel.settings_values())):
+        if (project is None or self.trainer.running or not self.access.can("train") or not project.good_folder
+                or not Path(project.good_folder).is_dir() or not self._estimate_wanted()
+                or (self.trainer.estimating and self._requested == self._estimate_key(self.panel.settings_values()))):
             return
         self.estimate()
 
@@ -136,7 +181,7 @@ class TrainingFlow(QObject):
         if self.session.project is not None:
             self.view_model.estimate_text.emit("measuring on a few images…")
             values = self.panel.settings_values()
-            self._estimated = self._estimate_key(values)
+            self._requested = self._estimate_key(values)
             self.trainer.estimate(self.session.project, values)
 
 

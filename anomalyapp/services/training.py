@@ -488,11 +488,13 @@ def _duration(seconds: float, least: int = 1) -> str:
 ESTIMATE_SAMPLE = 8
 
 
-def estimate(request: TrainRequest, sample: int = ESTIMATE_SAMPLE) -> Estimate:
+def estimate(request: TrainRequest, sample: int = ESTIMATE_SAMPLE, cancel: CancelToken | None = None) -> Estimate:
     """Time and memory of a training, measured on a few images before committing to the whole run.
 
     Feature extraction is timed on ``sample`` images; the detector costs the rest of its fit from them
     (``training_cost``: PatchCore's coreset, the autoencoder's epochs) and the memory of its feature table.
+    ``cancel`` is checked between images and stages: a training that starts stops its estimate rather than share
+    the CPU with it.
     """
     from anomalyapp.engine.detector import build_detector
     from anomalyapp.engine.weights import resolve_weights
@@ -506,11 +508,15 @@ def estimate(request: TrainRequest, sample: int = ESTIMATE_SAMPLE) -> Estimate:
     config = choose_framing(config, request, paths)
     skipped: list[ImageReadError] = []
     started = time.perf_counter()
-    images = list(iter_pixels(paths[:: max(1, len(paths) // sample)][:sample], skipped))
+    images = []
+    for image in iter_pixels(paths[:: max(1, len(paths) // sample)][:sample], skipped):
+        check(cancel)
+        images.append(image)
     if not images:
         raise DataError(f"none of the {sample} sample images in {request.data} could be read")
     read_seconds = (time.perf_counter() - started) / (len(images) + len(skipped))
     detector, _ = build_detector(request.detector, config, resolve_weights(config.backbone, request.weights), device)
+    check(cancel)
     # The detector costs the images it fits; the held-out ones are only scored.
     fitted = len(paths) if dataset.validation_good else len(split_holdout(paths, request.calibration)[0])
     cost = detector.training_cost(images, fitted, read_seconds)

@@ -22,6 +22,7 @@ def window(qtbot, tmp_path):
     def stop_background_jobs(main):
         main.camera.stop()
         main.trainer.cancel()
+        main.trainer.cancel_estimate()
         main.inspection.stop()
         qtbot.waitUntil(lambda: not main.trainer.running and not main.trainer.estimating and not main.camera.running,
                         timeout=20000)

@@ -404,6 +404,39 @@ def test_an_estimate_for_other_settings_is_made_again_once_they_rest(qtbot, wind
     assert not window.trainer.estimating  # current now: nothing more is measured
 
 
+def test_a_trained_projects_changed_settings_are_estimated_without_a_click(qtbot, window, project_with_model):
+    """Nothing is measured for the settings the model was trained with; a change away from them is measured once
+    the settings rest, as it would be with an estimate shown, so the cost of retraining is seen before it starts."""
+    _load(qtbot, window, project_with_model)
+    panel = window.training_panel
+    qtbot.wait(2000)  # longer than the re-estimate's delay
+    assert window.training_view.estimate is None and not window.trainer.estimating
+    ratio = panel.coreset_ratio.value()
+    with qtbot.waitSignal(window.trainer.estimate_ready, timeout=60000):  # nobody clicks
+        panel.coreset_ratio.setValue(ratio / 2)
+    assert "memory bank" in panel.estimate_label.text()
+    # Back to the model's own settings: the estimate shown is now for other ones, and says so; nothing is measured.
+    panel.coreset_ratio.setValue(ratio)
+    qtbot.waitUntil(lambda: "was for other settings" in panel.estimate_label.text(), timeout=2000)
+    qtbot.wait(2000)
+    assert not window.trainer.estimating
+
+
+def test_a_training_started_stops_the_estimate_under_way(qtbot, window, project_with_model):
+    """The estimate would share the two cores with the training; it is stopped, and its "measuring" line goes."""
+    _load(qtbot, window, project_with_model)
+    panel = window.training_panel
+    with qtbot.waitSignal(window.trainer.estimate_cancelled, timeout=30000):
+        panel.estimate_button.click()
+        assert "measuring" in panel.estimate_label.text()
+        with qtbot.waitSignal(window.trainer.progress, timeout=30000):
+            window.train_action.trigger()
+    assert window.training_view.estimate is None and "measuring" not in panel.estimate_label.text()
+    assert window.trainer.running  # the training goes on
+    with qtbot.waitSignal(window.trainer.ended, timeout=30000):
+        window.cancel_action.trigger()
+
+
 def test_the_training_settings_are_the_projects_once_changed_not_once_trained(qtbot, window, project_with_model):
     _load(qtbot, window, project_with_model)
     def training_written():

@@ -16,8 +16,9 @@ def _detector(config: AutoencoderConfig):
 def test_a_small_training_set_gets_smaller_batches_and_a_large_one_full_batches():
     detector = _detector(AutoencoderConfig())
     # A dozen 128 px images on the stride-8 grid: 12 x 16 x 16 vectors, one full batch an epoch before.
-    assert detector.batch_size(12 * 16 * 16) == 384
-    assert detector.batch_size(125_440) == 4096  # magnetic tile's fit: 31 full batches an epoch
+    assert detector.batch_size(12 * 16 * 16) == 96
+    assert detector.batch_size(26_656) == 833  # bottle's fit: 32 steps an epoch (8 of 3,332 before 2026-12-02)
+    assert detector.batch_size(200_000) == 4096  # a large set: full batches, 49 an epoch
     assert detector.batch_size(3) == 2  # batch norm needs two vectors
     assert "steps per epoch must be at least 1" in AutoencoderConfig(min_steps_per_epoch=0).problem()
 

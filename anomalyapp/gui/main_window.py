@@ -90,8 +90,7 @@ class MainWindow(QMainWindow):
         threshold.suspect_images.connect(self.threshold_panel.set_suspect_images)
         self.threshold_panel.show_suspects_requested.connect(self.inspect)
         self.threshold_panel.set_aside_requested.connect(self.confirm_set_aside)
-        threshold.rule.connect(lambda value, low: (self.threshold_panel.set_threshold(value),
-                                                   self.threshold_panel.set_uncertain(low)))
+        threshold.rule.connect(self.threshold_panel.set_rule)
         self.camera_view.cleared.connect(lambda: (self.camera_panel.verdict_label.clear(),
                                                   self.camera_panel.verdict_label.setStyleSheet(""),
                                                   self.camera_panel.fps_label.clear()))
@@ -134,6 +133,7 @@ class MainWindow(QMainWindow):
         self.training_panel.set_project(project.name, project.good_folder)
         self.training_panel.set_settings(project.training)
         self.camera.captures_dir = project.captures_dir
+        self.threshold_panel.forget_band()
         self.review.show_decision_rule()
         if project.model_path is None:
             self.status.model_text.emit("no model yet: train on the good images")

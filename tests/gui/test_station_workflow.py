@@ -50,6 +50,7 @@ def test_switching_project_shows_nothing_of_the_old_one(qtbot, window, project_w
     qtbot.waitUntil(lambda: panel._results.size > 0, timeout=3000)
     assert "good flagged NG" in panel.stats_label.text() and window.latency_label.text()
     assert window.training_panel.log.toPlainText() and window.camera_panel.verdict_label.text()
+    panel.set_uncertain(0.37)  # this project's Review band
 
     other = projects.create_project(tmp_path / "other", "gaskets")
     projects.set_up_single_user(other, "tester")
@@ -58,6 +59,8 @@ def test_switching_project_shows_nothing_of_the_old_one(qtbot, window, project_w
     assert window.windowTitle().startswith("gaskets") and window.results_panel.model().rowCount() == 0
     assert panel._results.size == 0 and panel._good.size == 0 and panel.stats_label.text() == ""
     assert panel.expected_rate_text() is None
+    # No band here, and the old project's is not the one offered: turned on, it starts from the default.
+    assert not panel.uncertain_toggle.isChecked() and panel.uncertain_spin.value() == pytest.approx(0.4)
     training = window.training_panel
     assert training.log.toPlainText() == "" and training.progress.format() == "" and training.eta_label.text() == ""
     assert window.camera_panel.verdict_label.text() == "" and window.latency_label.text() == ""

@@ -213,3 +213,15 @@ def test_expected_false_reject_readout_follows_the_threshold(qtbot, panel):
     assert float(lower.split()[3]) > 1.0  # a lower threshold expects more false rejects
     panel.set_expected_rate(None)
     assert "xpected" not in panel.stats_label.text()
+
+
+def test_a_rule_shown_at_once_is_one_change_and_a_new_project_band_starts_from_the_default(panel, emitted):
+    """Another project's rule replaces threshold and band together (never the new threshold with the old band);
+    and a band turned on there starts from the default, not from the last project's."""
+    panel.set_rule(0.6, 0.37)
+    emitted.clear()
+    panel.set_rule(0.55, None)
+    assert emitted == [Verdicts(0.55, None)]
+    panel.forget_band()
+    panel.uncertain_toggle.setChecked(True)
+    assert panel.uncertain_low() == pytest.approx(0.4)

@@ -54,6 +54,9 @@ __all__ = [
 ]
 
 CALIBRATED_THRESHOLD = NORMALISED_THRESHOLD
+# Where a Review band turned on starts when neither the project nor its model gave one (a model's calibration
+# gives its own, calibration.uncertain_low).
+DEFAULT_BAND_LOW = 0.4
 # Good and defective scores in the verdicts' colours (core.colours), so a class reads the same everywhere.
 GOOD_COLOUR = QColor(colours.VERDICT_COLOURS[Verdict.OK].fill)
 DEFECT_COLOUR = QColor(colours.VERDICT_COLOURS[Verdict.NG].fill)
@@ -111,7 +114,7 @@ class ThresholdPanel(QWidget):
         super().__init__(parent)
         self._threshold = CALIBRATED_THRESHOLD
         self._low: float | None = None
-        self._last_low = 0.4
+        self._last_low = DEFAULT_BAND_LOW  # where the band starts when turned on: the last one this project had
         self._xmax = self.MIN_RANGE
         self._good = np.empty(0)
         self._defects = np.empty(0)
@@ -161,7 +164,7 @@ class ThresholdPanel(QWidget):
             self.plot.addItem(item)
 
         self._band = pg.LinearRegionItem(
-            values=(0.4, 0.5), movable=False, brush=pg.mkBrush(with_alpha(REVIEW_COLOUR, 45)),
+            values=(DEFAULT_BAND_LOW, CALIBRATED_THRESHOLD), movable=False, brush=pg.mkBrush(with_alpha(REVIEW_COLOUR, 45)),
             pen=pg.mkPen(None),
         )
         self._band.setZValue(-5)
@@ -179,7 +182,7 @@ class ThresholdPanel(QWidget):
         )
         self._line.setZValue(10)
         self._low_line = pg.InfiniteLine(
-            pos=0.4, angle=90, movable=True,
+            pos=DEFAULT_BAND_LOW, angle=90, movable=True,
             pen=pg.mkPen(REVIEW_COLOUR, width=2, style=Qt.PenStyle.DashLine),
             hoverPen=pg.mkPen(REVIEW_COLOUR.lighter(120), width=4),
             label="review {value:.2f}",
@@ -302,6 +305,17 @@ class ThresholdPanel(QWidget):
         """Enable the uncertain band from ``low`` (clamped to the threshold), or disable it with None."""
         self._set_state(self._threshold, None if low is None else float(low))
         self._emit_final()
+
+    def set_rule(self, threshold: float, low: float | None) -> None:
+        """Show a decision rule (threshold and band's lower end, or None) at once: one change, one emission, no
+        moment with the new threshold and the old band."""
+        self._set_state(float(threshold), None if low is None else float(low))
+        self._emit_final()
+
+    def forget_band(self) -> None:
+        """Another project: its band, when turned on, starts from the default, not from the last project's."""
+        self._last_low = DEFAULT_BAND_LOW
+        self._push()
 
     def reset(self) -> None:
         """Back to the calibrated threshold (0.5), band off."""

@@ -63,10 +63,11 @@ def test_metrics_table_with_na(plots):
     assert (table["FN (defect passed)"], table["TP (defect rejected)"]) == ("3", "17")
     assert table["Seen by the model"] == "n/a"  # an evaluation saved before the check
     plots.show_evaluation(_result(learnt_images=[]))
-    assert _table(plots)["Seen by the model"] == "0"
+    assert (_table(plots)["Seen by the model"], _table(plots)["Image AUROC without them"]) == ("0", "n/a")
     plots.show_evaluation(_result(learnt_images=[{"path": "good/3.png", "how": "taught"}],
                                   unseen={"images": 49, "image_auroc": 0.9612}))
-    assert _table(plots)["Seen by the model"] == "1: the metrics flatter it; without them AUROC 0.961"
+    table = _table(plots)
+    assert (table["Seen by the model"], table["Image AUROC without them"]) == ("1: figures flattered", "0.961")
     per_image = _result()["per_image"]
     per_image[3]["learnt"] = "taught"  # as the service marks the image it names
     plots.show_evaluation(_result(per_image=per_image, learnt_images=[{"path": "good/3.png", "how": "taught"}]))
@@ -160,3 +161,30 @@ def test_a_roc_point_lists_the_good_above_its_threshold_and_the_defects_below(pl
     assert len(_paths_with(result, False, True, threshold)) == pytest.approx(result["roc"]["fpr"][index] * good)
     plots.show_roc_point_images(0)  # threshold +inf: nothing judged NG, every defect passed
     assert plots.listed_paths() == _paths_with(result, True, False, np.inf)
+
+
+def test_every_metric_name_and_value_is_shown_whole_in_the_evaluation_window(qtbot, plots):
+    """At the evaluation window's size, with the longest values a result gives, no name is squeezed to "I…" (a
+    long value once took the names' width) and no value is cut."""
+    from PySide6.QtGui import QFont, QFontMetrics
+
+    plots.resize(1080, 560)  # the evaluation dialog's (1100 x 650) less its buttons and margins
+    plots.show()
+    qtbot.waitExposed(plots)
+    plots.show_evaluation(_result(
+        learnt_images=[{"path": f"good/{i}.png", "how": "taught"} for i in range(12)],
+        unseen={"images": 38, "image_auroc": 0.9612},
+        false_rejects_against_expected={"judged_ng": 14, "good_images": 120, "expected_low": 0, "expected_high": 3,
+                                        "within": False}))
+    table = plots.metrics_table
+    names = QFontMetrics(table.font())
+    bold = QFont(table.font())
+    bold.setBold(True)
+    values = QFontMetrics(bold)
+    padding = 6  # the cell's text margins, 3 px a side (what ResizeToContents adds)
+    for row in range(table.rowCount()):
+        name, value = table.item(row, 0).text(), table.item(row, 1).text()
+        assert names.horizontalAdvance(name) + padding <= table.columnWidth(0), name
+        assert values.horizontalAdvance(value) + padding <= table.columnWidth(1), (name, value)
+    seen = next(r for r, (label, _, _) in enumerate(METRIC_ROWS) if label == "Seen by the model")
+    assert "click this row to list them" in table.item(seen, 1).toolTip()

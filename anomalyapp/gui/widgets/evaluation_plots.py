@@ -48,8 +48,9 @@ METRIC_ROWS = (
     ("Pixel AUROC", "pixel_auroc", "ratio"),
     ("AUPRO @ 0.3 FPR", "aupro", "ratio"),
     ("F1-max", "f1_max", "ratio"),
-    # Test images the model learnt from: they qualify every figure above; with the image AUROC of the others.
+    # Test images the model learnt from: they qualify every figure above; and the image AUROC of the others.
     ("Seen by the model", LEARNT_KEY, "learnt"),
+    ("Image AUROC without them", ("unseen", "image_auroc"), "ratio"),
     ("Threshold used", "threshold", "ratio"),
     ("False-reject rate (good judged NG)", "false_reject_rate", "ratio"),
     ("Expected false-reject rate", ("expected_false_reject_rate", 0), "ratio"),
@@ -90,11 +91,8 @@ def _format(value, kind: str) -> str:
     if value is None:
         return NOT_AVAILABLE
     if kind == "learnt":  # services.evaluation: test images taught good, or among the training images
-        learnt, unseen = value
-        if not learnt:
-            return "0"
-        without = f"; without them AUROC {_format(unseen.get('image_auroc'), 'ratio')}" if unseen else ""
-        return f"{len(learnt)}: the metrics flatter it{without}"
+        learnt, _unseen = value
+        return f"{len(learnt)}: figures flattered" if learnt else "0"
     if kind == "against_expected":  # services.evaluation.false_rejects_against_expected
         return (f"{value['judged_ng']}/{value['good_images']} ({value['expected_low']}-{value['expected_high']})"
                 + ("" if value["within"] else " outside"))
@@ -105,6 +103,15 @@ def _format(value, kind: str) -> str:
     if not np.isfinite(number):
         return NOT_AVAILABLE
     return f"{int(number)}" if kind == "count" else f"{number:.3f}"
+
+
+def _explain(value, kind: str) -> str:
+    """A value's tooltip, where the cell's text is short for what it says."""
+    if kind == "learnt" and value is not None and value[0]:
+        return (f"The model learnt from {len(value[0])} of these test images (taught good in a review, or in its "
+                "training folder): it has seen them, so every figure above is better than on new parts. Image AUROC "
+                "without them is the next row; click this row to list them.")
+    return ""
 
 
 class EvaluationPlots(QWidget):
@@ -185,8 +192,9 @@ class EvaluationPlots(QWidget):
         self.metrics_table.setAlternatingRowColors(True)
         self.metrics_table.setShowGrid(False)
         header = self.metrics_table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        # The names are what a reader scans: they keep their width, and a long value takes what is left.
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         header.setHighlightSections(False)
         bold = QFont(self.metrics_table.font())
         bold.setBold(True)
@@ -260,7 +268,9 @@ class EvaluationPlots(QWidget):
         """Show an evaluation result dict (see ``services.evaluation.evaluate``); None values show "n/a"."""
         self.clear()
         for row, (_label, key, kind) in enumerate(METRIC_ROWS):
-            self.metrics_table.item(row, 1).setText(_format(_lookup(result, key), kind))
+            item, value = self.metrics_table.item(row, 1), _lookup(result, key)
+            item.setText(_format(value, kind))
+            item.setToolTip(_explain(value, kind))
 
         threshold = result.get("threshold")
         threshold = NORMALISED_THRESHOLD if threshold is None else float(threshold)

@@ -18,7 +18,6 @@ is repaired by the next save or load of that name (``recover_interrupted_save``)
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import glob
 import hashlib
 import json
@@ -38,7 +37,7 @@ from anomalyapp.core.errors import ModelFileError, WeightsError
 from anomalyapp.core.files import file_sha256
 from anomalyapp.engine.calibration import Calibration
 from anomalyapp.engine.detector import DETECTORS, build_detector, config_class
-from anomalyapp.engine.manifest import check_fields, is_whole, shown
+from anomalyapp.engine.manifest import check_fields, created_now, is_whole, shown
 from anomalyapp.engine.weights import ResolvedWeights, resolve_weights
 
 FORMAT = "anomalyapp-model"
@@ -186,7 +185,7 @@ def save_model(detector, path: str | os.PathLike, *, backbone: dict, training_se
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "app_version": __version__,
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "created": created_now(),
             "detector": detector.name,
             "config": config.to_dict(),
             "backbone": backbone,

@@ -6,6 +6,7 @@ showing the value found.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import math
 import re
@@ -44,10 +45,23 @@ class ModelManifest:
     def backbone_name(self) -> str:
         return self.backbone["name"]
 
-    def corrected(self, parent: str, change: str, training_set: dict | None = None) -> ModelManifest:
-        """The manifest as a correction of this model records it (with the images it added, in ``training_set``)."""
-        return ModelManifest.of(self.values | {"parent": parent, "change": change,
+    def corrected(self, parent: str, change: str, training_set: dict | None = None,
+                  created: str | None = None) -> ModelManifest:
+        """The manifest as a correction of this model records it (with the images it added, in ``training_set``, and
+        the time its version was saved, ``created``)."""
+        return ModelManifest.of(self.values | {"parent": parent, "change": change, "created": created or self.created,
                                                "training_set": self.training_set if training_set is None else training_set})
+
+    @property
+    def description(self) -> str:
+        """How a person is shown the version: detector, backbone, when it was saved; a correction says so."""
+        text = f"{self.detector} / {self.backbone_name} ({self.created[:16]})"
+        return f"{text}, corrected" if self.parent else text
+
+
+def created_now() -> str:
+    """A manifest's ``created``: the moment a version is saved, in UTC to the second."""
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 # ------------------------------------------------------------------------------------------ field checks

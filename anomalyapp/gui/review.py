@@ -143,7 +143,7 @@ class ReviewController(QObject):
         self.session.save()
         self.last_correction = CorrectionFigures(done.correction, done.learned_after,
                                                  self._correction_first_update or seconds, seconds)
-        self.status.model_text.emit(f"model: {folder} (corrected)")
+        self.status.model_text.emit(f"model: {self.inspection.session.manifest.description}")  # as once reloaded
         self.status.show(
             f"learned as good in {done.learned_after:.2f} s; first verdicts updated after "
             f"{self.last_correction.first_update_s:.2f} s, all {seconds:.2f} s; {done.correction.change}", 15000

@@ -21,6 +21,7 @@ from anomalyapp.core.errors import AppError, ImageReadError
 from anomalyapp.core.types import Progress
 from anomalyapp.data.images import load_image
 from anomalyapp.engine.bundle import save_model
+from anomalyapp.engine.manifest import created_now
 from anomalyapp.services.inference import InferenceSession
 
 
@@ -91,14 +92,15 @@ def _learn(session: InferenceSession, image_paths: list[Path], target: Path, cha
     # Every image taught since the training, not only this correction's: the model learnt from all of them.
     taught = list(dict.fromkeys([*manifest.training_set.get("added_good_images", ()), *map(str, image_paths)]))
     training_set = manifest.training_set | {"added_good_images": taught}
+    created = created_now()
     save_model(
         detector,
         target,
         backbone=manifest.backbone,
         training_set=training_set,
-        extra={"parent": parent, "change": change},
+        extra={"parent": parent, "change": change, "created": created},
     )
     session.model_path = target
-    session.manifest = manifest.corrected(parent, change, training_set)
+    session.manifest = manifest.corrected(parent, change, training_set, created)  # as a reload would read it
     yield Progress("correction", 1, 1, change)
     return CorrectionResult(target, parent, change, learned - started, time.perf_counter() - started)

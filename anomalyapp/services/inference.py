@@ -34,7 +34,7 @@ class ImageResult:
 
 @dataclass(frozen=True)
 class ModelSummary:
-    description: str  # "patchcore / resnet18 (2026-11-30T10:12)"
+    description: str  # "patchcore / resnet18 (2026-11-30T10:12)", ", corrected" for a correction's version
     good_scores: list[float]  # held-out good images, normalised
     defect_scores: list[float]  # labelled defects the calibration saw, normalised
     calibration: object  # the model's engine Calibration (expected false rejects, the Review band)
@@ -63,7 +63,7 @@ class InferenceSession:
         on the normalised scale (the calibration's own rule, ``Calibration.normalise_score``)."""
         manifest, calibration = self.manifest, self.calibration
         return ModelSummary(
-            description=f"{manifest.detector} / {manifest.backbone_name} ({manifest.created[:16]})",
+            description=manifest.description,
             good_scores=[calibration.normalise_score(s) for s in calibration.good_scores],
             defect_scores=[calibration.normalise_score(s) for s in calibration.defect_scores],
             calibration=calibration,

@@ -38,7 +38,11 @@ def test_false_positive_becomes_ok_and_a_new_version_is_saved(patchcore_model, d
     # the session now stands for the new version, typed: what it was learnt from and what changed
     assert (session.manifest.parent, session.manifest.change) == ("v1", result.change)
     assert session.manifest.detector == "patchcore" and session.manifest.values["parent"] == "v1"
-    assert InferenceSession(result.folder, device="cpu").manifest.parent == "v1"
+    reloaded = InferenceSession(result.folder, device="cpu").manifest
+    assert reloaded.parent == "v1"
+    # Named alike before and after a restart: the version's own save time, and that it is a correction.
+    assert session.manifest.description == reloaded.description and reloaded.description.endswith(", corrected")
+    assert session.manifest.created == reloaded.created
 
 
 def test_autoencoder_fine_tune_lowers_the_score(autoencoder_model, demo_line, tmp_path):

@@ -102,3 +102,34 @@ def test_a_failed_export_names_the_file_and_leaves_the_dialog_usable(qtbot, acce
     qtbot.waitUntil(lambda: bool(warnings) and not dialog.is_busy(), timeout=20000)
     assert warnings[0][0] == "Export" and "inspections.csv" in warnings[0][1]
     assert all(button.isEnabled() for button in dialog.export_buttons)
+
+
+def test_model_versions_keep_their_short_columns_whole_beside_a_long_change(qtbot, access):
+    """A correction's change names what it taught; it takes the width left, cut at its end with the whole text in
+    its tooltip, and the version, who and when stay whole on one line, with no sideways scrolling."""
+    records = access.records
+    first = records.current_version()
+    change = "marked good: " + ", ".join(f"part_{i:04d}_station_B_camera_2.png" for i in range(5)) + \
+        " (autoencoder fine-tuned for 20 epochs, rehearsing 4096 training vectors) — 20261202-063247-230-autoencoder"
+    models = access.records.root / "models"
+    shutil.copytree(models / "trained", models / "corrected")
+    records.add_version("corrected", first.id, change, access.user)
+    dialog = _dialog(qtbot, access)
+    dialog.resize(1100, 600)
+    from PySide6.QtWidgets import QTabWidget
+
+    tabs = dialog.findChild(QTabWidget)
+    tabs.setCurrentIndex(next(i for i in range(tabs.count()) if tabs.tabText(i) == "Model versions"))
+    qtbot.waitUntil(lambda: dialog.versions_table.isVisible(), timeout=5000)
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=20000)  # its first search ends before the dialog does
+    dialog.refresh_versions()
+    table = dialog.versions_table
+    columns = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    metrics = table.fontMetrics()
+    for row in range(table.rowCount()):
+        for name in ("Version", "Who", "When", "Threshold"):
+            text = table.item(row, columns.index(name)).text()
+            assert metrics.horizontalAdvance(text) + 6 <= table.columnWidth(columns.index(name)), (name, text)
+    long_change = table.item(table.rowCount() - 1, columns.index("Change"))
+    assert change in long_change.toolTip()
+    assert not table.horizontalScrollBar().isVisible()

@@ -43,6 +43,7 @@ from anomalyapp.services.records import InspectionQuery, InspectionRecord, Label
 
 SHOWN_ROWS = 500
 RECORD_COLUMNS = ("Time", "File", "Score", "Verdict", "Label", "Note", "Threshold", "Model", "Source")
+VERSION_COLUMNS = ["Version", "Parent", "Change", "Threshold", "Who", "When"]
 
 
 def _fmt(value) -> str:
@@ -417,8 +418,16 @@ class RecordsDialog(QDialog):
     def _versions_tab(self) -> QWidget:
         self.versions_table = QTableWidget(0, 6)
         self.versions_table.setObjectName("versions_table")
-        self.versions_table.setHorizontalHeaderLabels(["Version", "Parent", "Change", "Threshold", "Who", "When"])
-        self.versions_table.horizontalHeader().setStretchLastSection(True)
+        self.versions_table.setHorizontalHeaderLabels(VERSION_COLUMNS)
+        # The change (a correction's names every image it taught) takes the width left and is cut at its end, the
+        # whole of it in the cell's tooltip; the short columns keep their width, each on one line.
+        header = self.versions_table.horizontalHeader()
+        header.setStretchLastSection(False)
+        for column, name in enumerate(VERSION_COLUMNS):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch if name == "Change"
+                                        else QHeaderView.ResizeMode.ResizeToContents)
+        self.versions_table.setWordWrap(False)
+        self.versions_table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.versions_table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.versions_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.rollback_button = QPushButton("Roll back to the selected version")
@@ -443,8 +452,9 @@ class RecordsDialog(QDialog):
             for c, value in enumerate(values):
                 item = QTableWidgetItem(value)
                 item.setData(Qt.ItemDataRole.UserRole, version.id)
+                if VERSION_COLUMNS[c] == "Change":
+                    item.setToolTip(value)
                 self.versions_table.setItem(r, c, item)
-        self.versions_table.resizeColumnsToContents()
         self.version.clear()
         self.version.addItem("any", None)
         for version in versions:

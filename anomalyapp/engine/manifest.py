@@ -54,8 +54,13 @@ class ModelManifest:
 
     @property
     def description(self) -> str:
-        """How a person is shown the version: detector, backbone, when it was saved; a correction says so."""
-        text = f"{self.detector} / {self.backbone_name} ({self.created[:16]})"
+        """How a person is shown the version: detector, backbone, when it was saved (in local time, as the records
+        show times); a correction says so."""
+        try:
+            saved = _dt.datetime.fromisoformat(self.created).astimezone().strftime("%Y-%m-%d %H:%M")
+        except ValueError:  # a manifest's own wording of the time, shown as it is
+            saved = self.created[:16]
+        text = f"{self.detector} / {self.backbone_name} ({saved})"
         return f"{text}, corrected" if self.parent else text
 
 

@@ -34,7 +34,7 @@ class ImageResult:
 
 @dataclass(frozen=True)
 class ModelSummary:
-    description: str  # "patchcore / resnet18 (2026-11-30T10:12)", ", corrected" for a correction's version
+    description: str  # "patchcore / resnet18 (2026-11-30 10:12)", ", corrected" for a correction's version
     good_scores: list[float]  # held-out good images, normalised
     defect_scores: list[float]  # labelled defects the calibration saw, normalised
     calibration: object  # the model's engine Calibration (expected false rejects, the Review band)

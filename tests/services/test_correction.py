@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import shutil
 
 import numpy as np
@@ -43,8 +44,6 @@ def test_false_positive_becomes_ok_and_a_new_version_is_saved(patchcore_model, d
     # Named alike before and after a restart: the version's own save time, and that it is a correction.
     assert session.manifest.description == reloaded.description and reloaded.description.endswith(", corrected")
     assert session.manifest.created == reloaded.created
-    import datetime as _dt
-
     saved = _dt.datetime.fromisoformat(reloaded.created).astimezone()  # shown in local time, as the records show it
     assert f"({saved:%Y-%m-%d %H:%M})" in reloaded.description
 

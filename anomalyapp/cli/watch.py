@@ -96,13 +96,14 @@ def run(args) -> int:
         try:
             job = watch_folder(session, records, user, settings, token, line=link,
                                project_name=project.name)
-            print(f"watching {settings.folder.resolve()} with {args.model.name} ({session.device}); Ctrl+C stops",
-                  file=sys.stderr, flush=True)
             with _stop_on_signals(token):
                 try:
                     while True:
                         item = next(job)
-                        if isinstance(item, WatchOutcome):
+                        if isinstance(item, Progress) and item.metrics.get("started"):  # files are seen from now
+                            print(f"watching {settings.folder.resolve()} with {args.model.name} ({session.device}); "
+                                  f"Ctrl+C stops", file=sys.stderr, flush=True)
+                        elif isinstance(item, WatchOutcome):
                             if item.state == "done":
                                 print(f"{safe_cell(item.file_name)},{item.score:.6f},{item.verdict}", flush=True)
                             else:

@@ -56,6 +56,7 @@ class TrainingController(QObject):
     ended = Signal(str, str)  # message, outcome: "succeeded" | "cancelled" | "failed" (after finished)
     estimate_ready = Signal(object)  # services.training.Estimate
     estimate_cancelled = Signal()  # the last estimate asked for was stopped before it ended
+    estimate_failed = Signal(str)  # why it could not measure (shown where the estimate goes: it may start unasked)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -166,7 +167,7 @@ class TrainingController(QObject):
             lambda token: _as_generator(lambda: estimate(request, cancel=token)),
             self,
             succeeded=delivered,
-            failed=lambda message: self.failed.emit(message) if job is self.estimate_job else None,
+            failed=lambda message: self.estimate_failed.emit(message) if job is self.estimate_job else None,
             cancelled=lambda: self.estimate_cancelled.emit() if job is self.estimate_job else None,
         )
 

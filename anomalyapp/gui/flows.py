@@ -47,6 +47,7 @@ class TrainingFlow(QObject):
         trainer.failed.connect(lambda message: self.error.emit("Training", message))
         trainer.estimate_ready.connect(self._estimate_ready)
         trainer.estimate_cancelled.connect(self._estimate_cancelled)
+        trainer.estimate_failed.connect(self._estimate_failed)
         trainer.model_ready.connect(review.model_trained)
         trainer.model_ready.connect(self._model_trained)
         trainer.ended.connect(self._check_estimate)  # settings changed during the training are measured now
@@ -148,6 +149,13 @@ class TrainingFlow(QObject):
             self.view_model.estimate_text.emit("")
         elif self.session.project is not None:
             self.view_model.show_estimate(current=self._estimated == self._estimate_key(self.panel.settings_values()))
+
+    def _estimate_failed(self, message: str) -> None:
+        """Said where the estimate goes, not in a dialog: an estimate starts unasked when the settings change, and
+        the training itself reports the same problem if it is started. The estimate shown before is dropped."""
+        self.view_model.forget_estimate()
+        self._estimated = None
+        self.view_model.estimate_text.emit(f"no estimate: {message}")
 
     def _estimate_again(self) -> None:
         """Measure the panel's settings (they changed, see ``_estimate_wanted``), unless a training runs, the

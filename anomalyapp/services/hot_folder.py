@@ -43,7 +43,7 @@ import shutil
 import threading
 import time
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -254,7 +254,10 @@ class _FolderWatch:
             yield self._status(f"{len(self.waiting)} file(s) still queued from the last watch: inspecting them first")
         yield from self._start_hints()
         yield from self._drop_beyond_limit()
-        yield self._status(f"watching {self.folder}")
+        status = self._status(f"watching {self.folder}")
+        # From here every new file is seen (the observer runs, the first rescan is next): a front end that says
+        # "watching" to a person or a test says it now, not when it created this generator.
+        yield replace(status, metrics=status.metrics | {"started": True})
         try:
             while not self.cancel.cancelled:
                 now = self.clock()

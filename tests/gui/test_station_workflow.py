@@ -425,6 +425,23 @@ def test_a_trained_projects_changed_settings_are_estimated_without_a_click(qtbot
     assert not window.trainer.estimating
 
 
+def test_an_estimate_that_cannot_measure_says_why_in_its_place_not_in_a_dialog(qtbot, window, project_with_model,
+                                                                              tmp_path):
+    """Pointed at a folder without images, the estimate (started unasked: the settings changed) says why where the
+    estimate goes; no dialog interrupts the person typing the folder."""
+    _load(qtbot, window, project_with_model)
+    dialogs = []
+    window.training.error.connect(lambda title, message: dialogs.append(message))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    panel = window.training_panel
+    panel.good_folder.setText(str(empty))
+    panel.good_folder.editingFinished.emit()  # what leaving the field does
+    qtbot.waitUntil(lambda: panel.estimate_label.text().startswith("no estimate: "), timeout=30000)
+    assert "empty" in panel.estimate_label.text() and dialogs == []
+    assert window.training_view.estimate is None
+
+
 def test_a_training_started_stops_the_estimate_under_way(qtbot, window, project_with_model):
     """The estimate would share the two cores with the training; it is stopped, and its "measuring" line goes."""
     _load(qtbot, window, project_with_model)

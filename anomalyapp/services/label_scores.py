@@ -28,7 +28,8 @@ class LabelledScores:
     left_out: int = 0  # file gone or changed and scored by another model: cannot be compared
 
     def describe(self) -> str:
-        text = f"{len(self.pairs)} labelled parts scored by the model in use"
+        count = len(self.pairs)
+        text = f"{count} labelled part{'' if count == 1 else 's'} scored by the model in use"
         if self.left_out:
             text += f" ({self.left_out} left out: file gone or changed since, scored by another model)"
         return text

@@ -77,3 +77,11 @@ def test_the_proposal_keeps_the_current_threshold_when_it_already_meets_the_targ
     assert threshold_from_labelled(good, defects, 0.01, current=0.4) == pytest.approx(0.525)
     assert threshold_from_labelled(good, defects, 0.25, current=0.4) == 0.4  # one good of four may be rejected
     assert threshold_from_labelled([], defects, 0.01, current=0.5) is None
+
+
+def test_the_count_of_labelled_parts_reads_as_a_sentence():
+    from anomalyapp.services.label_scores import LabelledScores
+
+    assert LabelledScores([(0.2, "OK")]).describe() == "1 labelled part scored by the model in use"
+    assert LabelledScores([(0.2, "OK"), (0.9, "NG")], left_out=1).describe() == (
+        "2 labelled parts scored by the model in use (1 left out: file gone or changed since, scored by another model)")

@@ -12,7 +12,7 @@ from anomalyapp.services import project as projects
 from anomalyapp.services.correction import learn_good_images
 from anomalyapp.services.evaluation import recall_at_false_reject_rate
 from anomalyapp.services.inference import InferenceSession
-from anomalyapp.services.label_scores import rescore_labelled
+from anomalyapp.services.label_scores import LabelledScores, rescore_labelled
 from anomalyapp.services.records import RecordsService
 
 TARGET = 0.01
@@ -80,8 +80,6 @@ def test_the_proposal_keeps_the_current_threshold_when_it_already_meets_the_targ
 
 
 def test_the_count_of_labelled_parts_reads_as_a_sentence():
-    from anomalyapp.services.label_scores import LabelledScores
-
     assert LabelledScores([(0.2, "OK")]).describe() == "1 labelled part scored by the model in use"
     assert LabelledScores([(0.2, "OK"), (0.9, "NG")], left_out=1).describe() == (
         "2 labelled parts scored by the model in use (1 left out: file gone or changed since, scored by another model)")

@@ -70,3 +70,45 @@ def test_the_shortcuts_list_names_the_viewer_and_camera_keys(qtbot, tmp_path):
         assert key in keys, key
     window.show_shortcuts()
     assert "Space" in window.shortcuts_box.text() and "Fit the image" in window.shortcuts_box.text()
+
+
+def test_every_table_header_in_the_window_and_the_records_is_shown_whole(qtbot, window, project_with_model,
+                                                                          demo_line):
+    """A column squeezed below its own name ("Metri", "I…") hides what the table is about: with results listed
+    and the Records window open on each of its tabs, every column's header text fits its column."""
+    from PySide6.QtWidgets import QStyle, QTableView, QTabWidget
+
+    with qtbot.waitSignal(window.inspection.model_loaded, timeout=30000):
+        window.set_project(project_with_model)
+    window.inspect([demo_line / "test"])
+    expected = sum(1 for _ in (demo_line / "test").rglob("*.png"))
+    qtbot.waitUntil(lambda: window.results_panel.model().rowCount() == expected, timeout=60000)
+    window.show_records()
+    dialog = window.records_dialog
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=30000)
+
+    def squeezed(view: QTableView) -> list[str]:
+        header = view.horizontalHeader()
+        margin = 2 * header.style().pixelMetric(QStyle.PixelMetric.PM_HeaderMargin)
+        model = view.model()
+        out = []
+        for column in range(model.columnCount()):
+            text = str(model.headerData(column, header.orientation()) or "")
+            if header.isSectionHidden(column) or not text:
+                continue
+            if header.fontMetrics().horizontalAdvance(text) + margin > header.sectionSize(column):
+                out.append(f"{view.objectName() or type(view).__name__}: {text!r} in {header.sectionSize(column)} px")
+        return out
+
+    views = [view for view in window.findChildren(QTableView) if view.isVisible()]
+    tabs = dialog.findChild(QTabWidget)
+    for index in range(tabs.count()):
+        tabs.setCurrentIndex(index)
+        qtbot.wait(50)
+        views += [view for view in tabs.currentWidget().findChildren(QTableView) if view.isVisible()]
+    problems = [problem for view in views for problem in squeezed(view)]
+    assert len(views) >= 4 and not problems, problems  # the results, inspections, versions and audit tables
+    # The check sees a squeezed column: the results table's name column narrowed below its header.
+    results = window.results_panel.view
+    results.horizontalHeader().resizeSection(1, 10)
+    assert squeezed(results)

@@ -48,7 +48,7 @@ def test_switching_project_shows_nothing_of_the_old_one(qtbot, window, project_w
     window.camera_panel.show_verdict("NG", 0.93)  # the last camera frame's verdict
     panel = window.threshold_panel
     qtbot.waitUntil(lambda: panel._results.size > 0, timeout=3000)
-    assert "good flagged NG" in panel.stats_label.text() and window.latency_label.text()
+    assert "good (reference) flagged NG" in panel.stats_label.text() and window.latency_label.text()
     assert window.training_panel.log.toPlainText() and window.camera_panel.verdict_label.text()
     panel.set_uncertain(0.37)  # this project's Review band
 

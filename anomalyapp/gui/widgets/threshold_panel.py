@@ -248,6 +248,10 @@ class ThresholdPanel(QWidget):
         self.stats_label.setObjectName("threshold_stats_label")
         self.stats_label.setWordWrap(True)
         self.stats_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.stats_label.setToolTip(
+            "Good (reference): the good training images, each scored by a model that had not seen it; the threshold "
+            "was set from them. Expected false rejects: the share of new good parts the calibration expects above "
+            "the threshold, with its 90 % interval.")
 
         # The note's images inspected with the model in use: the user looks at them without hunting for the files.
         self.show_suspects_button = QPushButton("Show")
@@ -456,7 +460,10 @@ class ThresholdPanel(QWidget):
         parts = []
         if self._good.size:
             flagged = int(np.count_nonzero(self._good >= self._threshold))
-            parts.append(f"{flagged} of {self._good.size} good flagged NG ({100 * flagged / self._good.size:.1f} %)")
+            # "(reference)" as the legend names them: the calibration's own evidence, not new parts (the expected
+            # rate below is about those), so one above a 1 % threshold among 42 is no contradiction.
+            parts.append(f"{flagged} of {self._good.size} good (reference) flagged NG "
+                         f"({100 * flagged / self._good.size:.1f} %)")
             if self._low is not None:
                 review = int(np.count_nonzero((self._good >= self._low) & (self._good < self._threshold)))
                 parts.append(f"{review} good to review")

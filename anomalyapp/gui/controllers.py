@@ -153,7 +153,7 @@ class TrainingController(QObject):
         try:
             request = self._request(project, values)
         except AppError as error:
-            self.failed.emit(str(error))
+            self.estimate_failed.emit(str(error))
             return
         self.cancel_estimate()
         job = None

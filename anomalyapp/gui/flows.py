@@ -33,6 +33,7 @@ class TrainingFlow(QObject):
         # change away from them is measured at once, as it would be with an estimate shown.
         self._settled = None
         self._training = None  # the settings of the training under way: settled once its model is ready
+        self._failed = None  # the settings an estimate could not measure (its reason is shown): changed, measured
         self._reestimate = QTimer(self)
         self._reestimate.setSingleShot(True)
         self._reestimate.setInterval(REESTIMATE_AFTER_MS)
@@ -112,7 +113,7 @@ class TrainingFlow(QObject):
     def _project_opened(self, project) -> None:
         """A project was opened: nothing estimated of it yet. Its settings, read once the panel shows them, are the
         ones its model (if any) was trained with."""
-        self._estimated = self._requested = self._settled = None
+        self._estimated = self._requested = self._settled = self._failed = None
         if project.model_path is not None:
             QTimer.singleShot(0, self, self._settle)  # queued after the panel is filled by the window's own slot
 
@@ -124,12 +125,14 @@ class TrainingFlow(QObject):
             self._settled = self._estimate_key(self.panel.settings_values())
 
     def _estimate_wanted(self) -> bool:
-        """Whether the panel's settings call for an estimate: one is shown for other settings, or the project has a
-        model and they are no longer those it was trained with (retraining would cost something else)."""
+        """Whether the panel's settings call for an estimate: one is shown for other settings (or one could not
+        measure others), or the project has a model and they are no longer those it was trained with (retraining
+        would cost something else)."""
         key = self._estimate_key(self.panel.settings_values())
-        if key == self._estimated:
+        if key in (self._estimated, self._failed):
             return False
-        return self.view_model.estimate is not None or (self._settled is not None and key != self._settled)
+        return (self.view_model.estimate is not None or self._failed is not None
+                or (self._settled is not None and key != self._settled))
 
     def _check_estimate(self, *_) -> None:
         if self.session.project is not None:
@@ -139,7 +142,7 @@ class TrainingFlow(QObject):
                 self._reestimate.start()  # the panel would start another training than the one measured: measure it
 
     def _estimate_ready(self, estimate) -> None:
-        self._estimated = self._requested
+        self._estimated, self._failed = self._requested, None
         self.view_model.set_estimate(estimate)
         self._check_estimate()  # the settings may have changed while it measured
 
@@ -154,7 +157,7 @@ class TrainingFlow(QObject):
         """Said where the estimate goes, not in a dialog: an estimate starts unasked when the settings change, and
         the training itself reports the same problem if it is started. The estimate shown before is dropped."""
         self.view_model.forget_estimate()
-        self._estimated = None
+        self._estimated, self._failed = None, self._requested
         self.view_model.estimate_text.emit(f"no estimate: {message}")
 
     def _estimate_again(self) -> None:

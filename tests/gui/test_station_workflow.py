@@ -426,7 +426,7 @@ def test_a_trained_projects_changed_settings_are_estimated_without_a_click(qtbot
 
 
 def test_an_estimate_that_cannot_measure_says_why_in_its_place_not_in_a_dialog(qtbot, window, project_with_model,
-                                                                              tmp_path):
+                                                                              tmp_path, demo_line):
     """Pointed at a folder without images, the estimate (started unasked: the settings changed) says why where the
     estimate goes; no dialog interrupts the person typing the folder."""
     _load(qtbot, window, project_with_model)
@@ -440,6 +440,11 @@ def test_an_estimate_that_cannot_measure_says_why_in_its_place_not_in_a_dialog(q
     qtbot.waitUntil(lambda: panel.estimate_label.text().startswith("no estimate: "), timeout=30000)
     assert "empty" in panel.estimate_label.text() and dialogs == []
     assert window.training_view.estimate is None
+    # The folder put right: measured again without a click, and the reason goes.
+    with qtbot.waitSignal(window.trainer.estimate_ready, timeout=60000):
+        panel.good_folder.setText(str(demo_line / "train" / "good"))
+        panel.good_folder.editingFinished.emit()
+    assert "memory bank" in panel.estimate_label.text() and dialogs == []
 
 
 def test_a_training_started_stops_the_estimate_under_way(qtbot, window, project_with_model):

@@ -158,17 +158,17 @@ class TrainingController(QObject):
         self.cancel_estimate()
         job = None
 
-        def delivered(result):
-            if job is self.estimate_job:
-                self.estimate_ready.emit(result)
+        def if_latest(signal):
+            """``signal`` re-emitted for this job only while it is the latest estimate asked for."""
+            return lambda *args: signal.emit(*args) if job is self.estimate_job else None
 
         job = self.estimate_job = start_job(
             "estimate",
             lambda token: _as_generator(lambda: estimate(request, cancel=token)),
             self,
-            succeeded=delivered,
-            failed=lambda message: self.estimate_failed.emit(message) if job is self.estimate_job else None,
-            cancelled=lambda: self.estimate_cancelled.emit() if job is self.estimate_job else None,
+            succeeded=if_latest(self.estimate_ready),
+            failed=if_latest(self.estimate_failed),
+            cancelled=if_latest(self.estimate_cancelled),
         )
 
     def cancel_estimate(self) -> None:

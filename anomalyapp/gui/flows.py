@@ -122,22 +122,29 @@ class TrainingFlow(QObject):
 
     def _settle(self) -> None:
         if self.session.project is not None:
-            self._settled = self._estimate_key(self.panel.settings_values())
+            self._settled = self._panel_key()
 
     def _estimate_wanted(self) -> bool:
         """Whether the panel's settings call for an estimate: one is shown for other settings (or one could not
         measure others), or the project has a model and they are no longer those it was trained with (retraining
         would cost something else)."""
-        key = self._estimate_key(self.panel.settings_values())
+        key = self._panel_key()
         if key in (self._estimated, self._failed):
             return False
         return (self.view_model.estimate is not None or self._failed is not None
                 or (self._settled is not None and key != self._settled))
 
+    def _panel_key(self):
+        """What an estimate of the training the panel would start depends on (``_estimate_key``)."""
+        return self._estimate_key(self.panel.settings_values())
+
+    def _show_estimate(self) -> None:
+        """The estimate's text, or a line saying it was made for other settings than the panel's."""
+        self.view_model.show_estimate(current=self._estimated == self._panel_key())
+
     def _check_estimate(self, *_) -> None:
         if self.session.project is not None:
-            current = self._estimated == self._estimate_key(self.panel.settings_values())
-            self.view_model.show_estimate(current=current)
+            self._show_estimate()
             if self._estimate_wanted():
                 self._reestimate.start()  # the panel would start another training than the one measured: measure it
 
@@ -151,7 +158,7 @@ class TrainingFlow(QObject):
         if self.view_model.estimate is None:
             self.view_model.estimate_text.emit("")
         elif self.session.project is not None:
-            self.view_model.show_estimate(current=self._estimated == self._estimate_key(self.panel.settings_values()))
+            self._show_estimate()
 
     def _estimate_failed(self, message: str) -> None:
         """Said where the estimate goes, not in a dialog: an estimate starts unasked when the settings change, and
@@ -166,7 +173,7 @@ class TrainingFlow(QObject):
         project = self.session.project
         if (project is None or self.trainer.running or not self.access.can("train") or not project.good_folder
                 or not Path(project.good_folder).is_dir() or not self._estimate_wanted()
-                or (self.trainer.estimating and self._requested == self._estimate_key(self.panel.settings_values()))):
+                or (self.trainer.estimating and self._requested == self._panel_key())):
             return
         self.estimate()
 

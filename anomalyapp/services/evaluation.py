@@ -169,9 +169,9 @@ def evaluate(
     result["learnt_images"] = [{"path": row["path"], "how": row["learnt"]} for row in rows if row["learnt"]]
     if result["learnt_images"]:
         yield Progress("metrics", 0, None, "the figures without the images the model learnt from")
-        unseen_maps = [(mask, anomaly) for mask, anomaly, seen in zip(masks, maps, map_learnt) if not seen]
         result["unseen"] = _unseen_metrics(rows, labels_array, scores_array, threshold) | _pixel_metrics(
-            [mask for mask, _ in unseen_maps], [anomaly for _, anomaly in unseen_maps])
+            [mask for mask, seen in zip(masks, map_learnt) if not seen],
+            [anomaly for anomaly, seen in zip(maps, map_learnt) if not seen])
     else:
         result["unseen"] = None
     return result

@@ -40,8 +40,8 @@ __all__ = ["EvaluationPlots", "METRIC_ROWS"]
 
 NOT_AVAILABLE = "n/a"
 
-#: The metrics table's key of the test images the model learnt from: the list and the figures without them.
-LEARNT_KEY = ("learnt_images", "unseen")
+#: The metrics table's key of the test images the model learnt from (the row a click lists them from).
+LEARNT_KEY = "learnt_images"
 #: (label, result key, kind) for the metrics table, in display order.
 METRIC_ROWS = (
     ("Image AUROC", "image_auroc", "ratio"),
@@ -70,8 +70,6 @@ METRIC_ROWS = (
 
 
 def _lookup(result: dict, key):
-    if key == LEARNT_KEY:
-        return None if result.get("learnt_images") is None else (result["learnt_images"], result.get("unseen"))
     if isinstance(key, tuple):
         value = result.get(key[0])
         try:
@@ -91,8 +89,7 @@ def _format(value, kind: str) -> str:
     if value is None:
         return NOT_AVAILABLE
     if kind == "learnt":  # services.evaluation: test images taught good, or among the training images
-        learnt, _unseen = value
-        return f"{len(learnt)}: figures flattered" if learnt else "0"
+        return f"{len(value)}: figures flattered" if value else "0"
     if kind == "against_expected":  # services.evaluation.false_rejects_against_expected
         return (f"{value['judged_ng']}/{value['good_images']} ({value['expected_low']}-{value['expected_high']})"
                 + ("" if value["within"] else " outside"))
@@ -107,8 +104,8 @@ def _format(value, kind: str) -> str:
 
 def _explain(value, kind: str) -> str:
     """A value's tooltip, where the cell's text is short for what it says."""
-    if kind == "learnt" and value is not None and value[0]:
-        return (f"The model learnt from {len(value[0])} of these test images (taught good in a review, or in its "
+    if kind == "learnt" and value:
+        return (f"The model learnt from {len(value)} of these test images (taught good in a review, or in its "
                 "training folder): it has seen them, so every figure above is better than on new parts. Image AUROC "
                 "without them is the next row; click this row to list them.")
     return ""

@@ -74,6 +74,7 @@ def test_metrics_table_with_na(plots):
     plots.show_cell_images(next(r for r, (label, _, _) in enumerate(METRIC_ROWS) if label == "Seen by the model"))
     listed = [plots.images_list.item(i).text() for i in range(plots.images_list.count())]
     assert len(listed) == 1 and "3.png" in listed[0]
+    assert plots.images_caption.text().startswith("1 test image the model learnt from")
 
 
 def test_all_none_and_missing_keys(plots):

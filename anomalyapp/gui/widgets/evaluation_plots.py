@@ -308,7 +308,7 @@ class EvaluationPlots(QWidget):
         key = METRIC_ROWS[row][1] if 0 <= row < len(METRIC_ROWS) else None
         if key == LEARNT_KEY:
             chosen = [item for item in self._per_image if item.get("learnt")]
-            self._list_images(f"{len(chosen)} test images the model learnt from", chosen)
+            self._list_images(f"{len(chosen)} test image{'' if len(chosen) == 1 else 's'} the model learnt from", chosen)
             return
         if not (isinstance(key, tuple) and key[0] == "confusion_matrix"):
             return

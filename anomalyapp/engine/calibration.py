@@ -11,6 +11,11 @@ generalised Pareto with shape 0, the light tail of distances and reconstruction 
 evidence (refitting ``u``, ``k`` and ``scale`` each time) gives the interval of the expected rate at any
 threshold, and the spread of the thresholds that would have met the target gives the uncertain band.
 
+Good scores too high for the tail of the others are named as suspects (``screen_outliers``): each is a
+defective part in the good folder or a rare good one, which only a person can tell. Under the target's share
+they are counted apart, so the target holds either way; at or above it they are taken as defective and left
+out, the safe one of the two thresholds (``calibrate``).
+
 Normalisation is linear and anchored at zero: ``normalised = 0.5 * raw / threshold``. The threshold maps to
 0.5 for every model, and one colour in an anomaly map means the same evidence on every image of a model.
 
@@ -38,6 +43,10 @@ BOOTSTRAP_SAMPLES = 1000
 SUSPECT_EXPECTED_COUNT = 0.01
 # Screening never names more than this share of the evidence (and at least one score).
 MAX_SUSPECT_SHARE = 0.05
+# What the threshold does with the outliers screening names (``Calibration.suspects_treatment``).
+SUSPECTS_COUNTED_APART = "counted apart"
+SUSPECTS_LEFT_OUT = "left out"
+SUSPECTS_TREATMENTS = (SUSPECTS_COUNTED_APART, SUSPECTS_LEFT_OUT)
 # Two-sided interval of the expected rate: 90 %, so each bound is a 95 % one-sided bound.
 INTERVAL = (0.05, 0.95)
 
@@ -243,9 +252,13 @@ class Calibration:
     expected_false_reject_interval: list[float] | None = None  # [low, high], 90 % bootstrap interval
     uncertain_low: float | None = None  # raw score where the default Review band starts
     evidence: dict | None = None  # counts of each kind of good score behind the threshold
-    # Good images whose unseen score is an outlier (``screen_outliers``), kept in the evidence:
+    # Good images whose unseen score is an outlier (``screen_outliers``):
     # [{"name": file name, "score": raw score, "threshold_without": raw threshold without the outliers}, ...]
     suspects: list[dict] | None = None
+    # What the threshold did with the suspects: SUSPECTS_COUNTED_APART or SUSPECTS_LEFT_OUT. Absent from
+    # manifests written before it existed, whose suspects were counted apart under the target's share and kept in
+    # the tail otherwise (``outliers_apart``); their threshold and expected rates are read that way still.
+    suspects_treatment: str | None = None
 
     def normalise_score(self, raw: float) -> float:
         return NORMALISED_THRESHOLD * float(raw) / self.image_threshold
@@ -254,19 +267,42 @@ class Calibration:
         return raw_map * np.float32(NORMALISED_THRESHOLD / self.pixel_threshold)
 
     @property
+    def suspects_share(self) -> float:
+        """The named outliers' share of the good scores (0 without any)."""
+        return len(self.suspects or ()) / len(self.good_scores)
+
+    @property
     def outliers_apart(self) -> bool:
-        """Whether the named outliers are counted apart: they are, when their share of the good scores is below
-        the target rate (they spend that share; the tail is fitted on the rest). Otherwise only a threshold
-        above them can meet the target, and they stay in the tail."""
-        return bool(self.suspects) and self.target_false_reject_rate is not None and (
-            len(self.suspects) / len(self.good_scores) < self.target_false_reject_rate)
+        """Whether the named outliers are counted apart: they spend their share of the target rate, and the tail
+        is fitted on the other scores for the remainder (``suspects_treatment``)."""
+        if not self.suspects:
+            return False
+        if self.suspects_treatment is not None:
+            return self.suspects_treatment == SUSPECTS_COUNTED_APART
+        return self.target_false_reject_rate is not None and self.suspects_share < self.target_false_reject_rate
+
+    @property
+    def outliers_left_out(self) -> bool:
+        """Whether the named outliers are left out of the evidence, judged NG: their share of the good scores was
+        at or above the target, so no threshold could meet it both if they are good and if they are defective,
+        and the threshold meets it over the other good images (``suspects_treatment``)."""
+        return bool(self.suspects) and self.suspects_treatment == SUSPECTS_LEFT_OUT
+
+    def _evidence(self, values: list[float], suspect_values: list[float]) -> FalseRejectModel:
+        """The tail model of ``values`` (image scores or map maxima), the suspects' ``suspect_values`` among them
+        counted apart, left out or kept in the tail as this calibration treats them."""
+        if self.outliers_left_out:
+            rest = list(values)
+            for value in suspect_values:
+                rest.remove(value)
+            return FalseRejectModel(rest)
+        return FalseRejectModel(values, outliers=suspect_values if self.outliers_apart else ())
 
     def false_reject_model(self) -> FalseRejectModel | None:
         """The tail model over this calibration's good scores; None when there are too few of them."""
         cached = self.__dict__.get("_false_reject_model")
         if cached is None and len(self.good_scores) >= MIN_TAIL_EVIDENCE:
-            outliers = [suspect["score"] for suspect in self.suspects] if self.outliers_apart else ()
-            cached = FalseRejectModel(self.good_scores, outliers=outliers)
+            cached = self._evidence(self.good_scores, [suspect["score"] for suspect in self.suspects or ()])
             self.__dict__["_false_reject_model"] = cached
         return cached
 
@@ -300,6 +336,9 @@ class Calibration:
         one = len(self.suspects) == 1
         if self.outliers_apart:
             effect = f"counted apart as {'a part' if one else 'parts'} to reject"
+        elif self.outliers_left_out:
+            effect = (f"judged NG: the expected rate holds if {'it is' if one else 'they are'} defective "
+                      f"(+{100 * self.suspects_share:.1f} % if good)")
         else:
             without = self.normalise_score(self.suspects[0]["threshold_without"])
             effect = f"hold{'s' if one else ''} the threshold up ({without:.2f} without {'it' if one else 'them'})"
@@ -353,9 +392,12 @@ def calibrate(
             raise ValueError(f"target false-reject rate {target_false_reject_rate} must be between 0 and 1")
         calibration.target_false_reject_rate = float(target_false_reject_rate)
         # Outliers are named, with the threshold the other scores alone would give, so that someone looks at
-        # them. They stay in the evidence: one may be a rare good part (magnetic tile's glare), and leaving it
-        # out would lower the threshold on a guess (it doubled the false rejects on magnetic tile's good test
-        # images). Where their share is below the target they are counted apart (``outliers_apart``).
+        # them: each is a defective part in the good folder (KolektorSDD's white blob) or a rare good one
+        # (magnetic tile's glare), and only a person can tell. Where their share is below the target, the
+        # threshold meets it either way: they are counted apart, spending their share, and the tail is fitted on
+        # the others. Where it is not, the target can be met only for one of the two: a threshold above them
+        # would pass every defect that scores as they do, so the safe one is taken, and they are judged NG and
+        # left out (kept in the tail, they stretched it to a threshold that met the target for neither).
         outliers = screen_outliers(scores)
         if outliers:
             rest = np.sort([value for index, value in enumerate(scores) if index not in outliers])
@@ -365,11 +407,12 @@ def calibrate(
                  "threshold_without": without}
                 for i in outliers
             ]
+            calibration.suspects_treatment = (SUSPECTS_COUNTED_APART if len(outliers) / len(scores)
+                                              < target_false_reject_rate else SUSPECTS_LEFT_OUT)
         model = calibration.false_reject_model()
         calibration.image_threshold = max(model.threshold_for(target_false_reject_rate), 1e-6)
-        # The same images' map maxima are counted apart likewise (the map's colours follow the same evidence).
-        pixel_model = FalseRejectModel(maxima, outliers=[maxima[i] for i in outliers] if calibration.outliers_apart
-                                       else ())
+        # The same images' map maxima are treated likewise (the map's colours follow the same evidence).
+        pixel_model = calibration._evidence(maxima, [maxima[i] for i in outliers])
         calibration.pixel_threshold = max(pixel_model.threshold_for(target_false_reject_rate), 1e-6)
         estimate, low, high = model.expected_rate(calibration.image_threshold)
         calibration.expected_false_reject_rate = estimate
@@ -380,6 +423,7 @@ def calibrate(
             f"false-reject rate {target_false_reject_rate:g} on new good parts: exponential tail over the "
             f"{model.fit.exceedances} highest of {model.scores.size} unseen good scores"
             + (f", {model.outliers.size} outlier(s) counted apart" if model.outliers.size else "")
+            + (f", {len(outliers)} outlier(s) left out as defective" if calibration.outliers_left_out else "")
         )
     if defect_scores:
         from anomalyapp.engine.metrics import f1_max

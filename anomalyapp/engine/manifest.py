@@ -17,6 +17,7 @@ from pathlib import Path
 from anomalyapp.core.config import IMAGE_SIZE_RANGE, INDEX_KINDS, STAGE_WEIGHTINGS
 from anomalyapp.core.errors import ModelFileError
 from anomalyapp.engine.backbones import BACKBONES, LAYER_NAMES
+from anomalyapp.engine.calibration import SUSPECTS_TREATMENTS
 from anomalyapp.engine.detector import config_class
 
 
@@ -190,6 +191,7 @@ _CALIBRATION_RULES = {
     "suspects": _optional(_list_of(((lambda v: isinstance(v, dict) and isinstance(v.get("name"), str)
                                      and _is_real(v.get("score")) and _is_real(v.get("threshold_without"))),
                                     "an object with a name, a score and a threshold_without"))),
+    "suspects_treatment": _optional(_choice(SUSPECTS_TREATMENTS)),
 }
 # What save_model writes as each detector's "state"; the required ones are those load_model reads.
 _STATE_RULES = {

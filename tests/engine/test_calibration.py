@@ -270,14 +270,44 @@ def test_screening_names_a_defective_part_among_good_scores_and_leaves_clean_set
     names = [f"good/{i:03d}.png" for i in range(len(with_defect))]
     calibration = calibrate(with_defect, with_defect, source="synthetic", names=names)
     clean = calibrate(good, good, source="synthetic")
-    # Named, and kept in the evidence: the threshold is the one all 41 scores give, not the clean one.
     assert [suspect["name"] for suspect in calibration.suspects] == ["good/017.png"]
     assert calibration.suspects[0]["score"] == 1.9 and len(calibration.good_scores) == 41
-    assert calibration.image_threshold == pytest.approx(FalseRejectModel(with_defect).threshold_for(0.01))
-    assert calibration.image_threshold > 1.1 * clean.image_threshold
-    # What the threshold would be without it, for the message: the clean set's.
     assert calibration.suspects[0]["threshold_without"] == pytest.approx(clean.image_threshold)
     assert clean.suspects is None
+    # 1 of 41 is more than the 1 % allowed: taken as defective, judged NG, and the threshold is the clean one.
+    assert calibration.outliers_left_out and not calibration.outliers_apart
+    assert "1 outlier(s) left out as defective" in calibration.rule
+    assert calibration.image_threshold == pytest.approx(clean.image_threshold) and calibration.image_threshold < 1.9
+    assert calibration.pixel_threshold == pytest.approx(clean.pixel_threshold)
+    assert calibration.expected_false_rejects(0.5) == pytest.approx(clean.expected_false_rejects(0.5))
+    new_parts = rng.normal(1.0, 0.1, 200_000)  # new good parts from the same line
+    rejected = float(np.mean(new_parts >= calibration.image_threshold))
+    estimate, low, high = calibration.expected_false_rejects(0.5)
+    assert low <= rejected <= high and 0.002 <= rejected <= 0.03
+    # Kept in the tail (the rule before), it stretched the threshold and still judged it NG: the target was met
+    # neither if it is defective (the threshold passes more defects than it needs to) nor if it is good.
+    stretched = FalseRejectModel(with_defect).threshold_for(0.01)
+    assert 1.1 * clean.image_threshold < stretched < 1.9
+    assert calibration.describe_suspects() == (
+        f"Look at good image good/017.png: unseen, it scores {calibration.normalise_score(1.9):.2f}, judged NG: the "
+        "expected rate holds if it is defective (+2.4 % if good)")
+    # Loaded again, it is left out the same way.
+    again = Calibration.from_dict(json.loads(json.dumps(calibration.to_dict())))
+    assert again.outliers_left_out and again.expected_false_rejects(0.5) == pytest.approx((estimate, low, high))
+
+
+def test_a_calibration_saved_before_the_suspects_treatment_keeps_its_outlier_in_the_tail():
+    rng = np.random.default_rng(21)
+    with_defect = list(rng.normal(1.0, 0.1, 40)) + [1.9]
+    saved = calibrate(with_defect, with_defect, source="synthetic").to_dict()
+    stretched = FalseRejectModel(with_defect)
+    # As an older version wrote it: no suspects_treatment, the threshold its tail-stretching rule gave.
+    saved.pop("suspects_treatment")
+    saved["image_threshold"] = stretched.threshold_for(0.01)
+    old = Calibration.from_dict(saved)
+    assert not old.outliers_left_out and not old.outliers_apart
+    assert old.expected_false_rejects(0.5) == pytest.approx(stretched.expected_rate(saved["image_threshold"]))
+    assert "holds the threshold up" in old.describe_suspects()
 
 
 def test_outliers_under_the_target_share_are_counted_apart_and_the_rate_still_holds():
@@ -335,10 +365,12 @@ def test_training_names_a_defective_image_in_the_good_folder(line_with_a_defect_
     except StopIteration as stop:
         result = stop.value
     warnings = [p.message for p in progress if p.stage == "warning"]
-    assert any(f"good image {defective} scores like a defect" in w and "it alone holds" in w for w in warnings), warnings
+    assert any(f"good image {defective} scores like a defect" in w and "it is taken as defective: judged NG" in w
+               for w in warnings), warnings
     suspects = read_manifest(result.model_path)["calibration"]["suspects"]
     assert [s["name"] for s in suspects] == [defective]
     assert result.summary["suspect_good_images"] == [defective]
     calibration = load_model(result.model_path)[0].calibration  # the manifest's check accepts the field
     assert calibration.suspects == suspects
     assert calibration.describe_suspects().startswith(f"Look at good image {defective}: unseen, it scores ")
+    assert calibration.outliers_left_out and calibration.normalise_score(suspects[0]["score"]) > 0.5

@@ -62,6 +62,9 @@ def test_metrics_table_with_na(plots):
     assert (table["TN (good passed)"], table["FP (good rejected)"]) == ("28", "2")
     assert (table["FN (defect passed)"], table["TP (defect rejected)"]) == ("3", "17")
     assert table["Seen by the model"] == "n/a"  # an evaluation saved before the check
+    assert table["Expected false-reject rate"] == "n/a" and plots.images_caption.text().startswith("Click a TN/FP")
+    plots.show_evaluation(_result(expected_false_reject_rate=[0.01, 0.0006, 0.0321]))
+    assert _table(plots)["Expected false-reject rate"] == "0.010 (0.001-0.032)"
     plots.show_evaluation(_result(learnt_images=[]))
     assert (_table(plots)["Seen by the model"], _table(plots)["Image AUROC without them"]) == ("0", "n/a")
     plots.show_evaluation(_result(learnt_images=[{"path": "good/3.png", "how": "taught"}],
@@ -71,6 +74,7 @@ def test_metrics_table_with_na(plots):
     per_image = _result()["per_image"]
     per_image[3]["learnt"] = "taught"  # as the service marks the image it names
     plots.show_evaluation(_result(per_image=per_image, learnt_images=[{"path": "good/3.png", "how": "taught"}]))
+    assert "Seen by the model row" in plots.images_caption.text()  # the hint says the row lists them
     plots.show_cell_images(next(r for r, (label, _, _) in enumerate(METRIC_ROWS) if label == "Seen by the model"))
     listed = [plots.images_list.item(i).text() for i in range(plots.images_list.count())]
     assert len(listed) == 1 and "3.png" in listed[0]
@@ -174,7 +178,7 @@ def test_every_metric_name_and_value_is_shown_whole_in_the_evaluation_window(qtb
     qtbot.waitExposed(plots)
     plots.show_evaluation(_result(
         learnt_images=[{"path": f"good/{i}.png", "how": "taught"} for i in range(12)],
-        unseen={"images": 38, "image_auroc": 0.9612},
+        unseen={"images": 38, "image_auroc": 0.9612}, expected_false_reject_rate=[0.0123, 0.0004, 0.1234],
         false_rejects_against_expected={"judged_ng": 14, "good_images": 120, "expected_low": 0, "expected_high": 3,
                                         "within": False}))
     table = plots.metrics_table

@@ -39,6 +39,7 @@ from anomalyapp.gui.widgets.threshold_panel import (
 __all__ = ["EvaluationPlots", "METRIC_ROWS"]
 
 NOT_AVAILABLE = "n/a"
+CLICK_HINT = "Click a TN/FP/FN/TP row or a ROC point to list its images."
 
 #: The metrics table's key of the test images the model learnt from (the row a click lists them from).
 LEARNT_KEY = "learnt_images"
@@ -53,7 +54,7 @@ METRIC_ROWS = (
     ("Image AUROC without them", ("unseen", "image_auroc"), "ratio"),
     ("Threshold used", "threshold", "ratio"),
     ("False-reject rate (good judged NG)", "false_reject_rate", "ratio"),
-    ("Expected false-reject rate", ("expected_false_reject_rate", 0), "ratio"),
+    ("Expected false-reject rate", "expected_false_reject_rate", "expected_rate"),
     ("Good judged NG (expected, 90 %)", "false_rejects_against_expected", "against_expected"),
     ("Recall at 1 % false rejects", ("recall_at_false_reject_rate", "0.01"), "ratio"),
     ("Recall at 5 % false rejects", ("recall_at_false_reject_rate", "0.05"), "ratio"),
@@ -90,6 +91,12 @@ def _format(value, kind: str) -> str:
         return NOT_AVAILABLE
     if kind == "learnt":  # services.evaluation: test images taught good, or among the training images
         return f"{len(value)}: figures flattered" if value else "0"
+    if kind == "expected_rate":  # the calibration's [estimate, low, high] at the threshold used
+        try:
+            estimate, low, high = (float(part) for part in value)
+        except (TypeError, ValueError):
+            return NOT_AVAILABLE
+        return f"{estimate:.3f} ({low:.3f}-{high:.3f})"
     if kind == "against_expected":  # services.evaluation.false_rejects_against_expected
         return (f"{value['judged_ng']}/{value['good_images']} ({value['expected_low']}-{value['expected_high']})"
                 + ("" if value["within"] else " outside"))
@@ -108,6 +115,9 @@ def _explain(value, kind: str) -> str:
         return (f"The model learnt from {len(value)} of these test images (taught good in a review, or in its "
                 "training folder): it has seen them, so every figure above is better than on new parts. Image AUROC "
                 "without them is the next row; click this row to list them.")
+    if kind == "expected_rate" and value:
+        return ("The share of new good parts the model's calibration expects this threshold to judge NG, with its "
+                "90 % interval (from the good images scored unseen in training, not from these test images).")
     return ""
 
 
@@ -211,7 +221,7 @@ class EvaluationPlots(QWidget):
         self.metrics_table.setMinimumWidth(max(230, longest + widest_value + 40))
         self.metrics_table.cellClicked.connect(lambda row, _column: self.show_cell_images(row))
 
-        self.images_caption = QLabel("Click a TN/FP/FN/TP row or a ROC point to list its images.")
+        self.images_caption = QLabel(CLICK_HINT)
         self.images_caption.setWordWrap(True)
         self.images_list = QListWidget()
         self.images_list.setObjectName("evaluation_images")
@@ -285,6 +295,7 @@ class EvaluationPlots(QWidget):
         scores_arr = np.asarray(scores, dtype=np.float64)
         self._show_histogram(labels_arr, scores_arr, threshold)
         self._show_roc(result.get("roc"), result.get("confusion_matrix"), result.get("image_auroc"))
+        self.images_caption.setText(self._click_hint())
 
     def render_png(self) -> bytes:
         """The plots and the table as they are shown, as PNG bytes (the caller saves them)."""
@@ -345,8 +356,14 @@ class EvaluationPlots(QWidget):
         if caption:
             self.images_caption.setText(caption + " (double-click one to open it)")
         else:
-            self.images_caption.setText("Click a TN/FP/FN/TP row or a ROC point to list its images.")
+            self.images_caption.setText(self._click_hint())
         self.open_images_button.setEnabled(bool(items))
+
+    def _click_hint(self) -> str:
+        """What a click lists: the Seen by the model row too, when there are such images."""
+        if any(item.get("learnt") for item in self._per_image):
+            return "Click a TN/FP/FN/TP or Seen by the model row, or a ROC point, to list its images."
+        return CLICK_HINT
 
     def _open_listed_images(self) -> None:
         paths = self.listed_paths()

@@ -286,7 +286,8 @@ def suspect_messages(calibration) -> list[str]:
         f"good image {suspect['name']} scores like a defect when the model has not seen it "
         f"({calibration.normalise_score(suspect['score']):.2f} on the scale where the threshold is 0.50); {effect}. "
         "Look at it: if it is defective, move it out of the good images and train again (in a project: the "
-        "threshold panel's Set aside, or anomalyapp set-aside PROJECT IMAGE, which keep a record of the move)"
+        "threshold panel's Set aside, or anomalyapp set-aside PROJECT IMAGE, which keep a record of the move); if "
+        "it is a good part, add more good images that show what it shows, so that the model learns it"
         for suspect in suspects
     ]
 

@@ -386,7 +386,7 @@ def test_training_names_a_defective_image_in_the_good_folder(line_with_a_defect_
         result = stop.value
     warnings = [p.message for p in progress if p.stage == "warning"]
     assert any(f"good image {defective} scores like a defect" in w and "it is taken as defective: judged NG" in w
-               for w in warnings), warnings
+               and "if it is a good part, add more good images" in w for w in warnings), warnings
     suspects = read_manifest(result.model_path)["calibration"]["suspects"]
     assert [s["name"] for s in suspects] == [defective]
     assert result.summary["suspect_good_images"] == [defective]

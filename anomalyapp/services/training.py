@@ -272,12 +272,13 @@ def suspect_messages(calibration) -> list[str]:
                   f"allowed), so that {'it does' if one else 'they do'} not stretch the threshold")
     elif calibration.outliers_left_out:
         share = f"{100 * calibration.suspects_share:.1f} %"
+        if_good, _, if_good_high = calibration.expected_false_rejects_if_suspects_good()
         effect = (f"at {len(suspects)} of {len(calibration.good_scores)} good images ({share}), parts like "
                   f"{'it' if one else 'them'} would by themselves use up the "
                   f"{100 * calibration.target_false_reject_rate:g} % of false rejects allowed, so "
                   f"{'it is' if one else 'they are'} taken as defective: judged NG, and the threshold is set from the "
-                  f"other good images (if {'it is a good part' if one else 'they are good parts'}, parts like "
-                  f"{'it' if one else 'them'} add about {share} false rejects)")
+                  f"other good images (if {'it is a good part' if one else 'they are good parts'}, expect about "
+                  f"{100 * if_good:.1f} % false rejects, up to {100 * if_good_high:.1f} %)")
     else:
         without = calibration.normalise_score(suspects[0]["threshold_without"])
         effect = (f"{'it alone holds' if one else f'these {len(suspects)} hold'} the threshold up: without "

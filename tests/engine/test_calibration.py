@@ -308,9 +308,13 @@ def test_screening_names_a_defective_part_among_good_scores_and_leaves_clean_set
     # neither if it is defective (the threshold passes more defects than it needs to) nor if it is good.
     stretched = FalseRejectModel(with_defect).threshold_for(0.01)
     assert 1.1 * clean.image_threshold < stretched < 1.9
+    # Should it be a good part after all, the tail of every score says what the station then rejects.
+    if_good = calibration.expected_false_rejects_if_suspects_good()
+    assert if_good == pytest.approx(FalseRejectModel(with_defect).expected_rate(calibration.image_threshold))
+    assert if_good[0] > 0.02 and clean.expected_false_rejects_if_suspects_good() is None
     assert calibration.describe_suspects() == (
         f"Look at good image good/017.png: unseen, it scores {calibration.normalise_score(1.9):.2f}, judged NG: the "
-        "expected rate holds if it is defective (+2.4 % if good)")
+        f"expected rate holds if it is defective ({100 * if_good[0]:.1f} % if good)")
     # Loaded again, it is left out the same way.
     again = Calibration.from_dict(json.loads(json.dumps(calibration.to_dict())))
     assert again.outliers_left_out and again.expected_false_rejects(0.5) == pytest.approx((estimate, low, high))

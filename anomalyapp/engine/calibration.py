@@ -239,6 +239,22 @@ class FalseRejectModel:
         return float(low), float(high)
 
 
+def interval_at_target(count: int, rate: float, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+                       ) -> tuple[float, float]:
+    """The 90 % interval of the true rate at the threshold the exponential tail of ``count`` good scores sets for
+    ``rate``. The pivots make it the same for every set of that many scores, so it says what so many good images
+    can promise before any are scored (``FalseRejectModel.expected_rate`` at its ``threshold_for``)."""
+    k = tail_size(count)
+    if count < MIN_TAIL_EVIDENCE or rate >= k / count:
+        raise ValueError(f"no tail interval for a rate of {rate} from {count} scores")
+    rng = np.random.default_rng(seed)
+    shares = rng.beta(k + 1, count - k, samples)
+    # At t = u + scale * ln(k / (count * rate)) a draw's rate is share * (count * rate / k) ** (scale / true scale).
+    rates = shares * (count * rate / k) ** (rng.gamma(k, 1.0, samples) / k)
+    low, high = np.quantile(rates, INTERVAL)
+    return float(low), float(high)
+
+
 def describe_rate(estimate: float, low: float, high: float) -> str:
     """'expected false rejects 1.2 % (0.4-3.0 %) on new good parts'."""
 

@@ -313,6 +313,28 @@ def expected_rate_text(calibration) -> str | None:
     return text
 
 
+# The number of good images the training output compares a smaller set's interval with.
+MANY_GOOD_IMAGES = 200
+
+
+def more_images_text(calibration) -> str | None:
+    """'with 40 good images the interval is 0.2-4.3 %; 200 would narrow it to 0.2-2.3 %', or None (the old rule,
+    or already that many): what collecting more good images would buy, since the interval depends on their number."""
+    from anomalyapp.engine.calibration import interval_at_target
+
+    count = len(calibration.good_scores)
+    target = calibration.target_false_reject_rate
+    if calibration.expected_false_reject_rate is None or count >= MANY_GOOD_IMAGES:
+        return None
+    low, high = calibration.expected_false_reject_interval
+    try:
+        many_low, many_high = interval_at_target(MANY_GOOD_IMAGES, target)
+    except ValueError:  # a target so high that the empirical scores, not the tail, set the threshold
+        return None
+    return (f"with {count} good images the interval is {100 * low:.1f}-{100 * high:.1f} %; "
+            f"{MANY_GOOD_IMAGES} would narrow it to {100 * many_low:.1f}-{100 * many_high:.1f} %")
+
+
 def default_model_path(data: Path, detector: str) -> Path:
     return Path("models") / f"{data.resolve().name}-{detector}"
 
@@ -427,6 +449,9 @@ def _train(request: TrainRequest, cancel: CancelToken | None) -> Generator[Progr
     expected = expected_rate_text(detector.calibration)
     if expected:
         yield Progress("calibrate", 0, None, expected)
+        more = more_images_text(detector.calibration)
+        if more:
+            yield Progress("calibrate", 0, None, more)
     check(cancel)
 
     out = request.out or default_model_path(request.data, request.detector)

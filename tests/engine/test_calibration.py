@@ -58,6 +58,27 @@ def test_the_rates_interval_holds_the_true_rate_as_often_as_it_says_on_small_exp
     assert (above + below) / sets >= 0.04  # an interval wide enough to hold everything would not pass either
 
 
+def test_what_more_good_images_would_promise_is_the_interval_of_that_many_scores():
+    from anomalyapp.engine.calibration import interval_at_target
+    from anomalyapp.services.training import more_images_text
+
+    rng = np.random.default_rng(6)
+    for count in (40, 200):
+        model = FalseRejectModel(3.0 + rng.exponential(0.5, count))
+        _, low, high = model.expected_rate(model.threshold_for(0.01))
+        assert interval_at_target(count, 0.01) == pytest.approx((low, high), rel=0.15)  # other draws, same law
+    few = calibrate(list(3.0 + rng.exponential(0.5, 40)), [1.0] * 40, source="synthetic")
+    many_low, many_high = interval_at_target(200, 0.01)
+    low, high = few.expected_false_reject_interval
+    assert many_high < high and more_images_text(few) == (
+        f"with 40 good images the interval is {100 * low:.1f}-{100 * high:.1f} %; 200 would narrow it to "
+        f"{100 * many_low:.1f}-{100 * many_high:.1f} %")
+    assert more_images_text(calibrate(list(3.0 + rng.exponential(0.5, 200)), [1.0] * 200, source="s")) is None
+    assert more_images_text(calibrate([1.0, 1.1, 1.2], [1.0] * 3, source="too few for a tail")) is None
+    with pytest.raises(ValueError):
+        interval_at_target(40, 0.5)  # the empirical scores, not the tail, set such a threshold
+
+
 @pytest.mark.parametrize("parts", [20, 80, 500])
 def test_the_expected_count_of_a_batch_holds_its_own_chance_and_covers_simulated_batches(parts):
     rng = np.random.default_rng(3)

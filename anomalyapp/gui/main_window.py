@@ -91,6 +91,7 @@ class MainWindow(QMainWindow):
         self.threshold_panel.show_suspects_requested.connect(self.inspect)
         self.threshold_panel.set_aside_requested.connect(self.confirm_set_aside)
         threshold.rule.connect(self.threshold_panel.set_rule)
+        threshold.calibrated_band.connect(self.threshold_panel.set_calibrated_band)
         self.camera_view.cleared.connect(lambda: (self.camera_panel.verdict_label.clear(),
                                                   self.camera_panel.verdict_label.setStyleSheet(""),
                                                   self.camera_panel.fps_label.clear()))

@@ -204,6 +204,7 @@ class ReviewController(QObject):
         self.threshold.expected_rate.emit(loaded.describe_expected_false_rejects)
         self.threshold.suspects.emit(loaded.describe_suspects())
         self.threshold.suspect_images.emit(summary.suspect_images)
+        self.threshold.calibrated_band.emit(loaded.uncertain_low_normalised)
         records = self.access.records
         if records is not None and self.session.project is not None and self.access.can("change_threshold"):
             try:

@@ -40,6 +40,7 @@ class ThresholdViewModel(QObject):
     suspects = Signal(object)  # the loaded model's note on good images that score like defects, or None
     suspect_images = Signal(object)  # those images' files (list of Path), to show them
     rule = Signal(float, object)  # threshold, uncertain band's lower end or None
+    calibrated_band = Signal(object)  # the loaded model's calibrated band's lower end, or None
 
     def reset(self) -> None:
         self.reference_scores.emit([], [])
@@ -47,6 +48,7 @@ class ThresholdViewModel(QObject):
         self.expected_rate.emit(None)
         self.suspects.emit(None)
         self.suspect_images.emit([])
+        self.calibrated_band.emit(None)
 
 
 class CameraViewModel(QObject):

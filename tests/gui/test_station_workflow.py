@@ -500,6 +500,27 @@ def test_loading_a_model_records_its_band_once_and_nobody_changes_it(qtbot, wind
     assert rule == (window.threshold_panel.threshold(), window.threshold_panel.uncertain_low())
 
 
+def test_reset_to_calibrated_goes_back_to_the_models_review_band(qtbot, window, project_with_model):
+    # Reset once dropped the band: after a look at other thresholds, borderline parts no longer went to Review.
+    from PySide6.QtCore import Qt
+
+    from anomalyapp.services.records import RecordsService
+
+    def recorded():
+        with RecordsService(project_with_model.root) as records:
+            return records.decision_rule()
+
+    _load(qtbot, window, project_with_model)
+    panel = window.threshold_panel
+    calibrated = panel.uncertain_low()
+    assert calibrated is not None and calibrated < 0.5  # the model's band, recorded when it was loaded
+    panel.set_rule(0.7, None)
+    qtbot.waitUntil(lambda: recorded() == (0.7, None), timeout=3000)
+    qtbot.mouseClick(panel.reset_threshold_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: recorded() == (0.5, pytest.approx(calibrated)), timeout=3000)
+    assert panel.uncertain_toggle.isChecked()
+
+
 def test_without_an_estimate_the_time_left_names_the_stage_it_measures(qtbot, window):
     from anomalyapp.core.types import Progress
 

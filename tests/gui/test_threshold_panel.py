@@ -141,6 +141,17 @@ def test_reset_returns_to_calibrated(qtbot, panel, emitted):
     assert panel.threshold() == 0.5 and panel.uncertain_low() is None
     assert panel.threshold_spin.value() == pytest.approx(0.5)
     assert not panel.uncertain_toggle.isChecked()
+    # With a model whose calibration gives a Review band, Reset goes back to that band too.
+    panel.set_calibrated_band(0.44)
+    assert "from 0.440" in panel.reset_threshold_button.toolTip()
+    panel.set_threshold(0.8)
+    panel.set_uncertain(None)
+    with qtbot.waitSignal(panel.verdicts_changed, timeout=1000) as blocker:
+        panel.reset_threshold_button.click()
+    assert blocker.args[0] == Verdicts(0.5, 0.44) and panel.uncertain_toggle.isChecked()
+    panel.set_calibrated_band(None)  # another model, or none: the band goes off again
+    panel.reset_threshold_button.click()
+    assert panel.verdicts() == Verdicts(0.5, None)
 
 
 def test_read_only_mode(panel):

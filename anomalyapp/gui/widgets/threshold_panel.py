@@ -115,6 +115,7 @@ class ThresholdPanel(QWidget):
         self._threshold = CALIBRATED_THRESHOLD
         self._low: float | None = None
         self._last_low = DEFAULT_BAND_LOW  # where the band starts when turned on: the last one this project had
+        self._calibrated_low: float | None = None  # the loaded model's calibrated band (Reset goes back to it)
         self._xmax = self.MIN_RANGE
         self._good = np.empty(0)
         self._defects = np.empty(0)
@@ -241,7 +242,7 @@ class ThresholdPanel(QWidget):
 
         self.reset_threshold_button = QPushButton("Reset to calibrated")
         self.reset_threshold_button.setObjectName("reset_threshold_button")
-        self.reset_threshold_button.setToolTip("Threshold back to 0.50, uncertain band off")
+        self.reset_threshold_button.setToolTip("Threshold back to 0.50, Review band off")
         self.reset_threshold_button.clicked.connect(self.reset)
 
         self.stats_label = QLabel()
@@ -321,9 +322,16 @@ class ThresholdPanel(QWidget):
         self._last_low = DEFAULT_BAND_LOW
         self._push()
 
+    def set_calibrated_band(self, low: float | None) -> None:
+        """The loaded model's calibrated Review band's lower end (normalised), or None: what Reset goes back to."""
+        self._calibrated_low = None if low is None or not 0 <= low < CALIBRATED_THRESHOLD else float(low)
+        self.reset_threshold_button.setToolTip(
+            "Threshold back to 0.50, Review band off" if self._calibrated_low is None else
+            f"Threshold back to 0.50 and the Review band to the model's calibrated one (from {self._calibrated_low:.3f})")
+
     def reset(self) -> None:
-        """Back to the calibrated threshold (0.5), band off."""
-        self._set_state(CALIBRATED_THRESHOLD, None)
+        """Back to the calibration's rule: threshold 0.5, and the model's calibrated Review band (off without one)."""
+        self._set_state(CALIBRATED_THRESHOLD, self._calibrated_low)
         self._emit_final()
 
     def set_reference_scores(self, good: Sequence[float], defects: Sequence[float] = ()) -> None:

@@ -97,6 +97,13 @@ class TailFit:
         return float(np.quantile(sorted_scores, 1.0 - rate))
 
 
+def tail_pivots(k: int, n: int, samples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Draws of the tail's two pivots (module docstring), whose laws do not depend on the unknown tail: the true
+    share of parts above the (k+1)-th highest of n scores, Beta(k + 1, n - k), and the true scale over the fitted
+    one, k / Gamma(k, 1)."""
+    return rng.beta(k + 1, n - k, samples), k / rng.gamma(k, 1.0, samples)
+
+
 def fit_tail(scores) -> TailFit:
     values = np.sort(np.asarray(scores, dtype=np.float64))
     n = values.size
@@ -160,9 +167,8 @@ class FalseRejectModel:
         self.levels = self.resamples[:, n - k - 1]
         self.scales = np.maximum((self.resamples[:, n - k :] - self.levels[:, None]).mean(1), self.fit.scale * 1e-3)
         self.outlier_counts = rng.binomial(self.count, self.outliers.size / self.count, samples)
-        # The tail's pivots (module docstring): the true share of parts above the level, and the true scale.
-        self.tail_shares = rng.beta(k + 1, n - k, samples)
-        self.tail_scales = k * self.fit.scale / rng.gamma(k, 1.0, samples)
+        self.tail_shares, scale_ratios = tail_pivots(k, n, samples, rng)
+        self.tail_scales = self.fit.scale * scale_ratios
 
     def _outlier_share(self, threshold: float, counts):
         """The outliers' part of the rate at ``threshold``: those at or above it, of all the scores."""
@@ -247,10 +253,9 @@ def interval_at_target(count: int, rate: float, samples: int = BOOTSTRAP_SAMPLES
     k = tail_size(count)
     if count < MIN_TAIL_EVIDENCE or rate >= k / count:
         raise ValueError(f"no tail interval for a rate of {rate} from {count} scores")
-    rng = np.random.default_rng(seed)
-    shares = rng.beta(k + 1, count - k, samples)
+    shares, scale_ratios = tail_pivots(k, count, samples, np.random.default_rng(seed))
     # At t = u + scale * ln(k / (count * rate)) a draw's rate is share * (count * rate / k) ** (scale / true scale).
-    rates = shares * (count * rate / k) ** (rng.gamma(k, 1.0, samples) / k)
+    rates = shares * (count * rate / k) ** (1.0 / scale_ratios)
     low, high = np.quantile(rates, INTERVAL)
     return float(low), float(high)
 
@@ -450,7 +455,7 @@ def calibrate(
                  "threshold_without": without}
                 for i in outliers
             ]
-            calibration.suspects_treatment = (SUSPECTS_COUNTED_APART if len(outliers) / len(scores)
+            calibration.suspects_treatment = (SUSPECTS_COUNTED_APART if calibration.suspects_share
                                               < target_false_reject_rate else SUSPECTS_LEFT_OUT)
         model = calibration.false_reject_model()
         calibration.image_threshold = max(model.threshold_for(target_false_reject_rate), 1e-6)

@@ -266,9 +266,8 @@ def suspect_messages(calibration) -> list[str]:
         return []
     one = len(suspects) == 1
     if calibration.outliers_apart:
-        share = len(suspects) / len(calibration.good_scores)
         effect = (f"counted apart as a part that will be rejected ({len(suspects)} of {len(calibration.good_scores)} "
-                  f"good images, {100 * share:.1f} % of the {100 * calibration.target_false_reject_rate:g} % "
+                  f"good images, {100 * calibration.suspects_share:.1f} % of the {100 * calibration.target_false_reject_rate:g} % "
                   f"allowed), so that {'it does' if one else 'they do'} not stretch the threshold")
     elif calibration.outliers_left_out:
         share = f"{100 * calibration.suspects_share:.1f} %"
@@ -318,7 +317,7 @@ MANY_GOOD_IMAGES = 200
 
 
 def more_images_text(calibration) -> str | None:
-    """'with 40 good images the interval is 0.2-4.3 %; 200 would narrow it to 0.2-2.3 %', or None (the old rule,
+    """'with 40 good images the interval is 0.2-4.3 %; 200 would narrow it to 0.4-2.4 %', or None (the old rule,
     or already that many): what collecting more good images would buy, since the interval depends on their number."""
     from anomalyapp.engine.calibration import interval_at_target
 

@@ -260,14 +260,16 @@ def interval_at_target(count: int, rate: float, samples: int = BOOTSTRAP_SAMPLES
     return float(low), float(high)
 
 
+def rate_percent(value: float) -> str:
+    """A rate as its figure in percent: '1.2', or '0.08' below 0.1 % (where one decimal would show 0.0)."""
+    value *= 100
+    return f"{value:.2f}" if value < 0.1 else f"{value:.1f}"
+
+
 def describe_rate(estimate: float, low: float, high: float) -> str:
     """'expected false rejects 1.2 % (0.4-3.0 %) on new good parts'."""
-
-    def pct(value: float) -> str:
-        value *= 100
-        return f"{value:.2f}" if value < 0.1 else f"{value:.1f}"
-
-    return f"expected false rejects {pct(estimate)} % ({pct(low)}-{pct(high)} %) on new good parts"
+    return (f"expected false rejects {rate_percent(estimate)} % ({rate_percent(low)}-{rate_percent(high)} %) on new "
+            "good parts")
 
 
 @dataclass

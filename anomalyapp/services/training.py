@@ -319,7 +319,7 @@ MANY_GOOD_IMAGES = 200
 def more_images_text(calibration) -> str | None:
     """'with 40 good images the interval is 0.2-4.3 %; 200 would narrow it to 0.4-2.4 %', or None (the old rule,
     or already that many): what collecting more good images would buy, since the interval depends on their number."""
-    from anomalyapp.engine.calibration import interval_at_target
+    from anomalyapp.engine.calibration import interval_at_target, rate_percent
 
     count = len(calibration.good_scores)
     target = calibration.target_false_reject_rate
@@ -330,8 +330,8 @@ def more_images_text(calibration) -> str | None:
         many_low, many_high = interval_at_target(MANY_GOOD_IMAGES, target)
     except ValueError:  # a target so high that the empirical scores, not the tail, set the threshold
         return None
-    return (f"with {count} good images the interval is {100 * low:.1f}-{100 * high:.1f} %; "
-            f"{MANY_GOOD_IMAGES} would narrow it to {100 * many_low:.1f}-{100 * many_high:.1f} %")
+    return (f"with {count} good images the interval is {rate_percent(low)}-{rate_percent(high)} %; "
+            f"{MANY_GOOD_IMAGES} would narrow it to {rate_percent(many_low)}-{rate_percent(many_high)} %")
 
 
 def default_model_path(data: Path, detector: str) -> Path:

@@ -59,7 +59,7 @@ def test_the_rates_interval_holds_the_true_rate_as_often_as_it_says_on_small_exp
 
 
 def test_what_more_good_images_would_promise_is_the_interval_of_that_many_scores():
-    from anomalyapp.engine.calibration import interval_at_target
+    from anomalyapp.engine.calibration import interval_at_target, rate_percent
     from anomalyapp.services.training import more_images_text
 
     rng = np.random.default_rng(6)
@@ -71,8 +71,9 @@ def test_what_more_good_images_would_promise_is_the_interval_of_that_many_scores
     many_low, many_high = interval_at_target(200, 0.01)
     low, high = few.expected_false_reject_interval
     assert many_high < high and more_images_text(few) == (
-        f"with 40 good images the interval is {100 * low:.1f}-{100 * high:.1f} %; 200 would narrow it to "
-        f"{100 * many_low:.1f}-{100 * many_high:.1f} %")
+        f"with 40 good images the interval is {rate_percent(low)}-{rate_percent(high)} %; 200 would narrow it to "
+        f"{rate_percent(many_low)}-{rate_percent(many_high)} %")
+    assert rate_percent(0.0008) == "0.08" and rate_percent(0.043) == "4.3"  # as the expected rate is written
     assert more_images_text(calibrate(list(3.0 + rng.exponential(0.5, 200)), [1.0] * 200, source="s")) is None
     assert more_images_text(calibrate([1.0, 1.1, 1.2], [1.0] * 3, source="too few for a tail")) is None
     with pytest.raises(ValueError):

@@ -176,17 +176,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def self_test(app, timeout_s: float = 180.0) -> int:
-    """Start the real window, train a small model on a generated line, score a synthetic defect, exit.
+    """Start the real window, train a small model on a generated line, inspect one of its parts with and without
+    a synthetic scratch, exit.
 
-    Prints one line per step; exit code 0 only when an image went through the model and its verdict and
-    anomaly map reached the window.
+    Prints one line per step; exit code 0 only when both images went through the model, their anomaly map reached
+    the window, and the window judged the scratched part NG and the same part without it OK.
     """
     from PySide6.QtCore import QEventLoop, QSettings, QTimer
 
-    from anomalyapp.core.verdicts import verdict_for
     from anomalyapp.gui.main_window import MainWindow
     from anomalyapp.services import project as projects
-    from anomalyapp.services.demo import self_test_data
+    from anomalyapp.services.demo import SELF_TEST_SIZE, self_test_data
 
     def say(message: str) -> None:
         print(f"self-test: {message}", flush=True)
@@ -195,12 +195,12 @@ def self_test(app, timeout_s: float = 180.0) -> int:
         root = Path(tmp)
         os.environ.setdefault("ANOMALYAPP_CONFIG_DIR", str(root / "config"))
         settings = QSettings(str(root / "window.ini"), QSettings.Format.IniFormat)
-        good_folder, probe = self_test_data(root)
+        good_folder, good_probe, scratched_probe = self_test_data(root)
         window = MainWindow(settings)
         window.show()
         project = projects.create_project(root / "project", "self-test", good_folder)
         projects.set_up_single_user(project, "self-test")
-        project.training.image_size = 96
+        project.training.image_size = SELF_TEST_SIZE
         window.set_project(project)
         outcome: dict = {}
         loop = QEventLoop()
@@ -214,7 +214,7 @@ def self_test(app, timeout_s: float = 180.0) -> int:
         window.inspection.model_loaded.connect(lambda manifest: finish("model", manifest))
         QTimer.singleShot(int(timeout_s * 1000), lambda: finish("error", "timed out"))
         started = time.monotonic()
-        window.training_panel.image_size.setValue(96)
+        window.training_panel.image_size.setValue(SELF_TEST_SIZE)
         window.start_training()
         loop.exec()
         if "error" in outcome:
@@ -222,16 +222,34 @@ def self_test(app, timeout_s: float = 180.0) -> int:
             return 1
         say(f"trained and loaded a model in {time.monotonic() - started:.1f} s")
 
-        window.inspection.result_ready.connect(lambda row: finish("row", row))
-        window.inspect([str(probe)])
+        rows: dict[str, object] = {}
+
+        def scored(row) -> None:
+            rows[Path(row.path).name] = row
+            if len(rows) == 2:
+                finish("rows", rows)
+
+        window.inspection.result_ready.connect(scored)
+        window.inspect([str(good_probe), str(scratched_probe)])
         loop.exec()
-        row = outcome.get("row")
-        if row is None or row.score is None:
-            say(outcome.get("error", "the synthetic image was not scored"))
+        if "rows" not in outcome or any(row.score is None for row in rows.values()):
+            say(outcome.get("error", "the two synthetic images were not both scored"))
             return 1
         QTimer.singleShot(500, loop.quit)
         loop.exec()
         shown = window.viewer.has_image() if hasattr(window.viewer, "has_image") else True
-        say(f"synthetic scratch scored {row.score:.3f} ({verdict_for(row.score)}); shown: {shown}")
+        results = window.results_panel.model()
+        verdicts = {Path(results.row_at(i).path).name: results.verdict_at(i) for i in range(results.rowCount())}
+        good, scratched = rows[good_probe.name], rows[scratched_probe.name]
+        say(f"a part with a synthetic scratch scored {scratched.score:.3f} ({verdicts.get(scratched_probe.name)}), "
+            f"the same part without it {good.score:.3f} ({verdicts.get(good_probe.name)}); map shown: {shown}")
         window.close()
-        return 0 if shown else 1
+        # The window's layout is written on close; written out here, inside the folder, QSettings has nothing left
+        # to write when it is destroyed after the folder is gone (it used to create the folder again, with a
+        # window.ini in it, one stray folder in the temp folder per run).
+        settings.sync()
+        window.deleteLater()
+        QTimer.singleShot(0, loop.quit)
+        loop.exec()
+        passed = shown and verdicts.get(scratched_probe.name) == "NG" and verdicts.get(good_probe.name) == "OK"
+        return 0 if passed else 1

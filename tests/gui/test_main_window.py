@@ -185,12 +185,16 @@ def test_errors_show_a_dialog_not_a_traceback(qtbot, window, tmp_path):
     assert "not an anomalyapp project" in window.last_error
 
 
-def test_self_test_exits_zero(tmp_path):
-    env = dict(__import__("os").environ, QT_QPA_PLATFORM="offscreen", ANOMALYAPP_CONFIG_DIR=str(tmp_path))
+def test_self_test_exits_zero_and_leaves_nothing_behind(tmp_path):
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = dict(__import__("os").environ, QT_QPA_PLATFORM="offscreen", ANOMALYAPP_CONFIG_DIR=str(tmp_path),
+               TMPDIR=str(temp))
     result = subprocess.run([sys.executable, "-m", "anomalyapp", "--self-test"], capture_output=True, text=True,
                             timeout=300, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "synthetic scratch scored" in result.stdout
+    assert [path.name for path in temp.iterdir()] == []
 
 
 def test_false_positive_is_fixed_in_place_without_retraining(qtbot, window, project_with_model, demo_line):

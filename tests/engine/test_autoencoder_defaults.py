@@ -33,3 +33,15 @@ def test_a_model_saved_before_these_defaults_keeps_its_features_latent_and_full_
     assert _detector(old).batch_size(12 * 32 * 32) == 4096  # as it trained: one batch of all 12,288 vectors
     new = AutoencoderConfig()
     assert (new.layers, new.region_kernel, new.explained_variance) == (("layer2", "layer3"), 3, 0.97)
+
+
+def test_the_map_weighs_the_stages_alike_and_smooths_wider_and_models_saved_before_keep_their_map():
+    new = AutoencoderConfig()
+    assert (new.stage_weighting, new.sigma) == ("score_concatenated_map_balanced", 8.0)
+    saved = new.to_dict()
+    saved.update(stage_weighting="concatenated", sigma=4.0)  # as every model saved before 2026-12-02 wrote them
+    assert (AutoencoderConfig.from_dict(saved).stage_weighting, AutoencoderConfig.from_dict(saved).sigma) == (
+        "concatenated", 4.0)
+    del saved["stage_weighting"], saved["sigma"]  # older still: no weighting field
+    old = AutoencoderConfig.from_dict(saved)
+    assert (old.stage_weighting, old.sigma) == ("concatenated", 4.0)

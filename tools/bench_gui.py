@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -146,6 +147,8 @@ def main() -> int:
     results["threshold_drag"] = probe.stop()
     results["camera"] = camera_fps(project.model_path, tmp)
     window.close()
+    window.settings.sync()
+    shutil.rmtree(tmp, ignore_errors=True)  # the demo line, its model and the camera video: 1 MB and more a run
 
     for name, figures in results.items():
         if "max_ms" in figures:

@@ -131,15 +131,25 @@ def _worker_session(model: ShippedModel, app_version: str, device: str, weights:
     return session
 
 
+_client_folder: list[Path] = []  # the folder a task run in the client's process keeps its model copy in
+
+
 def _worker_folder() -> Path:
     from distributed import get_worker
 
     try:
-        return Path(get_worker().local_directory)
+        return Path(get_worker().local_directory)  # Dask removes it with the worker
     except ValueError:  # not on a worker (a task run in the client's process)
-        import tempfile
+        if not _client_folder:
+            # One folder per process, removed when it exits: the system temp folder itself kept every model ever
+            # scored this way (69 copies from the test runs of two days on this machine).
+            import atexit
+            import shutil
+            import tempfile
 
-        return Path(tempfile.gettempdir())
+            _client_folder.append(Path(tempfile.mkdtemp(prefix="anomalyapp-models-")))
+            atexit.register(shutil.rmtree, _client_folder[0], ignore_errors=True)
+        return _client_folder[0]
 
 
 def score_chunk(model: ShippedModel, paths: list[str], overlays: bool, app_version: str, device: str,

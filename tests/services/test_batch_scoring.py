@@ -120,6 +120,22 @@ def test_a_path_the_worker_cannot_read_is_an_error_row_naming_the_reason(random_
     assert not result.ok and result.error.reason and str(result.path) == "gone.png"
 
 
+def test_a_task_run_in_the_clients_process_leaves_no_model_copy_behind(random_model, images, tmp_path):
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    script = ("import sys; from anomalyapp import __version__; "
+              "from anomalyapp.services.batch_scoring import score_chunk, ship_model; "
+              "scored = score_chunk(ship_model(sys.argv[1]), [sys.argv[2]], False, __version__, 'cpu', None, None); "
+              "assert scored[0].score is not None, scored; "
+              "import tempfile, pathlib; print(len(list(pathlib.Path(tempfile.gettempdir()).iterdir())))")
+    image = sorted((images / "good").glob("0*.png"))[0]
+    result = subprocess.run([sys.executable, "-c", script, str(random_model), str(image)], capture_output=True,
+                            text=True, timeout=300, env=dict(os.environ, TMPDIR=str(temp)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert int(result.stdout.split()[-1]) >= 1  # the model copy was there while the process ran
+    assert list(temp.iterdir()) == []
+
+
 def test_the_cli_scores_on_the_scheduler_it_is_given(client, random_model, images, plain_rows, tmp_path, capsys):
     from anomalyapp.cli.main import main
 

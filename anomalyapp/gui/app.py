@@ -252,4 +252,6 @@ def self_test(app, timeout_s: float = 180.0) -> int:
         QTimer.singleShot(0, loop.quit)
         loop.exec()
         passed = shown and verdicts.get(scratched_probe.name) == "NG" and verdicts.get(good_probe.name) == "OK"
+        if not passed:
+            say("failed: the scratched part must be judged NG, the same part without it OK, and the map shown")
         return 0 if passed else 1

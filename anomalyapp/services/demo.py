@@ -39,6 +39,10 @@ def run_demo(root: Path, detector: str = "patchcore", weights: str | None = None
     return {"model": model_path, "metrics": metrics, "predictions": out, "data": data}
 
 
+# The self-test's image size: see self_test_data.
+SELF_TEST_SIZE = 128
+
+
 def self_test_data(root: Path) -> tuple[Path, Path, Path]:
     """A small generated line and one part of it, drawn twice: (folder of good images, the part as it is, the
     same part with a scratch).
@@ -57,5 +61,3 @@ def self_test_data(root: Path) -> tuple[Path, Path, Path]:
     save_image(scratched, make_defect_image(np.random.default_rng(7), SELF_TEST_SIZE, "scratch")[0])
     return data / "train" / "good", good, scratched
 
-
-SELF_TEST_SIZE = 128

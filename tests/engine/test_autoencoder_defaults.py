@@ -40,8 +40,8 @@ def test_the_map_weighs_the_stages_alike_and_smooths_wider_and_models_saved_befo
     assert (new.stage_weighting, new.sigma) == ("score_concatenated_map_balanced", 8.0)
     saved = new.to_dict()
     saved.update(stage_weighting="concatenated", sigma=4.0)  # as every model saved before 2026-12-02 wrote them
-    assert (AutoencoderConfig.from_dict(saved).stage_weighting, AutoencoderConfig.from_dict(saved).sigma) == (
-        "concatenated", 4.0)
+    kept = AutoencoderConfig.from_dict(saved)
+    assert (kept.stage_weighting, kept.sigma) == ("concatenated", 4.0)
     del saved["stage_weighting"], saved["sigma"]  # older still: no weighting field
     old = AutoencoderConfig.from_dict(saved)
     assert (old.stage_weighting, old.sigma) == ("concatenated", 4.0)

@@ -388,7 +388,7 @@ class Calibration:
         elif self.outliers_left_out:
             if_good = self.expected_false_rejects_if_suspects_good()[0]
             effect = (f"judged NG: the expected rate holds if {'it is' if one else 'they are'} defective "
-                      f"({100 * if_good:.1f} % if good)")
+                      f"({rate_percent(if_good)} % if good)")
         else:
             without = self.normalise_score(self.suspects[0]["threshold_without"])
             effect = f"hold{'s' if one else ''} the threshold up ({without:.2f} without {'it' if one else 'them'})"

@@ -22,6 +22,7 @@ Dask's messages between client, scheduler and workers are pickled: run the clust
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -131,25 +132,26 @@ def _worker_session(model: ShippedModel, app_version: str, device: str, weights:
     return session
 
 
-_client_folder: list[Path] = []  # the folder a task run in the client's process keeps its model copy in
-
-
 def _worker_folder() -> Path:
     from distributed import get_worker
 
     try:
         return Path(get_worker().local_directory)  # Dask removes it with the worker
     except ValueError:  # not on a worker (a task run in the client's process)
-        if not _client_folder:
-            # One folder per process, removed when it exits: the system temp folder itself kept every model ever
-            # scored this way (69 copies from the test runs of two days on this machine).
-            import atexit
-            import shutil
-            import tempfile
+        return _client_process_folder()
 
-            _client_folder.append(Path(tempfile.mkdtemp(prefix="anomalyapp-models-")))
-            atexit.register(shutil.rmtree, _client_folder[0], ignore_errors=True)
-        return _client_folder[0]
+
+@functools.cache
+def _client_process_folder() -> Path:
+    """One folder per process, removed when it exits: the system temp folder itself kept every model ever scored in
+    the client's process (69 copies from the test runs of two days on one machine)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="anomalyapp-models-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def score_chunk(model: ShippedModel, paths: list[str], overlays: bool, app_version: str, device: str,

@@ -261,6 +261,8 @@ def _shown_name(path: Path, data: Path) -> str:
 
 def suspect_messages(calibration) -> list[str]:
     """One line per good image whose unseen score is an outlier among the good ones, saying what to do."""
+    from anomalyapp.engine.calibration import rate_percent
+
     suspects = calibration.suspects or []
     if not suspects:
         return []
@@ -277,7 +279,7 @@ def suspect_messages(calibration) -> list[str]:
                   f"{100 * calibration.target_false_reject_rate:g} % of false rejects allowed, so "
                   f"{'it is' if one else 'they are'} taken as defective: judged NG, and the threshold is set from the "
                   f"other good images (if {'it is a good part' if one else 'they are good parts'}, expect about "
-                  f"{100 * if_good:.1f} % false rejects, up to {100 * if_good_high:.1f} %)")
+                  f"{rate_percent(if_good)} % false rejects, up to {rate_percent(if_good_high)} %)")
     else:
         without = calibration.normalise_score(suspects[0]["threshold_without"])
         effect = (f"{'it alone holds' if one else f'these {len(suspects)} hold'} the threshold up: without "

@@ -242,7 +242,7 @@ class ThresholdPanel(QWidget):
 
         self.reset_threshold_button = QPushButton("Reset to calibrated")
         self.reset_threshold_button.setObjectName("reset_threshold_button")
-        self.reset_threshold_button.setToolTip("Threshold back to 0.50, Review band off")
+        self.set_calibrated_band(None)  # its tooltip
         self.reset_threshold_button.clicked.connect(self.reset)
 
         self.stats_label = QLabel()

@@ -88,8 +88,9 @@ class ReviewController(QObject):
             self.status.show(f"{row.path.name} recorded as a false positive; a supervisor can teach it to the "
                              "model (F2)", 10000)
         position = self.results_panel.view.currentIndex().row()
+        following = self.results_panel.source_row_after_current()
         model.set_label(row_index, label)
-        self._select_after_decision(position)
+        self._select_after_decision(following, position)
 
     def viewer_region_png(self) -> bytes | None:
         from anomalyapp.services.rendering import mask_png
@@ -97,17 +98,17 @@ class ReviewController(QObject):
         mask = self.viewer.painted_mask()
         return None if mask is None else mask_png(mask)
 
-    def _select_after_decision(self, position: int) -> None:
-        """Open the next image; in the review queue the decided row has just left the list."""
+    def _select_after_decision(self, following: int | None, position: int) -> None:
+        """Open the part listed after the decided one, whether the decision kept the decided row in the list or
+        took it off (the review queue); after the last part, the one now last."""
         proxy = self.results_panel.proxy()
         if proxy.rowCount() == 0:
             self.viewer.clear()  # the list is done: the last decided part is no longer in it
             return
-        if self.results_panel.view.currentIndex().isValid():
-            self.results_panel.select_next()
-        else:
-            target = proxy.index(min(position, proxy.rowCount() - 1), 1)
-            self.results_panel.select_source_row(proxy.mapToSource(target).row())
+        if following is not None and self.results_panel.select_source_row(following):
+            return
+        target = proxy.index(min(position, proxy.rowCount() - 1), 1)
+        self.results_panel.select_source_row(proxy.mapToSource(target).row())
 
     def correct_false_positive(self) -> None:
         """Label the selected result OK and add it to the model's notion of good, at once."""
@@ -120,8 +121,9 @@ class ReviewController(QObject):
         if row.score is None:
             return
         position = self.results_panel.view.currentIndex().row()
+        following = self.results_panel.source_row_after_current()
         model.set_label(row_index, "OK")
-        self._select_after_decision(position)
+        self._select_after_decision(following, position)
         order = review.correction_order([model.verdict_at(i) for i in range(model.rowCount())], row_index)
         listed = [(i, model.row_at(i).path) for i in order if model.row_at(i).score is not None]
         self._correction_started = time.perf_counter()

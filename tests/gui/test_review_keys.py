@@ -6,6 +6,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
+from anomalyapp.gui.widgets.results_model import ROW_ROLE
 from anomalyapp.services.records import InspectionQuery, RecordsService
 from tests.gui.test_review_and_roles import OPERATOR, _inspect, _open_and_log_in, project  # noqa: F401
 
@@ -92,3 +93,20 @@ def test_d_paints_with_brush_keys_and_undo_then_b_records_the_region(qtbot, wind
     history = _labels(project.root)[current]
     assert history[0].label == "NG" and history[0].region_png.startswith(b"\x89PNG")
     assert not window.paint_action.isChecked() and not viewer.is_painting()
+
+
+def test_each_decision_opens_the_part_listed_next_and_none_is_skipped(qtbot, window, project, demo_line):  # noqa: F811
+    queue = _queue_ready(qtbot, window, project, demo_line)
+    assert queue >= 3
+    proxy = window.results_panel.proxy()
+    listed = [proxy.data(proxy.index(i, 1), ROW_ROLE).path for i in range(queue)]
+    opened = []
+    for _ in range(queue):
+        opened.append(window.results_panel.current_row().path)
+        qtbot.keyClick(window.results_panel.view, Qt.Key.Key_B)
+    # one key per part, in the order listed: the decided row leaves the queue and the next one opens, not the one
+    # after it
+    assert opened == listed
+    assert proxy.rowCount() == 0
+    with RecordsService(project.root) as records:
+        assert len(records.query(InspectionQuery(label="NG"))) == queue

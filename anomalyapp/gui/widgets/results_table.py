@@ -263,6 +263,14 @@ class ResultsPanel(QWidget):
         index = self.view.currentIndex()
         return self._proxy.mapToSource(index).row() if index.isValid() else None
 
+    def source_row_after_current(self) -> int | None:
+        """Model row of the result listed just after the current one, or None. Taken before a decision: once
+        the decided row leaves a filtered list, the view's current index has already moved on to this row."""
+        index = self.view.currentIndex()
+        if not index.isValid() or index.row() + 1 >= self._proxy.rowCount():
+            return None
+        return self._proxy.mapToSource(self._proxy.index(index.row() + 1, ResultsModel.NAME)).row()
+
     def select_source_row(self, row_index: int) -> bool:
         """Select a model row if the filter shows it; returns whether it is now selected."""
         index = self._proxy.mapFromSource(self._model.index(row_index, ResultsModel.NAME))

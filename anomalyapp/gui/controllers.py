@@ -213,6 +213,10 @@ class InspectionController(QObject):
         self._queue_lock = threading.Lock()
         self._job: Job | None = None
         self._cache: collections.OrderedDict[str, tuple] = collections.OrderedDict()
+        # Images are displayed in the order they were asked for, not in the order their re-scoring in the
+        # background ends: a request overtaken by a newer one (a name filter moves the selection at each key) is
+        # cached but not displayed, so the viewer never shows a part other than the one selected.
+        self._show_request = 0
         self.model_path: Path | None = None
         self.device_preference = "auto"
         # Called in the worker thread with each ImageResult; returns its records id (or None). Set by the window.
@@ -315,6 +319,8 @@ class InspectionController(QObject):
 
     def show(self, path: Path) -> None:
         """Display an inspected image with its map; re-scores it in the background if not cached."""
+        self._show_request += 1
+        request = self._show_request
         key = str(path)
         if key in self._cache:
             pixels, normalised_map = self._cache[key]
@@ -325,19 +331,28 @@ class InspectionController(QObject):
             return
 
         def rescore(token):
+            if request != self._show_request:
+                return None  # overtaken before it began: nobody waits for this image any more
             with self.session_lock:
                 result = self.session.predict_path(path, keep_pixels=True)
             yield
             return result
 
         def shown(result):
+            if result is None:
+                return
             if result.ok:
                 self._remember(key, result.pixels, result.prediction.anomaly_map)
-                self.display_ready.emit(result.pixels, result.prediction.anomaly_map, Path(path).name)
-            else:
+                if request == self._show_request:
+                    self.display_ready.emit(result.pixels, result.prediction.anomaly_map, Path(path).name)
+            elif request == self._show_request:
                 self.error.emit(str(result.error))
 
         start_job("showing an image", rescore, self, succeeded=shown, failed=self.error.emit)
+
+    def forget_shown(self) -> None:
+        """Nothing is selected now: an image still being re-scored for display is not displayed."""
+        self._show_request += 1
 
     # --------------------------------------------------------------------------------- correction
     def learn_good(self, path: Path, models_dir: Path, listed: list[tuple[int, Path]], actor=None) -> None:

@@ -269,9 +269,12 @@ class InspectionFlow(QObject):
                          f"{counts['Error']} unreadable", 10000)
 
     def _current_changed(self, row) -> None:
+        """The viewer shows the selected part, and nothing when nothing is selected (a filter that hides every
+        result): a key that decides acts on the selection, so it must never show another part."""
         if row is None or row.score is None:
+            self.inspection.forget_shown()
+            self.viewer.clear()
             if row is not None:
-                self.viewer.clear()
                 self.status.show(f"{row.path.name}: {row.error}")
             return
         self.inspection.show(row.path)

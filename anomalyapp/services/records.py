@@ -551,7 +551,7 @@ def _proposal_for_target(pairs: list[tuple[float, str]], current: float, rate: f
         "defects_caught": sum(proposed <= s < current for s in defective),
         "defects_missed": sum(current <= s < proposed for s in defective),
     }
-    message = (f"The proposal: at most {rate:.1%} of the labelled good parts judged NG, as many defects caught as "
+    message = (f"The proposal: at most {100 * rate:.1f} % of the labelled good parts judged NG, as many defects caught as "
                "that allows" + ("." if defective else " (none is labelled NG yet: label defects to measure recall)."))
     return replace(
         base, proposed_threshold=float(proposed), proposed_precision=then["precision"],

@@ -50,6 +50,11 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _share(rate) -> str:
+    """A share of parts, written as the target it is compared with is ("at most 1.0 %")."""
+    return "n/a" if rate is None else f"{100 * rate:.1f} %"
+
+
 @dataclass(frozen=True, eq=False)
 class SearchResult:
     """What one search found: the rows shown (at most ``SHOWN_ROWS``), their current labels, all matches."""
@@ -382,12 +387,12 @@ class RecordsDialog(QDialog):
         text = (f"<p>Confirmed labels: {p.labelled} ({p.labelled_ng} NG), {scope}. {p.message}</p>"
                 f"<p>At the current threshold {p.current_threshold:.3f}: precision {_fmt(p.precision)}, "
                 f"recall {_fmt(p.recall)}, F1 {_fmt(p.f1)}"
-                + (f", good parts judged NG {_fmt(p.false_reject_rate)}" if p.false_reject_rate is not None else "")
+                + (f", good parts judged NG {_share(p.false_reject_rate)}" if p.false_reject_rate is not None else "")
                 + ".</p>")
         if p.proposed_threshold is not None and p.target_false_reject_rate is not None:
             text += (f"<p><b>Proposed threshold {p.proposed_threshold:.3f}</b> (at most "
-                     f"{p.target_false_reject_rate:.1%} of the labelled good parts NG): good parts judged NG "
-                     f"{_fmt(p.proposed_false_reject_rate)}, recall {_fmt(p.proposed_recall)}, precision "
+                     f"{_share(p.target_false_reject_rate)} of the labelled good parts NG): good parts judged NG "
+                     f"{_share(p.proposed_false_reject_rate)}, recall {_fmt(p.proposed_recall)}, precision "
                      f"{_fmt(p.proposed_precision)}. Compared with the current threshold, "
                      f"{p.describe_changes()}.</p>")
         elif p.proposed_threshold is not None:

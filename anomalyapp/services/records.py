@@ -25,6 +25,7 @@ from pathlib import Path
 
 from anomalyapp.core.errors import AppError, DataError
 from anomalyapp.core.files import file_sha256
+from anomalyapp.core.image_names import shown_name
 from anomalyapp.core.verdicts import (  # verdict_for re-exported for the front ends
     NORMALISED_THRESHOLD,
     RULE_DECIMALS,
@@ -490,6 +491,15 @@ class RecordsService:
 
     def audit_log(self, subject: str | None = None, limit: int | None = 200):
         return self.store.audit_log(subject=subject, limit=limit)
+
+    def describe_subject(self, subject: str) -> str:
+        """An audit entry's subject as a person reads it: 'inspection:201' names the part inspected,
+        'inspection 201: good/kos10_Part6.jpg'; any other subject is returned as it is."""
+        kind, _, number = subject.partition(":")
+        if kind != "inspection" or not number.isdigit():
+            return subject
+        record = self.store.inspection(int(number))
+        return f"inspection {number}: " + (shown_name(record.image_path) if record else "no longer in the records")
 
     # -- tamper evidence --------------------------------------------------------------------------
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
 
+from anomalyapp.core.image_names import shown_name
 from anomalyapp.services import project as projects
 from anomalyapp.services.records import InspectionQuery, RecordsService
 
@@ -86,6 +88,11 @@ def test_operator_inspects_and_labels_but_cannot_change_threshold_model_or_users
     window.show_records()
     dialog = window.records_dialog
     assert not dialog.rollback_button.isEnabled() and not dialog.apply_button.isEnabled()
+    # the audit log names the part each label was given to, not only its record number
+    subjects = {dialog.audit_table.item(r, 3).text() for r in range(dialog.audit_table.rowCount())
+                if dialog.audit_table.item(r, 2).text() == "label_added"}
+    assert f"inspection {labelled[0].id}: {shown_name(labelled[0].image_path)}" in subjects and len(subjects) == 2
+    assert all(re.fullmatch(r"inspection \d+: \w+/\d+\.png", subject) for subject in subjects)
 
 
 def test_false_positive_fix_is_recorded_as_a_version_and_can_be_rolled_back(qtbot, window, project, demo_line, tmp_path):

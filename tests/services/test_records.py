@@ -347,3 +347,16 @@ def test_a_good_image_is_set_aside_beside_the_good_images_by_someone_who_may_tra
         records.set_aside_good_image(moved, good, people.boss)
     with pytest.raises(DataError, match="not a file"):
         records.set_aside_good_image(good / "gone.png", good, people.boss)
+
+
+def test_an_audit_entry_about_an_inspection_names_the_part(records, people, tmp_path):
+    folder = tmp_path / "line" / "scratch"
+    folder.mkdir(parents=True)
+    result = _results(folder, [0.7])[0]
+    saved = records.record_results([result], people.anna)[0]
+    records.label(saved.id, "NG", user=people.anna)
+    entry = next(e for e in records.audit_log() if e.action == "label_added")
+    assert entry.subject == f"inspection:{saved.id}"
+    assert records.describe_subject(entry.subject) == f"inspection {saved.id}: scratch/img_000.png"
+    assert records.describe_subject("inspection:99999") == "inspection 99999: no longer in the records"
+    assert records.describe_subject("setting:threshold_in_use") == "setting:threshold_in_use"

@@ -500,9 +500,10 @@ class RecordsDialog(QDialog):
         users = {u.id: u.name for u in self.records.auth.users()}
         entries = self.records.audit_log(limit=500)
         self.audit_table.setRowCount(len(entries))
+        subjects = {subject: self.records.describe_subject(subject) for subject in {e.subject for e in entries}}
         for r, entry in enumerate(entries):
             values = (entry.at.astimezone().strftime("%Y-%m-%d %H:%M:%S"), users.get(entry.user_id, ""), entry.action,
-                      entry.subject, f"{entry.old_value or ''} → {entry.new_value or ''}")
+                      subjects[entry.subject], f"{entry.old_value or ''} → {entry.new_value or ''}")
             for c, value in enumerate(values):
                 item = QTableWidgetItem(value)
                 item.setToolTip(value)

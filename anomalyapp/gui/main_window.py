@@ -153,6 +153,7 @@ class MainWindow(QMainWindow):
         locked = user is None
         actions.gate(self, self.access, locked)
         self.training_panel.train_button.setEnabled(self.access.can("train") and not self.trainer.running)
+        self.training_panel.set_settings_editable(self.access.can("train"))  # as flows keeps them: "train" alone
         self.threshold_panel.set_editable(self.access.can("change_threshold"))
         self.threshold_panel.set_aside_button.setEnabled(self.access.can("train"))  # the service checks it too
         # Locked (nobody logged in): nothing of the project is shown or reachable until someone logs in.

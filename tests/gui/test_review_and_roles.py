@@ -58,6 +58,9 @@ def _inspect(qtbot, window, demo_line):
 def test_operator_inspects_and_labels_but_cannot_change_threshold_model_or_users(qtbot, window, project, demo_line):
     _open_and_log_in(qtbot, window, project, OPERATOR)
     assert not window.train_action.isEnabled() and not window.users_action.isEnabled()
+    # the training settings are shown, greyed out: a changed field would not be kept, so none can be changed
+    settings = window.training_panel.settings_box
+    assert settings.isVisible() and not settings.isEnabled() and not window.training_panel.epochs.isEnabled()
     assert not window.threshold_panel.is_editable()
     window.start_training()
     assert "may not train" in window.last_error
@@ -97,6 +100,7 @@ def test_operator_inspects_and_labels_but_cannot_change_threshold_model_or_users
 
 def test_false_positive_fix_is_recorded_as_a_version_and_can_be_rolled_back(qtbot, window, project, demo_line, tmp_path):
     _open_and_log_in(qtbot, window, project, SUPERVISOR)
+    assert window.training_panel.settings_box.isEnabled()
     _inspect(qtbot, window, demo_line)
     model = window.results_panel.model()
     flagged = next(i for i in range(model.rowCount()) if model.verdict_at(i) == "NG")

@@ -163,8 +163,9 @@ class TrainingPanel(QWidget):
         form.addRow("False rejects allowed", self.false_reject_rate)
         form.addRow("Region of interest", region_row)
         form.addRow("Smallest defect", self.smallest_defect)
-        settings = QGroupBox("Training")
-        settings.setLayout(form)
+        self.settings_box = QGroupBox("Training")
+        self.settings_box.setObjectName("training_settings")
+        self.settings_box.setLayout(form)
 
         self.estimate_label = QLabel("")
         self.estimate_label.setObjectName("estimate_label")
@@ -203,7 +204,7 @@ class TrainingPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.project_label)
-        layout.addWidget(settings)
+        layout.addWidget(self.settings_box)
         layout.addWidget(self.estimate_button)
         layout.addWidget(self.estimate_label)
         layout.addLayout(buttons)
@@ -262,6 +263,12 @@ class TrainingPanel(QWidget):
             "smallest_defect": float(self.smallest_defect.value()),
             "stage_weighting": self.stage_weighting.currentData(),
         }
+
+    def set_settings_editable(self, editable: bool) -> None:
+        """The training settings are a supervisor's, as the training is: anyone else sees them greyed out, rather
+        than a form that takes changes the project would not keep."""
+        self.settings_box.setEnabled(editable)
+        self.settings_box.setTitle("Training" if editable else "Training (set by a supervisor)")
 
     def set_running(self, running: bool) -> None:
         self.train_button.setEnabled(not running)

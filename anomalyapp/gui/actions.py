@@ -11,10 +11,12 @@ PERMISSIONS = {
     "train_action": "train", "users_action": "manage_users", "inspect_folder_action": "inspect",
     "inspect_files_action": "inspect", "evaluate_action": "inspect", "mark_ok_action": "label",
     "mark_ng_action": "label", "false_positive_action": "train", "watch_folder_action": "inspect",
+    # A new project makes the person who creates it its supervisor: not an operator's to do (the service refuses
+    # too). A fresh station, where nobody has logged in to anything yet, never reaches this table.
+    "new_project_action": "create_project",
 }
 # Usable by anyone logged in, by nobody while the station is locked.
-LOGGED_IN = ("records_action", "new_project_action", "open_project_action", "preferences_action", "lock_action",
-             "change_password_action")
+LOGGED_IN = ("records_action", "open_project_action", "preferences_action", "lock_action", "change_password_action")
 
 # (attribute, text, handler name on the window, shortcut, tip)
 _ACTIONS = (

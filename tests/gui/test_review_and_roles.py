@@ -58,6 +58,7 @@ def _inspect(qtbot, window, demo_line):
 def test_operator_inspects_and_labels_but_cannot_change_threshold_model_or_users(qtbot, window, project, demo_line):
     _open_and_log_in(qtbot, window, project, OPERATOR)
     assert not window.train_action.isEnabled() and not window.users_action.isEnabled()
+    assert not window.new_project_action.isEnabled() and window.open_project_action.isEnabled()
     # the training settings are shown, greyed out: a changed field would not be kept, so none can be changed
     settings = window.training_panel.settings_box
     assert settings.isVisible() and not settings.isEnabled() and not window.training_panel.epochs.isEnabled()
@@ -100,7 +101,7 @@ def test_operator_inspects_and_labels_but_cannot_change_threshold_model_or_users
 
 def test_false_positive_fix_is_recorded_as_a_version_and_can_be_rolled_back(qtbot, window, project, demo_line, tmp_path):
     _open_and_log_in(qtbot, window, project, SUPERVISOR)
-    assert window.training_panel.settings_box.isEnabled()
+    assert window.training_panel.settings_box.isEnabled() and window.new_project_action.isEnabled()
     _inspect(qtbot, window, demo_line)
     model = window.results_panel.model()
     flagged = next(i for i in range(model.rowCount()) if model.verdict_at(i) == "NG")
@@ -228,7 +229,8 @@ def test_single_user_goes_off_only_with_the_supervisors_password_so_the_lock_nev
 
 def test_an_operator_may_not_create_a_project(qtbot, window, project, tmp_path):
     _open_and_log_in(qtbot, window, project, OPERATOR)
-    window.new_project_action.trigger()
+    assert not window.new_project_action.isEnabled()
+    window.new_project()  # past the window's own gate, the service refuses
     dialog = window.new_project_dialog
     dialog.location.setText(str(tmp_path))
     dialog.name.setText("mine")

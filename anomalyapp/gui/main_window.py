@@ -160,6 +160,8 @@ class MainWindow(QMainWindow):
         for widget in (self.centralWidget(), self.setup_dock, self.results_dock, self.threshold_dock):
             widget.setEnabled(not locked)
             widget.setVisible(not locked)
+        if locked:  # the last message may name a part or a folder of the project now hidden
+            self.status_line.show_message("station locked: log in to continue")
 
     def _show_device(self) -> None:
         from anomalyapp.services.device import describe_device

@@ -218,8 +218,10 @@ def test_single_user_goes_off_only_with_the_supervisors_password_so_the_lock_nev
     users.single_user.setChecked(False)
     assert not users.single_user.isChecked() and not window.access.records.auth.single_user_mode()
     users.close()
+    window.status.show("scratch/004.png: NG")
     window.lock_action.trigger()
     assert window.access.user is None
+    assert window.status_line.message() == "station locked: log in to continue"
     dialog = window.login_dialog
     dialog.name.setText("root")
     dialog.password.setText("Rootpass1")

@@ -414,7 +414,7 @@ def _rows(report: ReportData, fit: _Fitter) -> str:
         return _section(report.rows_title) + f'<p style="color:{MUTED}">None in this period.</p>'
     multi_day = len({r.inspected_at.astimezone().date() for r in report.rows}) > 1 or len(report.days) > 1
     fmt = "%m-%d %H:%M:%S" if multi_day else "%H:%M:%S"
-    widths = [15, 21, 7, 9, 7, 20, 7, 14]  # per cent of the body width
+    widths = [14, 25, 7, 9, 7, 17, 7, 14]  # per cent of the body width
     rows = []
     for r in report.rows:
         version = f"v{r.model_version_id}" if r.model_version_id else "–"
@@ -422,7 +422,7 @@ def _rows(report: ReportData, fit: _Fitter) -> str:
         note = label.note if label else ""
         labeller = report.users.get(label.user_id, "–") if label else ""
         rows.append([
-            _e(r.inspected_at.astimezone().strftime(fmt)), _e(fit(shown_name(r.image_path), widths[1], middle=True)),
+            _e(r.inspected_at.astimezone().strftime(fmt)), _e(fit.path(shown_name(r.image_path), widths[1])),
             f"{r.score:.3f}", _verdict(r.verdict), _verdict(r.label), _e(fit(note, widths[5])), version,
             _e(fit(labeller, widths[7])),
         ])
@@ -449,7 +449,7 @@ def _thumbnails(report: ReportData, fit: _Fitter) -> str:
             f'<td align="center" valign="top" width="25%" style="padding:4px">'
             f'<img src="thumb://{index}" width="{width}" height="{height}"/><br/>'
             f'<span style="font-size:7.5pt; white-space:nowrap">'
-            f'{_e(fit(thumb.file_name, 100 / THUMB_COLUMNS, middle=True, points=7.5))}</span><br/>'
+            f'{_e(fit.path(thumb.file_name, 100 / THUMB_COLUMNS, points=7.5))}</span><br/>'
             f'<span style="font-size:7.5pt">{_verdict(thumb.verdict)} · {thumb.score:.3f}{label}</span></td>'
         )
     while len(cells) % THUMB_COLUMNS:
@@ -487,14 +487,30 @@ class _Fitter:
         self.family, self.device, self.body_w = family, device, body_w
         self._metrics: dict[float, QFontMetricsF] = {}
 
-    def __call__(self, text: str, percent: float, *, middle: bool = False, points: float = 8.5) -> str:
+    def __call__(self, text: str, percent: float, *, points: float = 8.5) -> str:
         if not text:
             return text
+        metrics, width = self._room(percent, points)
+        return metrics.elidedText(text, Qt.TextElideMode.ElideRight, width)
+
+    def path(self, text: str, percent: float, *, points: float = 8.5) -> str:
+        """'folder/name' fitted to a column. The file name is what tells one part from the next (kos05_Part5.jpg,
+        kos06_Part5.jpg), so the folder is shortened first ('…ect/kos05_Part5.jpg'), and the name, in its middle,
+        only when it does not fit alone."""
+        metrics, width = self._room(percent, points)
+        folder, slash, name = text.rpartition("/")
+        if metrics.horizontalAdvance(text) <= width:
+            return text
+        if not slash or metrics.horizontalAdvance("…/" + name) > width:
+            return metrics.elidedText(name, Qt.TextElideMode.ElideMiddle, width)
+        room = width - metrics.horizontalAdvance(name)
+        return metrics.elidedText(folder + "/", Qt.TextElideMode.ElideLeft, room) + name
+
+    def _room(self, percent: float, points: float) -> tuple[QFontMetricsF, float]:
+        """The font's metrics at ``points`` and the width a column of ``percent`` of the body leaves for text."""
         metrics = self._metrics.get(points)
         if metrics is None:
             font = QFont(self.family)
             font.setPointSizeF(points)
             metrics = self._metrics[points] = QFontMetricsF(font, self.device)
-        width = self.body_w * percent / 100 - self.PADDING_CSS_PX * DPI / 96
-        mode = Qt.TextElideMode.ElideMiddle if middle else Qt.TextElideMode.ElideRight
-        return metrics.elidedText(text, mode, max(width, 1.0))
+        return metrics, max(self.body_w * percent / 100 - self.PADDING_CSS_PX * DPI / 96, 1.0)

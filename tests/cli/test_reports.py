@@ -151,3 +151,24 @@ def test_pdf_layout_with_overlays(project, tmp_path, qapp):
     assert data.startswith(b"%PDF") and pages >= 3  # summary, findings, images
     target = write_pdf(report, tmp_path / "r.pdf")
     assert target.read_bytes()[:4] == b"%PDF"
+
+
+def test_a_narrow_file_column_keeps_the_file_name_that_tells_parts_apart(qapp):
+    from PySide6.QtCore import QBuffer, QIODevice
+    from PySide6.QtGui import QPdfWriter
+
+    from anomalyapp.render.pdf_report import DPI, MARGIN_MM, MM, PAGE_W_MM, _Fitter, _font_family
+
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    writer = QPdfWriter(buffer)
+    writer.setResolution(DPI)
+    fit = _Fitter(_font_family(), writer, body_w=(PAGE_W_MM - 2 * MARGIN_MM) * MM)  # an A4 report's body
+    assert fit.path("defect/kos05_Part5.jpg", 25) == "defect/kos05_Part5.jpg"  # the findings' column holds it
+    # less room: the folder gives way first, from its start, and the names of two parts stay apart
+    narrow = [fit.path(f"a_rather_long_folder_name/kos0{i}_Part5.jpg", 25) for i in (5, 6)]
+    assert narrow[0].endswith("/kos05_Part5.jpg") and narrow[1].endswith("/kos06_Part5.jpg")
+    assert narrow[0].startswith("…") and narrow[0] != narrow[1]
+    # no room for the name either: it is cut in its middle, keeping both ends
+    tight = fit.path("a_long_folder_name/kos05_Part5_of_the_commutator_line.jpg", 12)
+    assert "/" not in tight and tight.startswith("kos") and tight.endswith(".jpg") and "…" in tight

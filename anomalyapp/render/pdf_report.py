@@ -456,7 +456,7 @@ def _thumbnails(report: ReportData, fit: _Fitter) -> str:
         cells.append('<td width="25%"></td>')
     rows = [f"<tr>{''.join(cells[i:i + THUMB_COLUMNS])}</tr>" for i in range(0, len(cells), THUMB_COLUMNS)]
     overlays = any(t.overlay for t in report.thumbnails)
-    note = ("Highest-scoring findings, NG first" + (", with the anomaly heat map" if overlays else "")
+    note = ("Highest-scoring findings, NG first, each part once" + (", with the anomaly heat map" if overlays else "")
             + "; a painted defect region is outlined in magenta."
             + (f" Without heat map: {report.thumbnail_note}." if report.thumbnail_note else ""))
     # A fixed number of rows per page, each page its own table: Qt would otherwise split a row between

@@ -131,7 +131,7 @@ def build_report(
     labels = store.current_labels([r.id for r in rows])
     thumbs_from = store.query_inspections(replace(listing, order="score_desc", limit=max_thumbnails * 4))
     thumbs_from.sort(key=lambda r: (r.verdict != "NG", r.label != "NG", r.verdict != "Review", -r.score))
-    thumb_rows = thumbs_from[:max_thumbnails]
+    thumb_rows = _each_part_once(thumbs_from)[:max_thumbnails]
     thumb_labels = store.current_labels([r.id for r in thumb_rows])
     versions = store.model_versions()
     heat = VersionHeatMaps(records.root, versions) if render_overlay is None and heat_maps and thumb_rows else None
@@ -309,6 +309,18 @@ class VersionHeatMaps:
     def note(self) -> str:
         """Why some thumbnails have no heat map, e.g. "model v2 (m2) not available: … (3 images)"."""
         return "; ".join(f"{reason} ({n} image{'s' if n > 1 else ''})" for reason, n in self.plain.items())
+
+
+def _each_part_once(records: list[InspectionRecord]) -> list[InspectionRecord]:
+    """The first inspection of each part, in the given order: a part inspected again (the same file, the same
+    content) would otherwise fill the pictures with copies of itself, where the table lists every inspection."""
+    seen, out = set(), []
+    for record in records:
+        part = (record.image_path, record.content_sha256 or record.id)  # an unhashed record stands for itself
+        if part not in seen:
+            seen.add(part)
+            out.append(record)
+    return out
 
 
 def _thumbnail(record: InspectionRecord, label, render_overlay) -> Thumbnail:

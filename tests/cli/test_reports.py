@@ -172,3 +172,23 @@ def test_a_narrow_file_column_keeps_the_file_name_that_tells_parts_apart(qapp):
     # no room for the name either: it is cut in its middle, keeping both ends
     tight = fit.path("a_long_folder_name/kos05_Part5_of_the_commutator_line.jpg", 12)
     assert "/" not in tight and tight.startswith("kos") and tight.endswith(".jpg") and "…" in tight
+
+
+def test_a_part_inspected_twice_is_pictured_once_and_listed_twice(tmp_path):
+    root = tmp_path / "line"
+    create_project(root, "Line")
+    at = datetime.combine(DAY, datetime.min.time()).astimezone()
+    with RecordsService(root, hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)) as records:
+        boss = records.auth.create_first_supervisor("Maria", "Supervisor1")
+        records.store.record_inspections([
+            InspectionRecord(str(root / "crack.png"), 0.9, "NG", 0.5, at, content_sha256="aa", user_id=boss.id),
+            InspectionRecord(str(root / "crack.png"), 0.9, "NG", 0.5, at + timedelta(minutes=1), content_sha256="aa",
+                             user_id=boss.id),
+            InspectionRecord(str(root / "dent.png"), 0.8, "NG", 0.5, at, content_sha256="bb", user_id=boss.id),
+            # the same name with other content is another part (the line reuses file names)
+            InspectionRecord(str(root / "dent.png"), 0.7, "NG", 0.5, at, content_sha256="cc", user_id=boss.id),
+        ])
+        report = build_report(records, InspectionQuery(), heat_maps=False)
+    assert len(report.rows) == 4
+    assert [t.file_name for t in report.thumbnails] == ["line/crack.png", "line/dent.png", "line/dent.png"]
+    assert [t.score for t in report.thumbnails] == [0.9, 0.8, 0.7]

@@ -350,6 +350,24 @@ class InspectionController(QObject):
 
         start_job("showing an image", rescore, self, succeeded=shown, failed=self.error.emit)
 
+    def show_picture(self, path: Path, title: str) -> None:
+        """Display an image as it is, without a map: not inspected, not recorded."""
+        self._show_request += 1
+        request = self._show_request
+
+        def read(token):
+            from anomalyapp.data.images import load_image
+
+            pixels = load_image(path).pixels
+            yield
+            return pixels
+
+        def shown(pixels):
+            if request == self._show_request:
+                self.display_ready.emit(pixels, None, title)
+
+        start_job("showing an image", read, self, succeeded=shown, failed=self.error.emit)
+
     def forget_shown(self) -> None:
         """Nothing is selected now: an image still being re-scored for display is not displayed."""
         self._show_request += 1

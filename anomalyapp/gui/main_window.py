@@ -8,6 +8,8 @@ connects intent signals to them and view-model signals to widget setters.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import QMainWindow
 
@@ -88,7 +90,7 @@ class MainWindow(QMainWindow):
         threshold.expected_rate.connect(self.threshold_panel.set_expected_rate)
         threshold.suspects.connect(self.threshold_panel.set_suspects_note)
         threshold.suspect_images.connect(self.threshold_panel.set_suspect_images)
-        self.threshold_panel.show_suspects_requested.connect(self.inspect)
+        self.threshold_panel.show_suspect_requested.connect(self.show_good_image)
         self.threshold_panel.set_aside_requested.connect(self.confirm_set_aside)
         threshold.rule.connect(self.threshold_panel.set_rule)
         threshold.calibrated_band.connect(self.threshold_panel.set_calibrated_band)
@@ -189,6 +191,15 @@ class MainWindow(QMainWindow):
 
     def inspect(self, inputs) -> None:
         self.inspection_flow.inspect(inputs)
+
+    def show_good_image(self, path) -> None:
+        """A good training image the model's note names, shown as it is. Nothing in the results stays selected:
+        G and B act on the selection, and must not label a part the viewer no longer shows."""
+        self.results_panel.select_none()
+        name = Path(path).name
+        self.inspection.show_picture(Path(path), f"{name}: good training image, not inspected")
+        self.status.show(f"{name} as it is, from the good images: look whether it is good. Not inspected: the model "
+                         "learnt it; the note gives the score it gets unseen")
 
     def start_training(self) -> None:
         self.training.start()

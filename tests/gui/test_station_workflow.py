@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from anomalyapp.services import project as projects
+from anomalyapp.services.records import InspectionQuery, RecordsService
 
 pytestmark = pytest.mark.gui
 
@@ -79,13 +80,23 @@ def test_the_threshold_panel_names_a_good_image_that_scores_like_a_defect(qtbot,
     _load(qtbot, window, project)
     panel = window.threshold_panel
     qtbot.waitUntil(lambda: f"Look at good image {defective}" in panel.stats_label.text(), timeout=5000)
-    # Show inspects the named image with the model in use: it is listed, judged, and in the viewer.
-    assert panel.show_suspects_button.isVisible()
-    qtbot.mouseClick(panel.show_suspects_button, Qt.MouseButton.LeftButton)
+    # Show puts the named image in the viewer as it is: the model was fitted on it, so judged by the model it
+    # would pass beside a note that says it scores like a defect unseen. It is neither inspected nor recorded,
+    # and nothing in the results stays selected for G or B to label.
+    window.inspect([data / "test"])
     results = window.results_panel.model()
-    qtbot.waitUntil(lambda: results.rowCount() == 1, timeout=30000)
-    qtbot.waitUntil(lambda: window.viewer.has_image(), timeout=10000)
-    assert Path(results.row_at(0).path) == data / defective
+    qtbot.waitUntil(lambda: results.rowCount() > 0 and not window.inspection._job.running, timeout=30000)
+    listed = results.rowCount()
+    with RecordsService(project.root) as records:
+        recorded = records.count(InspectionQuery())
+    assert panel.show_suspects_button.isVisible() and panel.show_suspects_button.text() == "Show it"
+    qtbot.mouseClick(panel.show_suspects_button, Qt.MouseButton.LeftButton)
+    name = Path(defective).name
+    qtbot.waitUntil(lambda: window.viewer.title_label.text().startswith(name), timeout=10000)
+    assert "not inspected" in window.viewer.title_label.text() and window.viewer.heat_item.image is None
+    assert window.results_panel.current_row() is None and results.rowCount() == listed
+    with RecordsService(project.root) as records:
+        assert records.count(InspectionQuery()) == recorded
     other = projects.create_project(tmp_path / "other", "gaskets", single_user="tester")
     window.open_project(other.root)
     assert "Look at good image" not in panel.stats_label.text() and not panel.show_suspects_button.isVisible()

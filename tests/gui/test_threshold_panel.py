@@ -236,3 +236,21 @@ def test_a_rule_shown_at_once_is_one_change_and_a_new_project_band_starts_from_t
     panel.forget_band()
     panel.uncertain_toggle.setChecked(True)
     assert panel.uncertain_low() == pytest.approx(0.4)
+
+
+def test_show_gives_one_named_image_per_click_and_says_which(panel, qtbot):
+    from PySide6.QtCore import Qt
+
+    shown = []
+    panel.show_suspect_requested.connect(shown.append)
+    panel.set_suspect_images(["a.png", "b.png", "c.png"])
+    button = panel.show_suspects_button
+    assert button.text() == "Show 1 of 3"
+    for expected in ("a.png", "b.png", "c.png", "a.png"):
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        assert shown[-1] == expected
+    assert button.text() == "Show 2 of 3"
+    panel.set_suspect_images(["d.png"])  # a new model's note starts again
+    assert button.text() == "Show it"
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert shown[-1] == "d.png" and button.text() == "Show it"

@@ -271,6 +271,10 @@ class ResultsPanel(QWidget):
             return None
         return self._proxy.mapToSource(self._proxy.index(index.row() + 1, ResultsModel.NAME)).row()
 
+    def select_none(self) -> None:
+        """No result selected (``current_changed(None)``): the viewer is about to show something that is not one."""
+        self.view.selectionModel().clear()
+
     def select_source_row(self, row_index: int) -> bool:
         """Select a model row if the filter shows it; returns whether it is now selected."""
         index = self._proxy.mapFromSource(self._model.index(row_index, ResultsModel.NAME))

@@ -102,7 +102,7 @@ class ThresholdPanel(QWidget):
     """
 
     verdicts_changed = Signal(object)
-    show_suspects_requested = Signal(object)  # the files of the good images the model's note names
+    show_suspect_requested = Signal(object)  # the file of one good image the model's note names, one per click
     set_aside_requested = Signal(object)  # the same files, to move out of the good images
 
     SLIDER_STEPS = 1000
@@ -126,6 +126,7 @@ class ThresholdPanel(QWidget):
         self._expected_rate_text = None
         self._suspects_note = None  # the model's good images that score like defects, or None
         self._suspect_images: list = []  # their files
+        self._next_suspect = 0  # the one the Show button shows next
         self._last_emitted = Verdicts()
         self._throttled_emit = qthrottled(self._emit_if_changed, timeout=self.THROTTLE_MS, leading=True, parent=self)
 
@@ -254,13 +255,15 @@ class ThresholdPanel(QWidget):
             "was set from them. Expected false rejects: the share of new good parts the calibration expects above "
             "the threshold, with its 90 % interval.")
 
-        # The note's images inspected with the model in use: the user looks at them without hunting for the files.
+        # The note's images shown in the viewer, one per click, so the user looks at them without hunting for the
+        # files. Shown as pictures, not inspected: the model learnt most of them, and judged by it they would score
+        # low and pass, beside a note that says they score like defects unseen (and be recorded as inspections).
         self.show_suspects_button = QPushButton("Show")
         self.show_suspects_button.setObjectName("show_suspects_button")
         self.show_suspects_button.setToolTip(
-            "Inspect the good images the note names, to look at them. One the model was fitted on scores low "
-            "here, since the model holds it; the note's score is the one it gets unseen")
-        self.show_suspects_button.clicked.connect(lambda: self.show_suspects_requested.emit(list(self._suspect_images)))
+            "Show the good images the note names in the viewer, one per click, as they are: not inspected, since "
+            "the model learnt them; the note's score is the one each gets unseen")
+        self.show_suspects_button.clicked.connect(self._show_next_suspect)
         self.show_suspects_button.hide()
         self.set_aside_button = QPushButton("Set aside and train again…")
         self.set_aside_button.setObjectName("set_aside_button")
@@ -353,9 +356,21 @@ class ThresholdPanel(QWidget):
     def set_suspect_images(self, paths) -> None:
         """The files of the images the suspects note names; the Show button appears while there are any."""
         self._suspect_images = list(paths or [])
-        self.show_suspects_button.setText("Show it" if len(self._suspect_images) == 1 else "Show them")
+        self._next_suspect = 0
+        self._name_show_button()
         self.show_suspects_button.setVisible(bool(self._suspect_images))
         self.set_aside_button.setVisible(bool(self._suspect_images))
+
+    def _show_next_suspect(self) -> None:
+        if self._suspect_images:
+            self.show_suspect_requested.emit(self._suspect_images[self._next_suspect])
+            self._next_suspect = (self._next_suspect + 1) % len(self._suspect_images)
+            self._name_show_button()
+
+    def _name_show_button(self) -> None:
+        count = len(self._suspect_images)
+        self.show_suspects_button.setText(
+            "Show it" if count <= 1 else f"Show {self._next_suspect + 1} of {count}")
 
     def expected_rate_text(self) -> str | None:
         return self._expected_rate_text(self._threshold) if self._expected_rate_text else None

@@ -197,7 +197,7 @@ class MainWindow(QMainWindow):
         G and B act on the selection, and must not label a part the viewer no longer shows."""
         self.results_panel.select_none()
         name = Path(path).name
-        self.inspection.show_picture(Path(path), f"{name}: good training image, not inspected")
+        self.inspection.show_picture(Path(path), f"{name}: not inspected")
         self.status.show(f"{name} as it is, from the good images: look whether it is good. Not inspected: the model "
                          "learnt it; the note gives the score it gets unseen")
 

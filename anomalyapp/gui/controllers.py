@@ -356,9 +356,9 @@ class InspectionController(QObject):
         request = self._show_request
 
         def read(token):
-            from anomalyapp.data.images import load_image
+            from anomalyapp.services.inference import image_pixels
 
-            pixels = load_image(path).pixels
+            pixels = image_pixels(path)
             yield
             return pixels
 

@@ -199,7 +199,7 @@ class MainWindow(QMainWindow):
         name = Path(path).name
         self.inspection.show_picture(Path(path), f"{name}: not inspected")
         self.status.show(f"{name} as it is, from the good images: look whether it is good. Not inspected: the model "
-                         "learnt it; the note gives the score it gets unseen")
+                         "learnt it; the note gives the score it gets unseen", 20000)
 
     def start_training(self) -> None:
         self.training.start()

@@ -108,6 +108,12 @@ class InferenceSession:
             yield self.predict_path(path, keep_pixels)
 
 
+def image_pixels(path: str | os.PathLike):
+    """An image's pixels as its file holds them (gray and 16-bit kept), to show it without inspecting it; an
+    unreadable file is an ``ImageReadError`` naming it and the reason."""
+    return load_image(path).pixels
+
+
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     """Files and folders -> image paths in order; a missing input is a ``DataError``.
 

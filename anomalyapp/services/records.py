@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from anomalyapp.core.errors import AppError, DataError
+from anomalyapp.core.errors import AppError, DataError, ModelFileError
 from anomalyapp.core.files import file_sha256
 from anomalyapp.core.image_names import shown_name
 from anomalyapp.core.verdicts import (  # verdict_for re-exported for the front ends
@@ -435,17 +435,33 @@ class RecordsService:
                                             make_current=True)
 
     def rollback(self, version_id: int, user: User) -> ModelVersion:
-        """Go back to an earlier version (its folder and threshold). Supervisors only; audited."""
+        """Go back to an earlier version: its folder, its threshold and its model's calibrated Review band (the
+        band in use was set for another model's scores: kept, a PatchCore model rolled back to from an autoencoder
+        sent half its good parts to Review). A model without a calibrated band keeps the band in use where it
+        still fits. Supervisors only; audited."""
         user = self.auth.require(user, auth.ROLLBACK)
         version = self.store.model_version(version_id)
         if version is None:
             raise AppError(f"there is no model version {version_id}")
         self._require_folder(version.folder)
+        band = self._calibrated_band(version.folder)
         with self.store.transaction():
             restored = self.store.set_current_model_version(version_id, user_id=user.id, action="rollback")
-            self._set_rule(restored.threshold, self._band_below(restored.threshold), user,
+            low = band if band is not None and band < restored.threshold else self._band_below(restored.threshold)
+            threshold, low = stated_rule(restored.threshold, low)  # as a new version's rule is kept
+            self._set_rule(threshold, low if low is None or low < threshold else None, user,
                            f"rolled back to version {version_id}")
         return restored
+
+    def _calibrated_band(self, folder: str) -> float | None:
+        """The Review band the model in ``folder`` was calibrated with; None for a model without one, or whose
+        manifest cannot be read (loading it will say why)."""
+        from anomalyapp.services.project import calibrated_band
+
+        try:
+            return calibrated_band(self.root / "models" / folder)
+        except ModelFileError:
+            return None
 
     def _require_folder(self, folder: str) -> None:
         path = self.root / "models" / folder

@@ -360,3 +360,24 @@ def test_an_audit_entry_about_an_inspection_names_the_part(records, people, tmp_
     assert records.describe_subject(entry.subject) == f"inspection {saved.id}: scratch/img_000.png"
     assert records.describe_subject("inspection:99999") == "inspection 99999: no longer in the records"
     assert records.describe_subject("setting:threshold_in_use") == "setting:threshold_in_use"
+
+
+def test_rollback_restores_the_versions_review_band_not_the_one_in_use(tmp_path, patchcore_model, autoencoder_model):
+    import shutil
+
+    from anomalyapp.services.project import calibrated_band
+
+    root = tmp_path / "project"
+    for name, model in (("pc", patchcore_model), ("ae", autoencoder_model)):
+        shutil.copytree(model, root / "models" / name)
+    bands = {name: calibrated_band(root / "models" / name) for name in ("pc", "ae")}
+    assert None not in bands.values() and bands["pc"] != pytest.approx(bands["ae"], abs=1e-3)
+    with RecordsService(root, hasher=FAST) as records:
+        boss = records.auth.create_first_supervisor("Maria", "Supervisor1")
+        v1 = records.add_version("pc", None, "trained", boss, uncertain_low=bands["pc"])
+        records.add_version("ae", v1.id, "trained", boss, uncertain_low=bands["ae"])
+        assert records.decision_rule() == (0.5, pytest.approx(bands["ae"], abs=1e-3))
+        records.rollback(v1.id, boss)
+        assert records.decision_rule() == (0.5, pytest.approx(bands["pc"], abs=1e-3))
+        entry = records.audit_log(subject="threshold")[0]
+        assert entry.new_value.endswith(f"rolled back to version {v1.id}")

@@ -39,6 +39,7 @@ class ReviewController(QObject):
         self.last_correction: CorrectionFigures | None = None
         self._correction_started = 0.0
         self._correction_first_update: float | None = None
+        self._loading_for: str | None = None  # why the model being loaded is loaded, when the load should say it
         self._threshold_settled = QTimer(self)
         self._threshold_settled.setSingleShot(True)
         self._threshold_settled.setInterval(250)
@@ -216,7 +217,10 @@ class ReviewController(QObject):
             except AppError as error:
                 self.error.emit("Threshold", str(error))
         self.status.model_text.emit(f"model: {summary.description}")
-        self.status.show("model loaded; inspect a folder (Ctrl+I), drop images here, or start the camera", 8000)
+        # What brought this model in (a rollback) is said with it: the load's own message would replace it.
+        done, self._loading_for = self._loading_for, None
+        self.status.show((f"{done}; model " if done else "model ")
+                         + "loaded; inspect a folder (Ctrl+I), drop images here, or start the camera", 8000)
 
     def set_aside(self, images: list[Path]) -> bool:
         """Move good training images that are not good out of the good images (the records service checks
@@ -250,5 +254,6 @@ class ReviewController(QObject):
         project.current_model = version.folder
         self.session.save()
         self.show_decision_rule()
+        self._loading_for = f"rolled back to version {version.id} ({version.change})"
         self.inspection.load_model(project.models_dir / version.folder)
-        self.status.show(f"rolled back to version {version.id} ({version.change})", 8000)
+        self.status.show(f"{self._loading_for}: loading its model…")

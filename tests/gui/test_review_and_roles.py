@@ -123,6 +123,9 @@ def test_false_positive_fix_is_recorded_as_a_version_and_can_be_rolled_back(qtbo
     with qtbot.waitSignal(window.inspection.model_loaded, timeout=30000):
         dialog.rollback_selected()
     assert projects.open_project(project.root).current_model == "trained"
+    # once loaded, the status still says what was done, not only that a model loaded
+    assert window.status_line.message().startswith("rolled back to version 1 (trained")
+    assert "model loaded" in window.status_line.message()
     with qtbot.waitSignal(dialog.exported, timeout=60000):  # exports run in background jobs
         dialog.export_csv(str(tmp_path / "inspections.csv"))
     with qtbot.waitSignal(dialog.exported, timeout=120000):

@@ -14,6 +14,8 @@ from anomalyapp.gui.workers import Job, start_job
 class CameraController(QObject):
     error = Signal(str)
     frame_shown = Signal(object)  # LiveFrame, after it reached the viewer (tests and the status bar)
+    # Just before a frame takes the viewer: whatever the viewer showed (a selected result) is no longer shown.
+    taking_viewer = Signal()
     status_changed = Signal(object)  # CameraStatus
 
     def __init__(self, inspection, parent: QObject | None = None):
@@ -105,6 +107,7 @@ class CameraController(QObject):
             self.status_changed.emit(item)
             return
         self.last_frame = item
+        self.taking_viewer.emit()
         self.viewer.set_image(item.frame, f"frame {item.index}")
         if item.prediction is not None:
             self.viewer.set_anomaly_map(item.prediction.anomaly_map)

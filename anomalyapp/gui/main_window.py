@@ -126,6 +126,10 @@ class MainWindow(QMainWindow):
         self.watch.error.connect(lambda message: self.show_error("Watch folder", message))
         self.session.about_to_replace.connect(self.watch.stop)
         self.camera.attach(self.camera_panel, self.viewer)
+        # A live frame replaces the selected result in the viewer: the result is deselected, so that G, B and the
+        # paint brush, which act on the selection, cannot label a part the viewer no longer shows (Freeze stops
+        # the frames, and a result selected then is shown and labelled as usual).
+        self.camera.taking_viewer.connect(self._camera_takes_viewer)
         # Probing cameras takes a moment: done in the background when the Camera tab is first opened.
         self.left_tabs.currentChanged.connect(lambda index: self.camera.refresh() if self.left_tabs.widget(index)
                                               is self.camera_tab and not self.camera.probed else None)
@@ -191,6 +195,10 @@ class MainWindow(QMainWindow):
 
     def inspect(self, inputs) -> None:
         self.inspection_flow.inspect(inputs)
+
+    def _camera_takes_viewer(self) -> None:
+        if self.results_panel.current_row() is not None:
+            self.results_panel.select_none()
 
     def show_good_image(self, path) -> None:
         """A good training image the model's note names, shown as it is. Nothing in the results stays selected:

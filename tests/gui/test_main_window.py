@@ -169,8 +169,11 @@ def test_camera_scores_frames_and_reconnects_after_unplug(qtbot, window, project
     assert not window.camera_panel.stop_button.isEnabled()
 
 
-def test_camera_video_file_plays_to_the_end(qtbot, window, project_with_model, tmp_path):
+def test_camera_video_file_plays_to_the_end(qtbot, window, project_with_model, tmp_path, demo_line):
     _load(qtbot, window, project_with_model)
+    _inspect_test_set(qtbot, window, demo_line)
+    window.results_panel.select_source_row(3)
+    qtbot.waitUntil(window.viewer.has_image, timeout=10000)
     video = _write_video(tmp_path / "clip.avi", frames=12)
     states = []
     window.camera.status_changed.connect(lambda status: states.append(status.state))
@@ -178,6 +181,11 @@ def test_camera_video_file_plays_to_the_end(qtbot, window, project_with_model, t
     qtbot.waitUntil(lambda: "ended" in states, timeout=60000)
     qtbot.waitUntil(lambda: not window.camera.running, timeout=10000)
     assert window.camera.last_frame is not None and window.camera.last_frame.prediction is not None
+    # the frames took the viewer from the selected result, which is no longer selected: B labels nothing
+    assert window.viewer.title_label.text() == f"frame {window.camera.last_frame.index}"
+    assert window.results_panel.current_row() is None
+    window.label_current("NG")
+    assert all(not window.results_panel.model().row_at(i).label for i in range(window.results_panel.model().rowCount()))
 
 
 def test_errors_show_a_dialog_not_a_traceback(qtbot, window, tmp_path):

@@ -4,6 +4,7 @@ false-reject rate, and the threshold proposal from every label re-scored by the 
 from __future__ import annotations
 
 import csv
+import re
 
 import pytest
 
@@ -100,3 +101,7 @@ def test_the_records_window_proposes_from_every_label_scored_by_the_model_in_use
     assert proposal.target_false_reject_rate == pytest.approx(0.01)
     assert proposal.labelled == expected and proposal.proposed_false_reject_rate <= 0.01
     assert "Proposed threshold" in dialog.threshold_text.text() and "would have" in dialog.threshold_text.text()
+    # shares of good parts are written as the target they are compared with: "at most 1.0 %", "judged NG 0.0 %"
+    text = dialog.threshold_text.text()
+    assert "at most 1.0 % of the labelled good parts" in text
+    assert re.search(r"good parts judged NG \d+\.\d %", text) and not re.search(r"judged NG 0\.\d{3}", text)

@@ -1,4 +1,4 @@
-"""The records command group: report (CSV and PDF), labels export, records verify, set-aside."""
+"""The records command group: report (CSV and PDF), labels export, records verify and audit, set-aside."""
 
 from __future__ import annotations
 
@@ -36,6 +36,13 @@ def add_parsers(commands) -> None:
     verify = records_commands.add_parser(
         "verify", help="check the records against their hash chain: exit 0 intact, 3 changed outside the app")
     verify.add_argument("project", type=Path, help="project folder")
+    audit = records_commands.add_parser(
+        "audit", help="who changed what and when (threshold, model versions, labels, users, logins): the newest "
+                      "entries, or the whole log as CSV")
+    audit.add_argument("project", type=Path, help="project folder")
+    audit.add_argument("--last", type=positive_int, default=50, metavar="N", help="how many of the newest entries "
+                       "to print (default 50)")
+    audit.add_argument("--csv", type=Path, metavar="FILE", help="write the whole audit log as CSV instead")
 
     set_aside = commands.add_parser(
         "set-aside", help="move good images that are not good (training names them) out of a project's good "
@@ -148,6 +155,8 @@ def _labels(args) -> int:
 
 
 def _records(args) -> int:
+    if args.records_command == "audit":
+        return _audit(args)
     with _open_records(args.project) as records:
         report = records.verify()
     print(f"{report.rows_checked} rows checked against {report.entries} ledger entries; "
@@ -159,6 +168,20 @@ def _records(args) -> int:
         print(line)
     print(f"anomalyapp records verify: {args.project} was changed outside anomalyapp", file=sys.stderr)
     return EXIT_TAMPERED
+
+
+def _audit(args) -> int:
+    from anomalyapp.services import reports
+
+    with _open_records(args.project) as records:
+        if args.csv:
+            count = reports.audit_export(records, args.csv)
+            print(f"{count} audit entries written to {args.csv}")
+            return EXIT_OK
+        for _id, at, user, action, subject, about, old, new in reports.audit_lines(records, args.last):
+            change = f"  {old} -> {new}" if old else f"  -> {new}" if new else ""
+            print(f"{at[:19].replace('T', ' ')}  {user or '-'}  {action}  {about or subject}{change}")
+    return EXIT_OK
 
 
 def _set_aside(args) -> int:

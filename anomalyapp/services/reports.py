@@ -418,6 +418,27 @@ def export_inspections(records: RecordsService, query: InspectionQuery | None, p
                       users={u.id: u.name for u in store.users()})
 
 
+AUDIT_COLUMNS = ["id", "at", "user", "action", "subject", "about", "old_value", "new_value"]
+
+
+def audit_lines(records: RecordsService, last: int | None = None) -> list[list[str]]:
+    """The audit log, oldest first (``AUDIT_COLUMNS``), the last ``last`` entries or all of them. ``about`` names
+    what a subject stands for where its key does not ('inspection 201: good/kos10_Part6.jpg')."""
+    entries = records.audit_log(limit=last)[::-1]
+    users = {u.id: u.name for u in records.store.users()}
+    about = {subject: records.describe_subject(subject) for subject in {e.subject for e in entries}}
+    return [[str(e.id), _time(e.at), users.get(e.user_id, ""), e.action, e.subject,
+             about[e.subject] if about[e.subject] != e.subject else "", e.old_value or "", e.new_value or ""]
+            for e in entries]
+
+
+def audit_export(records: RecordsService, path: str | os.PathLike) -> int:
+    """The whole audit log as CSV, oldest first (``AUDIT_COLUMNS``); returns the number of entries."""
+    rows = audit_lines(records)
+    write_atomically(path, csv_text(AUDIT_COLUMNS, rows, line_end="\r\n").encode("utf-8-sig"))
+    return len(rows)
+
+
 def labels_export(records: RecordsService, query: InspectionQuery | None, path: str | os.PathLike) -> int:
     """The labelled inspections matching ``query`` with their current label, as CSV (``LABEL_COLUMNS``).
 

@@ -96,6 +96,14 @@ def test_operator_inspects_and_labels_but_cannot_change_threshold_model_or_users
     subjects = {dialog.audit_table.item(r, 3).text() for r in range(dialog.audit_table.rowCount())
                 if dialog.audit_table.item(r, 2).text() == "label_added"}
     assert f"inspection {labelled[0].id}: {shown_name(labelled[0].image_path)}" in subjects and len(subjects) == 2
+    # an operator exports the whole log: reading who did what is not a supervisor's privilege
+    out = project.root.parent / "audit.csv"
+    with qtbot.waitSignal(dialog.exported, timeout=30000):
+        dialog.export_audit(str(out))
+    assert dialog.audit_message.text().endswith(f"audit entries written to {out}")
+    exported = out.read_text(encoding="utf-8-sig")
+    assert exported.startswith("id,at,user,action,subject,about,old_value,new_value")
+    assert exported.count("label_added") == 2 and shown_name(labelled[0].image_path) in exported
     assert all(re.fullmatch(r"inspection \d+: \w+/\d+\.png", subject) for subject in subjects)
 
 

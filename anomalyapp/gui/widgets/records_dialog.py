@@ -489,12 +489,44 @@ class RecordsDialog(QDialog):
         self.audit_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         refresh = QPushButton("Refresh")
         refresh.clicked.connect(self.refresh_audit)
+        # The table shows the newest 500 entries; the export holds the whole log, oldest first.
+        self.audit_export_button = QPushButton("Export CSV…")
+        self.audit_export_button.setObjectName("audit_export_button")
+        self.audit_export_button.setToolTip("The whole audit log as CSV: who changed what and when")
+        self.audit_export_button.clicked.connect(lambda: self.export_audit())
+        self.audit_message = QLabel("")
+        self.audit_message.setObjectName("audit_message")
+        buttons = QHBoxLayout()
+        buttons.addWidget(refresh)
+        buttons.addWidget(self.audit_export_button)
+        buttons.addWidget(self.audit_message, 1)
         page = QWidget()
         layout = QVBoxLayout(page)
         layout.addWidget(self.audit_table)
-        layout.addWidget(refresh, 0, Qt.AlignmentFlag.AlignLeft)
+        layout.addLayout(buttons)
         self.refresh_audit()
         return page
+
+    def export_audit(self, path: str | None = None) -> None:
+        path = path or self._save_path("Export audit log", ".csv")
+        if not path:
+            return
+        records = self.records
+
+        def run(token):
+            yield
+            return f"{reports.audit_export(records, path)} audit entries written to {path}"
+
+        def written(message: str) -> None:
+            self.audit_message.setText(message)
+            self.exported.emit(path)
+
+        self.audit_export_button.setEnabled(False)
+        self.audit_message.setText(f"writing {Path(path).name}…")
+        job = self._start("Export audit log", run, succeeded=written,
+                          failed=lambda message: (self.audit_message.setText(""),
+                                                  QMessageBox.warning(self, "Export audit log", message)))
+        job.ended.connect(lambda: self.audit_export_button.setEnabled(True))
 
     def refresh_audit(self) -> None:
         users = {u.id: u.name for u in self.records.auth.users()}

@@ -535,7 +535,8 @@ class RecordsDialog(QDialog):
         subjects = {subject: self.records.describe_subject(subject) for subject in {e.subject for e in entries}}
         for r, entry in enumerate(entries):
             values = (entry.at.astimezone().strftime("%Y-%m-%d %H:%M:%S"), users.get(entry.user_id, ""), entry.action,
-                      subjects[entry.subject], f"{entry.old_value or ''} → {entry.new_value or ''}")
+                      subjects[entry.subject],
+                      f"{entry.old_value or ''} → {entry.new_value or ''}" if entry.old_value or entry.new_value else "")
             for c, value in enumerate(values):
                 item = QTableWidgetItem(value)
                 item.setToolTip(value)

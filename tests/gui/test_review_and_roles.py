@@ -222,8 +222,14 @@ def test_single_user_goes_off_only_with_the_supervisors_password_so_the_lock_nev
     users.single_user.setChecked(False)  # the password prompt cancelled: single-user stays on
     assert users.single_user.isChecked() and window.access.records.auth.single_user_mode()
     assert "type the password of root" in users.message.text()
-    typed[:] = ["Rootpass1"]
     users.table.clearSelection()
+    typed[:] = ["Rootpass1", "Rootpass2"]  # mistyped the second time: nothing changes
+    users._set_password()
+    assert "the two passwords typed for root differ" in users.message.text()
+    typed[:] = ["Rootpass2"]
+    users.single_user.setChecked(False)  # the password root has is still the random one
+    assert users.single_user.isChecked()
+    typed[:] = ["Rootpass1", "Rootpass1"]
     users._set_password()  # nobody selected: your own (the random one was never shown)
     typed[:] = ["Rootpass1"]
     users.single_user.setChecked(False)

@@ -262,10 +262,18 @@ class UsersDialog(QDialog):
         return text if ok else None
 
     def _set_password(self) -> None:
+        """Typed twice, as in Change my password: a typo would leave the account with a password nobody knows."""
         user = self._selected() or self.actor
         password = self.ask_password("Set password", f"New password for {user.name}:")
-        if password is not None:
-            self._run(lambda: self.auth.set_password(self.actor, user.id, password))
+        if password is None:
+            return
+        repeat = self.ask_password("Set password", f"The new password for {user.name} again:")
+        if repeat is None:
+            return
+        if repeat != password:
+            self.message.setText(f"the two passwords typed for {user.name} differ: nothing was changed")
+            return
+        self._run(lambda: self.auth.set_password(self.actor, user.id, password))
 
     def _single_user(self, enabled: bool) -> None:
         password = None

@@ -279,7 +279,9 @@ class UsersDialog(QDialog):
         password = None
         if not enabled:
             # Logins come back: prove now that a supervisor (you) can log in afterwards.
-            password = self.ask_password("Switch single-user mode off", f"Your password ({self.actor.name}):")
+            password = self.ask_password("Single-user mode off",
+                                         "Logins will be asked for. To switch single-user mode off, "
+                                         f"type your password ({self.actor.name}):")
         self._run(lambda: self.auth.set_single_user_mode(self.actor, enabled, password))
         self.single_user.blockSignals(True)
         self.single_user.setChecked(self.auth.single_user_mode())  # unchanged when refused

@@ -29,6 +29,8 @@ from anomalyapp.gui.widgets.review_bar import ReviewBar
 from anomalyapp.gui.widgets.threshold_panel import ThresholdPanel
 from anomalyapp.gui.widgets.training_panel import TrainingPanel
 
+LOCKED_MESSAGE = "station locked: log in to continue"
+
 
 class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings | None = None):
@@ -167,7 +169,9 @@ class MainWindow(QMainWindow):
             widget.setEnabled(not locked)
             widget.setVisible(not locked)
         if locked:  # the last message may name a part or a folder of the project now hidden
-            self.status_line.show_message("station locked: log in to continue")
+            self.status_line.show_message(LOCKED_MESSAGE)
+        elif self.status_line.message() == LOCKED_MESSAGE:  # someone logged in (or a project opened and did)
+            self.status_line.show_message("")
 
     def _show_device(self) -> None:
         from anomalyapp.services.device import describe_device

@@ -212,6 +212,7 @@ def test_single_user_goes_off_only_with_the_supervisors_password_so_the_lock_nev
     project = projects.create_project(tmp_path / "solo", "solo", demo_line / "train" / "good", single_user="root")
     window.set_project(project)
     assert window.access.user.name == "root"
+    assert "locked" not in window.status_line.message()  # logged in on opening: never said to be locked
     window.show_users()
     users = window.users_dialog
     users.new_name.setText(OPERATOR[0])
@@ -244,6 +245,7 @@ def test_single_user_goes_off_only_with_the_supervisors_password_so_the_lock_nev
     dialog.password.setText("Rootpass1")
     dialog._try()
     assert window.access.user.name == "root" and window.access.user.is_supervisor
+    assert window.status_line.message() == ""  # no longer locked
 
 
 def test_an_operator_may_not_create_a_project(qtbot, window, project, tmp_path):

@@ -219,6 +219,7 @@ class InspectionFlow(QObject):
         super().__init__(parent)
         self.inspection, self.evaluation = inspection, evaluation
         self.results_panel, self.viewer, self.status, self.threshold = results_panel, viewer, status, threshold
+        self._open_when_listed = None  # the image Open in viewer asked for, selected once its result is listed
         # Results can arrive every 20 ms; the histogram is redrawn at most a few times a second.
         self._histogram_refresh = QTimer(self)
         self._histogram_refresh.setSingleShot(True)
@@ -234,7 +235,9 @@ class InspectionFlow(QObject):
         # The last step's text ("pixel metrics") would otherwise stay on as if the evaluation were still running.
         evaluation.finished.connect(lambda _: status.show("evaluation done: metrics and plots in their window", 15000))
 
-    def inspect(self, inputs) -> None:
+    def inspect(self, inputs, open_first: bool = False) -> None:
+        """Score and list ``inputs``. ``open_first``: select the first of them once it is listed (Open in viewer),
+        rather than leave the selection where it was when the list already held results."""
         from anomalyapp.services.inference import expand_inputs
 
         if self.inspection.session is None:
@@ -245,16 +248,22 @@ class InspectionFlow(QObject):
         except AppError as error:
             self.error.emit("Inspection", str(error))
             return
+        if open_first:
+            self._open_when_listed = paths[0]
         self.inspection.inspect(paths)
 
     def reset(self) -> None:
         """A new project: no results, no image."""
+        self._open_when_listed = None
         self._histogram_refresh.stop()
         self.results_panel.model().clear()
         self.viewer.clear()
 
     def _result_ready(self, row) -> None:
         index = self.results_panel.model().add_result(row)
+        if self._open_when_listed is not None and row.path == self._open_when_listed:
+            self._open_when_listed = None
+            self.results_panel.select_source_row(index)
         if row.score is not None and not self._histogram_refresh.isActive():
             self._histogram_refresh.start()
         if index == 0:

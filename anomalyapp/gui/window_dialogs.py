@@ -171,8 +171,9 @@ def show_evaluation(window, result: dict) -> None:
     dialog.setWindowTitle(f"Evaluation — {Path(result['data']).name}")
     plots = EvaluationPlots()
     plots.show_evaluation(result)
-    # The images behind a clicked cell or ROC point go through the window's own inspection: scored and listed.
-    plots.images_requested.connect(window.inspect)
+    # The images behind a clicked cell or ROC point go through the window's own inspection: scored and listed,
+    # and the first of them opened in the viewer.
+    plots.images_requested.connect(lambda paths: window.inspection_flow.inspect(paths, open_first=True))
     layout = QVBoxLayout(dialog)
     layout.addWidget(plots)
     buttons = QHBoxLayout()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import re
+from pathlib import Path
 
 import pytest
 
@@ -63,8 +64,15 @@ def test_evaluate_in_the_window_at_the_working_threshold_and_export_png_and_csv(
                                 if plots.metrics_table.item(r, 0).text().startswith("TN")))
     listed = plots.listed_paths()
     assert len(listed) == result["confusion_matrix"][0][0] > 0
+    earlier = sorted((demo_line / "test").glob("*/*.png"))[-2:]  # results already listed, one of them selected
+    window.inspect([str(p) for p in earlier])
+    qtbot.waitUntil(lambda: window.results_panel.model().rowCount() == 2 and bool(window.results_panel.current_row()),
+                    timeout=60000)
     plots.open_images_button.click()
-    qtbot.waitUntil(lambda: window.results_panel.model().rowCount() == len(listed), timeout=60000)
+    qtbot.waitUntil(lambda: window.results_panel.model().rowCount() == 2 + len(listed), timeout=60000)
+    # Open in viewer opens: the first of the images is selected and shown, not left at the end of the list
+    assert window.results_panel.current_row().path == Path(listed[0])
+    qtbot.waitUntil(lambda: window.viewer.title_label.text().startswith(Path(listed[0]).name), timeout=10000)
 
 
 def test_the_training_panel_sets_the_false_reject_rate_of_the_training(qtbot, window, project_with_model):

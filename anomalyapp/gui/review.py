@@ -39,7 +39,9 @@ class ReviewController(QObject):
         self.last_correction: CorrectionFigures | None = None
         self._correction_started = 0.0
         self._correction_first_update: float | None = None
-        self._loading_for: str | None = None  # why the model being loaded is loaded, when the load should say it
+        # (model folder, why it is being loaded) when its load should say why (a rollback); a load of another
+        # folder, after this one failed, does not
+        self._loading_for: tuple[Path, str] | None = None
         self._threshold_settled = QTimer(self)
         self._threshold_settled.setSingleShot(True)
         self._threshold_settled.setInterval(250)
@@ -218,7 +220,8 @@ class ReviewController(QObject):
                 self.error.emit("Threshold", str(error))
         self.status.model_text.emit(f"model: {summary.description}")
         # What brought this model in (a rollback) is said with it: the load's own message would replace it.
-        done, self._loading_for = self._loading_for, None
+        pending, self._loading_for = self._loading_for, None
+        done = pending[1] if pending and self.inspection.model_path == pending[0] else None
         self.status.show((f"{done}; model " if done else "model ")
                          + "loaded; inspect a folder (Ctrl+I), drop images here, or start the camera", 8000)
 
@@ -254,6 +257,7 @@ class ReviewController(QObject):
         project.current_model = version.folder
         self.session.save()
         self.show_decision_rule()
-        self._loading_for = f"rolled back to version {version.id} ({version.change})"
+        done = f"rolled back to version {version.id} ({version.change})"
+        self._loading_for = (project.models_dir / version.folder, done)
         self.inspection.load_model(project.models_dir / version.folder)
-        self.status.show(f"{self._loading_for}: loading its model…")
+        self.status.show(f"{done}: loading its model…")

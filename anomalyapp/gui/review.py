@@ -90,10 +90,7 @@ class ReviewController(QObject):
             # Operators may not change the model: the label is kept for a supervisor to teach (F2).
             self.status.show(f"{row.path.name} recorded as a false positive; a supervisor can teach it to the "
                              "model (F2)", 10000)
-        position = self.results_panel.view.currentIndex().row()
-        following = self.results_panel.source_row_after_current()
-        model.set_label(row_index, label)
-        self._select_after_decision(following, position)
+        self._label_and_open_next(row_index, label)
 
     def viewer_region_png(self) -> bytes | None:
         from anomalyapp.services.rendering import mask_png
@@ -101,9 +98,13 @@ class ReviewController(QObject):
         mask = self.viewer.painted_mask()
         return None if mask is None else mask_png(mask)
 
-    def _select_after_decision(self, following: int | None, position: int) -> None:
-        """Open the part listed after the decided one, whether the decision kept the decided row in the list or
-        took it off (the review queue); after the last part, the one now last."""
+    def _label_and_open_next(self, row_index: int, label: str) -> None:
+        """Show the decided row's label, then open the part listed after it, whether the label kept the row in the
+        list or took it off (the review queue); after the last part, the one now last. The part after it is noted
+        first: once the row has left a filtered list, the view's current index has already moved on."""
+        position = self.results_panel.view.currentIndex().row()
+        following = self.results_panel.source_row_after_current()
+        self.results_panel.model().set_label(row_index, label)
         proxy = self.results_panel.proxy()
         if proxy.rowCount() == 0:
             self.viewer.clear()  # the list is done: the last decided part is no longer in it
@@ -123,10 +124,7 @@ class ReviewController(QObject):
         row = model.row_at(row_index)
         if row.score is None:
             return
-        position = self.results_panel.view.currentIndex().row()
-        following = self.results_panel.source_row_after_current()
-        model.set_label(row_index, "OK")
-        self._select_after_decision(following, position)
+        self._label_and_open_next(row_index, "OK")
         order = review.correction_order([model.verdict_at(i) for i in range(model.rowCount())], row_index)
         listed = [(i, model.row_at(i).path) for i in order if model.row_at(i).score is not None]
         self._correction_started = time.perf_counter()

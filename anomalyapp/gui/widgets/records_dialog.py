@@ -529,14 +529,10 @@ class RecordsDialog(QDialog):
         job.ended.connect(lambda: self.audit_export_button.setEnabled(True))
 
     def refresh_audit(self) -> None:
-        users = {u.id: u.name for u in self.records.auth.users()}
-        entries = self.records.audit_log(limit=500)
-        self.audit_table.setRowCount(len(entries))
-        subjects = {subject: self.records.describe_subject(subject) for subject in {e.subject for e in entries}}
-        for r, entry in enumerate(entries):
-            values = (entry.at.astimezone().strftime("%Y-%m-%d %H:%M:%S"), users.get(entry.user_id, ""), entry.action,
-                      subjects[entry.subject],
-                      f"{entry.old_value or ''} → {entry.new_value or ''}" if entry.old_value or entry.new_value else "")
+        lines = reports.audit_lines(self.records, last=500)[::-1]  # newest first, as the export has them oldest first
+        self.audit_table.setRowCount(len(lines))
+        for r, (_id, at, user, action, subject, about, old, new) in enumerate(lines):
+            values = (at[:19].replace("T", " "), user, action, about or subject, f"{old} → {new}" if old or new else "")
             for c, value in enumerate(values):
                 item = QTableWidgetItem(value)
                 item.setToolTip(value)

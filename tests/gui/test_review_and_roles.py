@@ -217,7 +217,13 @@ def test_single_user_goes_off_only_with_the_supervisors_password_so_the_lock_nev
     users = window.users_dialog
     users.new_name.setText(OPERATOR[0])
     users.new_password.setText(OPERATOR[1])
+    users.new_password_again.setText(OPERATOR[1] + "x")  # a typo: nobody is added
     users._add()
+    assert "the two passwords typed for Olga differ: nobody was added" in users.message.text()
+    assert [u.name for u in window.access.records.auth.users()] == ["root"]
+    users.new_password_again.setText(OPERATOR[1])
+    users._add()
+    assert users.message.text() == "" and OPERATOR[0] in [u.name for u in window.access.records.auth.users()]
     typed = []
     users.ask_password = lambda title, label: typed.pop(0) if typed else None
     users.single_user.setChecked(False)  # the password prompt cancelled: single-user stays on

@@ -173,6 +173,9 @@ class UsersDialog(QDialog):
         self.new_name.setPlaceholderText("name")
         self.new_password = _password_field("new_user_password")
         self.new_password.setPlaceholderText("password")
+        # Typed twice, as everywhere a password is set: a typo would make an account nobody can log in to.
+        self.new_password_again = _password_field("new_user_password_again")
+        self.new_password_again.setPlaceholderText("password again")
         self.new_role = QComboBox()
         self.new_role.setObjectName("new_user_role")
         self.new_role.addItems(["operator", "supervisor"])
@@ -192,7 +195,7 @@ class UsersDialog(QDialog):
         self.single_user.setChecked(self.auth.single_user_mode())
         self.single_user.toggled.connect(self._single_user)
         row = QHBoxLayout()
-        for widget in (self.new_name, self.new_password, self.new_role, add):
+        for widget in (self.new_name, self.new_password, self.new_password_again, self.new_role, add):
             row.addWidget(widget)
         actions = QHBoxLayout()
         actions.addWidget(toggle_role)
@@ -238,10 +241,17 @@ class UsersDialog(QDialog):
         return None if not items else next(u for u in self.auth.users() if u.id == items[0].data(Qt.ItemDataRole.UserRole))
 
     def _add(self) -> None:
+        name = self.new_name.text().strip()
+        if self.new_password.text() != self.new_password_again.text():
+            self.message.setText(f"the two passwords typed for {name or 'the new user'} differ: nobody was added")
+            self.new_password_again.clear()
+            return
+
         def add():
-            self.auth.add_user(self.actor, self.new_name.text().strip(), self.new_password.text(), self.new_role.currentText())
+            self.auth.add_user(self.actor, name, self.new_password.text(), self.new_role.currentText())
             self.new_name.clear()
             self.new_password.clear()
+            self.new_password_again.clear()
 
         self._run(add)
 

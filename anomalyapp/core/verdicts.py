@@ -40,6 +40,12 @@ def stated_rule(threshold: float, uncertain_low: float | None) -> tuple[float, f
     return threshold, uncertain_low
 
 
+def rule_text(threshold: float, uncertain_low: float | None) -> str:
+    """A decision rule as the audit log and the model versions state it: "0.470 (review from 0.420)"."""
+    return f"{threshold:.{RULE_DECIMALS}f}" + (
+        f" (review from {uncertain_low:.{RULE_DECIMALS}f})" if uncertain_low is not None else "")
+
+
 class Verdict(StrEnum):
     """The verdicts, most severe first (``list(Verdict)`` is the display order)."""
 

@@ -73,6 +73,9 @@ class ReviewController(QObject):
         row_index = self.results_panel.current_source_row()
         if row_index is None or not self.access.require("label"):
             return
+        # A threshold moved a moment ago is the rule this decision was made under: in the records first, and with
+        # the version it was set on, not with a model version the decision makes.
+        self.flush()
         model = self.results_panel.model()
         row = model.row_at(row_index)
         try:
@@ -253,7 +256,7 @@ class ReviewController(QObject):
     def version_restored(self, version) -> None:
         project = self.session.project
         project.current_model = version.folder
-        self.session.save()
+        project.keep_decision_rule(*self.access.records.decision_rule())  # the rule restored with it; saves
         self.show_decision_rule()
         done = f"rolled back to version {version.id} ({version.change})"
         self._loading_for = (project.models_dir / version.folder, done)

@@ -138,6 +138,7 @@ def show_records(window) -> None:
 
     if window.access.records is None or window.access.user is None:
         return
+    window.review.flush()  # the rule in use and the versions' rules as the panel shows them
     window.records_dialog = RecordsDialog(window.access.records, window.access, window, **_label_scoring(window))
     window.records_dialog.threshold_applied.connect(window.review.threshold_applied)
     window.records_dialog.version_restored.connect(window.review.version_restored)

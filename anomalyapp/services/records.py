@@ -29,11 +29,13 @@ from anomalyapp.core.image_names import shown_name
 from anomalyapp.core.verdicts import (  # verdict_for re-exported for the front ends
     NORMALISED_THRESHOLD,
     RULE_DECIMALS,
+    rule_text,
     stated_rule,
     verdict_for,
 )
 from anomalyapp.services import auth
 from anomalyapp.store.records import (  # the record types, re-exported for the front ends (they may not import store)
+    CURRENT_MODEL_VERSION,
     LABELS,
     VERDICTS,
     AuditEntry,
@@ -379,8 +381,8 @@ class RecordsService:
         self.store.set_setting(THRESHOLD_IN_USE, repr(threshold), user_id=user_id)
         self.store.set_setting(UNCERTAIN_LOW_IN_USE, None if uncertain_low is None else repr(uncertain_low),
                                user_id=user_id)
-        self.store.add_audit_entry("threshold_changed", "threshold", _rule_text(*old),
-                                   _rule_text(threshold, uncertain_low) + (f": {reason}" if reason else ""),
+        self.store.add_audit_entry("threshold_changed", "threshold", rule_text(*old),
+                                   rule_text(threshold, uncertain_low) + (f": {reason}" if reason else ""),
                                    user_id=user_id)
         return True
 
@@ -438,20 +440,43 @@ class RecordsService:
         """Go back to an earlier version: its folder, its threshold and its model's calibrated Review band (the
         band in use was set for another model's scores: kept, a PatchCore model rolled back to from an autoencoder
         sent half its good parts to Review). A model without a calibrated band keeps the band in use where it
-        still fits. Supervisors only; audited."""
+        still fits. A version that was in use since the records keep the rule gets the rule it was last judged
+        with (``rules_last_in_use``). Supervisors only; audited."""
         user = self.auth.require(user, auth.ROLLBACK)
         version = self.store.model_version(version_id)
         if version is None:
             raise AppError(f"there is no model version {version_id}")
         self._require_folder(version.folder)
         band = self._calibrated_band(version.folder)
+        last_rule = self.rules_last_in_use().get(version_id)
         with self.store.transaction():
             restored = self.store.set_current_model_version(version_id, user_id=user.id, action="rollback")
-            low = band if band is not None and band < restored.threshold else self._band_below(restored.threshold)
-            threshold, low = stated_rule(restored.threshold, low)  # as a new version's rule is kept
+            if last_rule is not None:  # the rule that version was last judged with, as a supervisor left it
+                threshold, low = last_rule
+            else:  # recorded before the rule was kept in the records: its own threshold and calibrated band
+                low = band if band is not None and band < restored.threshold else self._band_below(restored.threshold)
+                threshold, low = stated_rule(restored.threshold, low)  # as a new version's rule is kept
             self._set_rule(threshold, low if low is None or low < threshold else None, user,
                            f"rolled back to version {version_id}")
         return restored
+
+    def rules_last_in_use(self) -> dict[int, tuple[float, float | None]]:
+        """Per model version: the decision rule (threshold, uncertain band's lower end) in use when that version
+        last stopped being the one in use, or now for the current one. Replayed from the audited changes of the
+        current version and of the rule, so versions recorded before this was asked have theirs too; a version
+        that was never current with a recorded rule is absent."""
+        rules: dict[int, tuple[float, float | None]] = {}
+        current, threshold, low = None, None, None
+        for key, value in self.store.setting_history((CURRENT_MODEL_VERSION, THRESHOLD_IN_USE, UNCERTAIN_LOW_IN_USE)):
+            if key == CURRENT_MODEL_VERSION:
+                current = int(value) if value else None
+            elif key == THRESHOLD_IN_USE:
+                threshold = float(value) if value is not None else None
+            else:
+                low = float(value) if value is not None else None
+            if current is not None and threshold is not None:
+                rules[current] = (threshold, low)
+        return rules
 
     def _calibrated_band(self, folder: str) -> float | None:
         """The Review band the model in ``folder`` was calibrated with; None for a model without one, or whose
@@ -584,10 +609,6 @@ def _proposal_for_target(pairs: list[tuple[float, str]], current: float, rate: f
         proposed_recall=then["recall"], proposed_f1=then["f1"], proposed_confusion_matrix=then["confusion_matrix"],
         proposed_false_reject_rate=then["false_reject_rate"], changes=changes, message=message,
     )
-
-
-def _rule_text(threshold: float, uncertain_low: float | None) -> str:
-    return f"{threshold:.3f}" + (f" (review from {uncertain_low:.3f})" if uncertain_low is not None else "")
 
 
 # Where set_aside_good_image puts a good image that is not good: beside the good images, never inside them.

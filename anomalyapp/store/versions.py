@@ -69,6 +69,15 @@ class VersionRecords:
     def settings(self) -> dict[str, str | None]:
         return dict(self._read(lambda c: c.execute("SELECT key, value FROM settings ORDER BY key").fetchall()))
 
+    def setting_history(self, keys: tuple[str, ...]) -> list[tuple[str, str | None]]:
+        """Every recorded change of the settings ``keys``, oldest first: (key, new value; None when removed).
+        Read from the audit log, which holds each change with its value (the settings table only the last)."""
+        subjects = [f"setting:{key}" for key in keys]
+        marks = ", ".join("?" * len(subjects))
+        rows = self._read(lambda c: c.execute(
+            f"SELECT subject, new_value FROM audit_log WHERE subject IN ({marks}) ORDER BY id", subjects).fetchall())
+        return [(subject.removeprefix("setting:"), value) for subject, value in rows]
+
     def set_setting(self, key: str, value: str | None, *, user_id: int | None) -> bool:
         """Set (or with None remove) a setting, audited with old and new value; False when unchanged."""
         with self._transaction() as conn:

@@ -127,7 +127,7 @@ def test_model_versions_keep_their_short_columns_whole_beside_a_long_change(qtbo
     columns = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
     metrics = table.fontMetrics()
     for row in range(table.rowCount()):
-        for name in ("Version", "Who", "When", "Threshold"):
+        for name in ("Version", "Who", "When", "Rule"):
             text = table.item(row, columns.index(name)).text()
             assert metrics.horizontalAdvance(text) + 6 <= table.columnWidth(columns.index(name)), (name, text)
     long_change = table.item(table.rowCount() - 1, columns.index("Change"))

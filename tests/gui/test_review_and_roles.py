@@ -111,6 +111,8 @@ def test_false_positive_fix_is_recorded_as_a_version_and_can_be_rolled_back(qtbo
     _open_and_log_in(qtbot, window, project, SUPERVISOR)
     assert window.training_panel.settings_box.isEnabled() and window.new_project_action.isEnabled()
     _inspect(qtbot, window, demo_line)
+    window.threshold_panel.set_threshold(0.55)  # the supervisor's rule for version 1
+    window.threshold_panel.set_uncertain(band := 0.45)
     model = window.results_panel.model()
     flagged = next(i for i in range(model.rowCount()) if model.verdict_at(i) == "NG")
     window.results_panel.select_source_row(flagged)
@@ -125,12 +127,19 @@ def test_false_positive_fix_is_recorded_as_a_version_and_can_be_rolled_back(qtbo
         assert records.current_version().folder == projects.open_project(project.root).current_model
         label = records.label_history(model.row_at(flagged).record_id)[0]
         assert label.label == "OK" and label.region_png.startswith(b"\x89PNG")
+    window.threshold_panel.set_threshold(0.6)  # and another for version 2
     window.show_records()
     dialog = window.records_dialog
+    rule_column = [dialog.versions_table.horizontalHeaderItem(c).text() for c in range(6)].index("Rule")
+    assert [dialog.versions_table.item(r, rule_column).text() for r in range(2)] == [
+        f"0.550 (review from {band:.3f})", f"0.600 (review from {band:.3f})"]
     dialog.versions_table.selectRow(0)
     with qtbot.waitSignal(window.inspection.model_loaded, timeout=30000):
         dialog.rollback_selected()
     assert projects.open_project(project.root).current_model == "trained"
+    # version 1 is judged again with the rule it was last judged with
+    assert (window.threshold_panel.threshold(), window.threshold_panel.uncertain_low()) == (0.55, band)
+    assert projects.open_project(project.root).threshold == pytest.approx(0.55)
     # once loaded, the status still says what was done, not only that a model loaded
     assert window.status_line.message().startswith("rolled back to version 1 (trained")
     assert "model loaded" in window.status_line.message()

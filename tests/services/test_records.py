@@ -381,3 +381,27 @@ def test_rollback_restores_the_versions_review_band_not_the_one_in_use(tmp_path,
         assert records.decision_rule() == (0.5, pytest.approx(bands["pc"], abs=1e-3))
         entry = records.audit_log(subject="threshold")[0]
         assert entry.new_value.endswith(f"rolled back to version {v1.id}")
+
+
+def test_rollback_restores_the_rule_the_version_was_last_judged_with(records, people):
+    """A supervisor tuned version 1's threshold and band; a retrained version 2 came with its own rule. Rolling
+    back to 1 brings back the tuned rule, not the threshold version 1 was recorded with."""
+    v1 = records.add_version("m1", None, "trained", people.boss, uncertain_low=0.4)
+    records.set_threshold(people.boss, 0.46, 0.41, reason="tuned on the line")
+    records.set_threshold(people.boss, 0.47, 0.42, reason="tuned again")
+    v2 = records.add_version("m2", v1.id, "trained", people.boss, uncertain_low=0.3)
+    assert records.decision_rule() == (0.5, 0.3)
+    records.set_threshold(people.boss, 0.55, 0.3)
+    records.rollback(v1.id, people.boss)
+    assert records.decision_rule() == (0.47, 0.42)
+    assert records.rules_last_in_use() == {v1.id: (0.47, 0.42), v2.id: (0.55, 0.3)}
+    entry = records.audit_log(subject="threshold")[0]
+    assert entry.old_value == "0.550 (review from 0.300)" and entry.new_value.startswith("0.470 (review from 0.420)")
+    records.rollback(v2.id, people.boss)  # and forward again: version 2's tuned rule
+    assert records.decision_rule() == (0.55, 0.3)
+    # A correction version carries the rule over; rolled back to, it has the rule it was left with.
+    v3 = records.add_correction("m2", v2.id, "marked good: 000.png", people.boss)
+    records.set_threshold(people.boss, 0.52, None)
+    records.rollback(v1.id, people.boss)
+    records.rollback(v3.id, people.boss)
+    assert records.decision_rule() == (0.52, None)

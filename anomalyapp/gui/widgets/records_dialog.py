@@ -36,14 +36,15 @@ from PySide6.QtWidgets import (
 from anomalyapp.core.cancel import check
 from anomalyapp.core.errors import AppError
 from anomalyapp.core.image_names import shown_name
-from anomalyapp.core.verdicts import stated_rule
+from anomalyapp.core.verdicts import rule_text, stated_rule
 from anomalyapp.gui.workers import start_job
 from anomalyapp.services import reports
 from anomalyapp.services.records import InspectionQuery, InspectionRecord, LabelRecord, Summary
 
 SHOWN_ROWS = 500
 RECORD_COLUMNS = ("Time", "File", "Score", "Verdict", "Label", "Note", "Threshold", "Model", "Source")
-VERSION_COLUMNS = ["Version", "Parent", "Change", "Threshold", "Who", "When"]
+# "Rule": what the version was last judged with (the threshold and Review band a rollback brings back).
+VERSION_COLUMNS = ["Version", "Parent", "Change", "Rule", "Who", "When"]
 
 
 def _fmt(value) -> str:
@@ -448,11 +449,12 @@ class RecordsDialog(QDialog):
         versions = self.records.versions()
         current = self.records.current_version()
         users = {u.id: u.name for u in self.records.auth.users()}
+        rules = self.records.rules_last_in_use()
         self.versions_table.setRowCount(len(versions))
         for r, version in enumerate(versions):
             marker = " (in use)" if current is not None and version.id == current.id else ""
             values = (f"{version.id}{marker}", str(version.parent_id or ""), f"{version.change} — {version.folder}",
-                      f"{version.threshold:.3f}", users.get(version.user_id, ""),
+                      rule_text(*rules.get(version.id, (version.threshold, None))), users.get(version.user_id, ""),
                       version.created_at.astimezone().strftime("%Y-%m-%d %H:%M"))
             for c, value in enumerate(values):
                 item = QTableWidgetItem(value)
@@ -466,7 +468,8 @@ class RecordsDialog(QDialog):
             self.version.addItem(f"{version.id}: {version.change}", version.id)
         allowed = self.access.can("rollback")
         self.rollback_button.setEnabled(allowed)
-        self.rollback_button.setToolTip("" if allowed else "only a supervisor rolls the model back")
+        self.rollback_button.setToolTip("Its model, and the rule (threshold and Review band) it was last judged with"
+                                        if allowed else "only a supervisor rolls the model back")
 
     def rollback_selected(self) -> None:
         items = self.versions_table.selectedItems()

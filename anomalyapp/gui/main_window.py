@@ -123,6 +123,12 @@ class MainWindow(QMainWindow):
         self.access.login_needed.connect(lambda: window_dialogs.ask_login(self))
         self.access.first_user_needed.connect(lambda: window_dialogs.ask_first_user(self))
         self.trainer.ended.connect(lambda *_: self.close() if self._quit_confirmed else None)
+        # Cancel (Esc) is there while a training or an inspection runs, greyed out otherwise, as a stop button is.
+        self._cancellable = {"training": False, "inspection": False}
+        self.trainer.started.connect(lambda: self._set_cancellable("training", True))
+        self.trainer.ended.connect(lambda *_: self._set_cancellable("training", False))
+        self.inspection.busy_changed.connect(lambda busy: self._set_cancellable("inspection", busy))
+        self.cancel_action.setEnabled(False)
         self.watch.result_ready.connect(self.inspection.result_ready)  # into the table like any inspection
         self.watch.status_text.connect(lambda text: status.show(text))
         self.watch.error.connect(lambda message: self.show_error("Watch folder", message))
@@ -215,6 +221,10 @@ class MainWindow(QMainWindow):
 
     def start_training(self) -> None:
         self.training.start()
+
+    def _set_cancellable(self, work: str, running: bool) -> None:
+        self._cancellable[work] = running
+        self.cancel_action.setEnabled(any(self._cancellable.values()))
 
     def cancel_work(self) -> None:
         self.trainer.cancel()

@@ -33,10 +33,16 @@ def _inspect_folder(qtbot, window, monkeypatch, folder: Path) -> int:
 
 
 def _start_and_cancel_training(qtbot, window):
-    with qtbot.waitSignal(window.trainer.progress, timeout=30000):
-        window.train_action.trigger()
+    qtbot.waitUntil(lambda: not window.cancel_action.isEnabled(), timeout=5000)  # nothing runs: nothing to cancel
+    # A flag, not waitSignal: pytest-qt's disconnect of a signal the training thread is still emitting hung once.
+    progressed = []
+    window.trainer.progress.connect(lambda *_: progressed.append(True))
+    window.train_action.trigger()
+    qtbot.waitUntil(lambda: bool(progressed), timeout=30000)
+    assert window.cancel_action.isEnabled()
     with qtbot.waitSignal(window.trainer.ended, timeout=30000) as ended:
         window.cancel_action.trigger()
+    qtbot.waitUntil(lambda: not window.cancel_action.isEnabled(), timeout=5000)
     return ended.args
 
 

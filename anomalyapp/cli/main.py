@@ -305,11 +305,11 @@ def _predict(args) -> int:
     except StopIteration as stop:
         printer.close()
         summary = stop.value
-    print(f"{summary['images']} images: {summary['OK']} OK, {summary['NG']} NG, {summary['error']} unreadable", file=sys.stderr)
+    print(f"{summary['images']} images: {summary['OK']} OK, {summary['NG']} NG, {summary['error']} not inspected", file=sys.stderr)
     if summary["out"]:
         print(f"results: {Path(summary['out']) / 'results.csv'} (overlays beside it)")
     if summary["error"] == summary["images"]:
-        raise AppError(f"none of the {summary['images']} input images could be read (the reasons are above)")
+        raise AppError(f"none of the {summary['images']} input images could be inspected (the reasons are above)")
     return EXIT_OK
 
 

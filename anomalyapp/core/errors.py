@@ -25,6 +25,16 @@ class ImageReadError(AppError):
         super().__init__(f"cannot read image {self.path}: {reason}")
 
 
+class ImageRefused(ImageReadError):
+    """An image that was read but is not one the model can judge (``core.image_shapes``): not inspected, like an
+    unreadable one; the reason says why ("skipped <path>: <reason>" where the front ends list what they skip)."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        AppError.__init__(self, f"{self.path}: {reason}")
+
+
 class WeightsError(AppError):
     """Backbone weights that are missing, unreadable or do not fit the network."""
 

@@ -275,7 +275,7 @@ class InspectionFlow(QObject):
             return
         counts = self.results_panel.model().counts()
         self.status.show(f"done: {counts['OK']} OK, {counts['NG']} NG, {counts['Review']} to review, "
-                         f"{counts['Error']} unreadable", 10000)
+                         f"{counts['Error']} not inspected", 10000)
 
     def _current_changed(self, row) -> None:
         """The viewer shows the selected part, and nothing when nothing is selected (a filter that hides every

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from anomalyapp.core.cancel import CancelToken, check
 from anomalyapp.core.csv_cells import csv_text
-from anomalyapp.core.errors import DataError, ImageReadError
+from anomalyapp.core.errors import DataError, ImageReadError, ImageRefused
 from anomalyapp.core.files import write_text_atomically
 from anomalyapp.core.image_names import folder_of
+from anomalyapp.core.image_shapes import TrainedShapes
 from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.data.images import encode_image, images_in, is_image_file, load_image, save_encoded_image, save_image
 from anomalyapp.services import rendering
@@ -53,6 +54,8 @@ class InferenceSession:
         self.device = resolve_device(device)
         self.detector, manifest = load_model(self.model_path, weights=weights, device=self.device)
         self.manifest: ModelManifest = ModelManifest.of(manifest)
+        # The shapes the model learned (None for a model saved before they were recorded: nothing is refused).
+        self.trained_shapes = TrainedShapes.from_dict(self.manifest.training_set.get("image_shapes"))
 
     @property
     def calibration(self):
@@ -82,10 +85,20 @@ class InferenceSession:
                 found.append(path)
         return found
 
-    def predict_pixels(self, pixels) -> Prediction:
-        """Score an image already in memory (gray or RGB array, any supported type)."""
+    def shape_problem(self, pixels) -> str | None:
+        """Why the model cannot judge an image shaped like ``pixels`` (``core.image_shapes``); None when it can."""
+        if self.trained_shapes is None:
+            return None
+        return self.trained_shapes.problem(pixels.shape[0], pixels.shape[1])
+
+    def predict_pixels(self, pixels, name: str = "camera frame") -> Prediction:
+        """Score an image already in memory (gray or RGB array, any supported type); one shaped unlike the
+        training images is refused (``ImageRefused`` naming it as ``name``)."""
         import numpy as np
 
+        problem = self.shape_problem(pixels)
+        if problem:
+            raise ImageRefused(name, problem)
         rgb = np.repeat(pixels[:, :, None], 3, axis=2) if pixels.ndim == 2 else pixels
         return self.detector.predict(rgb)
 
@@ -95,6 +108,9 @@ class InferenceSession:
             image = load_image(path)
         except ImageReadError as error:
             return ImageResult(Path(path), None, error)
+        problem = self.shape_problem(image.pixels)
+        if problem:
+            return ImageResult(Path(path), None, ImageRefused(path, problem), time.perf_counter() - started)
         prediction = self.detector.predict(image.to_rgb())
         return ImageResult(
             Path(path), prediction, None, time.perf_counter() - started, image.pixels if keep_pixels else None

@@ -13,6 +13,7 @@ import numpy as np
 from anomalyapp.core.cancel import CancelToken, check
 from anomalyapp.core.config import IMAGE_SIZE_RANGE, CalibrationConfig
 from anomalyapp.core.errors import DataError, ImageReadError
+from anomalyapp.core.image_shapes import TrainedShapes
 from anomalyapp.core.types import Progress, map_progress
 from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
 from anomalyapp.data.datasets import discover_dataset
@@ -209,13 +210,19 @@ def fingerprint(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def iter_pixels(paths: list[Path], skipped: list[ImageReadError]) -> Iterator[np.ndarray]:
-    """RGB arrays of the readable images; unreadable or too small ones are recorded in ``skipped`` and passed over."""
+def iter_pixels(paths: list[Path], skipped: list[ImageReadError], shapes: list[tuple[int, int]] | None = None
+                ) -> Iterator[np.ndarray]:
+    """RGB arrays of the readable images; unreadable or too small ones are recorded in ``skipped`` and passed over.
+    ``shapes``, when given, gets the (height, width) of each image yielded."""
     for path in paths:
         try:
-            yield load_training_image(path).to_rgb()
+            pixels = load_training_image(path).to_rgb()
         except ImageReadError as error:
             skipped.append(error)
+            continue
+        if shapes is not None:
+            shapes.append(pixels.shape[:2])
+        yield pixels
 
 
 def _at_least_one(images: Iterator[np.ndarray], message: str) -> Iterator[np.ndarray]:
@@ -400,12 +407,14 @@ def _train(request: TrainRequest, cancel: CancelToken | None) -> Generator[Progr
     detector, weights_sha = build_detector(request.detector, config, resolved, device)
 
     skipped: list[ImageReadError] = []
+    fit_shapes: list[tuple[int, int]] = []  # what the model learned: inspection refuses images shaped unlike them
     reported = 0
     fit_started = time.perf_counter()
     try:
         unusable = (f"no image to fit in {request.data} could be used ({len(fit_paths)} tried, {len(calibration_paths)} "
                     "held out; each reason is above)")
-        for progress in detector.fit(_at_least_one(iter_pixels(fit_paths, skipped), unusable), len(fit_paths), cancel):
+        for progress in detector.fit(_at_least_one(iter_pixels(fit_paths, skipped, fit_shapes), unusable),
+                                     len(fit_paths), cancel):
             while reported < len(skipped):
                 yield Progress("warning", reported, None, f"skipped {skipped[reported]}")
                 reported += 1
@@ -470,6 +479,7 @@ def _train(request: TrainRequest, cancel: CancelToken | None) -> Generator[Progr
         "calibration_images": len(good_scores),
         "skipped": [str(e) for e in skipped],
         "fingerprint": fingerprint(fit_paths + calibration_paths),
+        "image_shapes": TrainedShapes.of(fit_shapes).to_dict(),
     }
     path = save_model(detector, out, backbone=backbone, training_set=training_set, extra={"device_trained": device})
     summary = {"threshold_raw": detector.calibration.image_threshold, "calibration": detector.calibration.source,

@@ -80,7 +80,7 @@ def test_predict_exits_2_when_no_input_can_be_read(patchcore_model, tmp_path, ca
     assert main(["predict", str(patchcore_model), str(folder), "--device", "cpu"]) == 2
     stderr = capsys.readouterr().err
     assert "empty.png" in stderr and "junk.jpg" in stderr
-    assert "none of the 2 input images could be read" in _one_error_line(stderr)
+    assert "none of the 2 input images could be inspected" in _one_error_line(stderr)
 
 
 def test_predict_refuses_an_image_over_the_pixel_limit_until_it_is_raised(patchcore_model, demo_line, tmp_path, capsys):

@@ -550,3 +550,28 @@ def test_without_an_estimate_the_time_left_names_the_stage_it_measures(qtbot, wi
         clock[0] = float(step)
         view.show_progress(Progress("train", step, 40, f"epoch {step}/40 loss 0.5", {"loss": 0.5}))
     assert window.training_panel.eta_label.text().startswith("train: about ")
+
+
+def test_an_image_shaped_unlike_the_training_images_is_listed_not_inspected_with_the_reason(
+        qtbot, window, project_with_model, demo_line, tmp_path, monkeypatch):
+    """A thumbnail dropped among the parts was upscaled and judged NG; now it is listed as not inspected, its row
+    and the status saying why, and nothing of it is recorded."""
+    import cv2
+
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    goods = sorted((demo_line / "test" / "good").iterdir())[:2]
+    for source in goods:
+        shutil.copy(source, parts / source.name)
+    cv2.imwrite(str(parts / "thumbnail.png"), cv2.resize(cv2.imread(str(goods[0])), (8, 8)))
+    _load(qtbot, window, project_with_model)
+    _inspect_folder(qtbot, window, monkeypatch, parts)
+    model = window.results_panel.model()
+    qtbot.waitUntil(lambda: "1 not inspected" in window.status_line.message(), timeout=10000)
+    row = next(i for i in range(model.rowCount()) if model.row_at(i).path.name == "thumbnail.png")
+    assert model.verdict_at(row) == "Error" and "8 x 8 px is far smaller" in model.row_at(row).error
+    window.results_panel.select_source_row(row)
+    assert window.status_line.message().startswith("thumbnail.png: 8 x 8 px is far smaller than the images the "
+                                                   "model learned (the smallest: 128 x 128 px)")
+    with RecordsService(project_with_model.root) as records:
+        assert "thumbnail.png" not in {Path(r.image_path).name for r in records.query(InspectionQuery())}

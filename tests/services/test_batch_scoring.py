@@ -144,7 +144,7 @@ def test_the_cli_scores_on_the_scheduler_it_is_given(client, random_model, image
     assert code == 0
     (run,) = tmp_path.glob("run-*")
     _assert_same_table(_rows(run), plain_rows)
-    assert "2 unreadable" in capsys.readouterr().err
+    assert "2 not inspected" in capsys.readouterr().err
 
 
 def test_an_unreachable_scheduler_is_one_line_and_exit_2(random_model, images, capsys):

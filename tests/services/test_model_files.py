@@ -213,3 +213,40 @@ def test_aspect_is_kept_when_the_training_images_share_one(tmp_path):
 
     assert choose_keep_aspect(folder("line", [(100, 250), (100, 252), (98, 250)])) is True
     assert choose_keep_aspect(folder("crops", [(100, 250), (250, 100), (100, 100)])) is False
+
+
+def test_an_image_shaped_unlike_the_training_images_is_refused_not_judged(patchcore_model, demo_line, tmp_path):
+    """An 8 x 8 thumbnail was upscaled and judged NG (1.98); a frame of another camera's shape is judged by a model
+    that never saw such a frame. Both are refused with both shapes named, like an unreadable file; the same view
+    at twice the resolution is inspected. A model saved before shapes were recorded refuses nothing."""
+    import cv2
+    import numpy as np
+
+    from anomalyapp.core.errors import ImageRefused
+    from anomalyapp.engine.bundle import integrity_digest
+
+    assert read_manifest(patchcore_model)["training_set"]["image_shapes"]["smallest"] == [128, 128]
+    good = sorted((demo_line / "test" / "good").iterdir())[0]
+    image = cv2.imread(str(good))
+    files = {"thumbnail.png": cv2.resize(image, (8, 8)), "stretched.png": cv2.resize(image, (128, 320)),
+             "larger.png": cv2.resize(image, (256, 256))}
+    for name, pixels in files.items():
+        cv2.imwrite(str(tmp_path / name), pixels)
+    session = InferenceSession(patchcore_model, device="cpu")
+    assert session.predict_path(good).ok and session.predict_path(tmp_path / "larger.png").ok
+    thumbnail = session.predict_path(tmp_path / "thumbnail.png")
+    assert not thumbnail.ok and isinstance(thumbnail.error, ImageRefused)
+    assert str(thumbnail.error) == (f"{tmp_path / 'thumbnail.png'}: 8 x 8 px is far smaller than the "
+                                    "images the model learned (the smallest: 128 x 128 px); check the camera's "
+                                    "resolution or the image")
+    stretched = session.predict_path(tmp_path / "stretched.png")
+    assert not stretched.ok and "128 x 320 px (aspect 0.40) is shaped unlike" in stretched.error.reason
+    with pytest.raises(ImageRefused, match="camera frame: 8 x 8 px is far smaller"):
+        session.predict_pixels(np.zeros((8, 8), np.uint8))
+
+    older = _copy(patchcore_model, tmp_path)
+    manifest = json.loads((older / "manifest.json").read_text())
+    del manifest["training_set"]["image_shapes"]
+    manifest["integrity"] = {"algorithm": "sha256", "digest": integrity_digest(manifest, tuple(manifest["files"]))}
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    assert InferenceSession(older, device="cpu").predict_path(tmp_path / "thumbnail.png").ok

@@ -432,6 +432,7 @@ class RecordsDialog(QDialog):
         for column, name in enumerate(VERSION_COLUMNS):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch if name == "Change"
                                         else QHeaderView.ResizeMode.ResizeToContents)
+        self.versions_table.verticalHeader().hide()  # row numbers beside the version numbers read as a second id
         self.versions_table.setWordWrap(False)
         self.versions_table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.versions_table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)

@@ -116,6 +116,7 @@ class CameraController(QObject):
         self.frame_shown.emit(item)
 
     def _failed(self, message: str) -> None:
+        self.panel.show_status(f"stopped: {message}")  # not the last state it reported ("playing", "live")
         self.error.emit(message)
 
     def _ended(self) -> None:

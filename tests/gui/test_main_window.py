@@ -188,6 +188,26 @@ def test_camera_video_file_plays_to_the_end(qtbot, window, project_with_model, t
     assert all(not window.results_panel.model().row_at(i).label for i in range(window.results_panel.model().rowCount()))
 
 
+def test_a_camera_whose_frames_are_shaped_unlike_the_training_images_stops_and_says_why(
+        qtbot, window, project_with_model, tmp_path):
+    """Frames of another shape (a camera set to another resolution) would each be judged by a model that never
+    saw such a frame: the stream stops at the first, and the dialog and the panel name both shapes."""
+    import cv2
+
+    _load(qtbot, window, project_with_model)
+    square = cv2.VideoCapture(str(_write_video(tmp_path / "square.avi", frames=4)))
+    writer = cv2.VideoWriter(str(tmp_path / "wide.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 15, (256, 128))
+    while (frame := square.read()[1]) is not None:
+        writer.write(cv2.resize(frame, (256, 128)))
+    writer.release()
+    window.camera.start(str(tmp_path / "wide.avi"), None)
+    qtbot.waitUntil(lambda: not window.camera.running, timeout=30000)
+    assert window.last_error.startswith("camera frame: 256 x 128 px (aspect 2.00) is shaped unlike the images the "
+                                        "model learned (128 x 128 px)")
+    assert window.camera_panel.status_label.text().startswith("stopped: camera frame: 256 x 128 px")
+    assert window.camera.last_frame is None  # no frame was judged
+
+
 def test_errors_show_a_dialog_not_a_traceback(qtbot, window, tmp_path):
     window.open_project(tmp_path / "not-a-project")
     assert "not an anomalyapp project" in window.last_error

@@ -36,6 +36,7 @@ from anomalyapp.core.csv_cells import csv_text
 from anomalyapp.core.errors import AppError
 from anomalyapp.core.files import write_atomically
 from anomalyapp.core.image_names import shown_name
+from anomalyapp.core.verdicts import rule_text
 from anomalyapp.services.records import RecordsService, Summary
 from anomalyapp.store.records import InspectionQuery, InspectionRecord, LabelRecord, ModelVersion
 
@@ -154,7 +155,7 @@ def build_report(
         rows_title=rows_title,
         labels={i: replace(lab, region_png=None) for i, lab in labels.items()},
         thumbnails=thumbnails,
-        versions={v.id: _version_text(v) for v in versions},
+        versions={v.id: _version_text(v, rows) for v in versions},
         users={u.id: u.name for u in store.users()},
         thumbnail_note=heat.note() if heat is not None else "",
     )
@@ -230,8 +231,14 @@ def describe_filters(query: InspectionQuery, versions: Iterable[ModelVersion] = 
     return tuple(out)
 
 
-def _version_text(version: ModelVersion) -> str:
-    return f"v{version.id} · {version.folder} · threshold {version.threshold:.3f}"
+def _version_text(version: ModelVersion, rows) -> str:
+    """"v3 · folder · judged with 0.500 (review from 0.442)": the rules the listed inspections of that version
+    were judged with (a supervisor may have moved the threshold after the version was recorded), or the version's
+    own threshold when none of them is listed."""
+    rules = sorted({(r.threshold, r.uncertain_low) for r in rows if r.model_version_id == version.id},
+                   key=lambda rule: (rule[0], -1.0 if rule[1] is None else rule[1]))
+    judged = " or ".join(rule_text(*rule) for rule in rules) if rules else f"{version.threshold:.3f}"
+    return f"v{version.id} · {version.folder} · judged with {judged}"
 
 
 def _day_counts(rows: list[tuple[date, str, str | None, int]]) -> tuple[DayCounts, ...]:

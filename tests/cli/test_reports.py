@@ -129,6 +129,8 @@ def test_report_data(project):
     assert month.days[2].day == DAY and month.days[2].total == 14
     assert month.summary.labelled == 12
     assert ng_only.rows_title == "Inspections" and len(ng_only.rows) == 5 and ng_only.rows_total > 5
+    # the legend names the rule the listed parts were judged with, not only the version's recorded threshold
+    assert ng_only.versions[1] == "v1 · m1 · judged with 0.500"
     assert len(ng_only.thumbnails) == 3 and ng_only.thumbnails[0].score == max(r.score for r in ng_only.rows)
     assert {t.pixels is None for t in month.thumbnails} == {True, False}  # missing files and real ones
     assert all(t.pixels is None or max(t.pixels.shape[:2]) <= 240 for t in month.thumbnails)
@@ -192,3 +194,21 @@ def test_a_part_inspected_twice_is_pictured_once_and_listed_twice(tmp_path):
     assert len(report.rows) == 4
     assert [t.file_name for t in report.thumbnails] == ["line/crack.png", "line/dent.png", "line/dent.png"]
     assert [t.score for t in report.thumbnails] == [0.9, 0.8, 0.7]
+
+
+def test_the_report_names_each_rule_a_versions_parts_were_judged_with(tmp_path):
+    """The threshold moved while version 1 was in use: its parts were judged with two rules, and the PDF says so."""
+    root = tmp_path / "line"
+    create_project(root, "Line")
+    (root / "models" / "m1").mkdir(parents=True)
+    at = datetime.combine(DAY, datetime.min.time()).astimezone()
+    with RecordsService(root, hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)) as records:
+        boss = records.auth.create_first_supervisor("Maria", "Supervisor1")
+        version = records.add_version("m1", None, "trained", boss)
+        records.store.record_inspections([
+            InspectionRecord(str(root / "a.png"), 0.52, "NG", 0.5, at, model_version_id=version.id, user_id=boss.id),
+            InspectionRecord(str(root / "b.png"), 0.52, "Review", 0.55, at, uncertain_low=0.45,
+                             model_version_id=version.id, user_id=boss.id),
+        ])
+        report = build_report(records, InspectionQuery(), heat_maps=False)
+    assert report.versions[version.id] == "v1 · m1 · judged with 0.500 or 0.550 (review from 0.450)"

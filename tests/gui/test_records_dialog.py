@@ -133,3 +133,18 @@ def test_model_versions_keep_their_short_columns_whole_beside_a_long_change(qtbo
     long_change = table.item(table.rowCount() - 1, columns.index("Change"))
     assert change in long_change.toolTip()
     assert not table.horizontalScrollBar().isVisible()
+
+
+def test_an_inspection_is_listed_with_the_rule_it_was_judged_with(qtbot, access):
+    """A part judged Review at 0.45 with the threshold at 0.5 is explained only by the band it was judged with."""
+    version = access.records.current_version()
+    access.records.store.record_inspections([InspectionRecord(
+        "/line/part-review.png", 0.45, verdict_for(0.45, 0.5, 0.42), 0.5, uncertain_low=0.42,
+        model_version_id=version.id, user_id=access.user.id)])
+    dialog = _dialog(qtbot, access)
+    dialog.name.setText("part-review")
+    dialog.search()
+    qtbot.waitUntil(lambda: dialog.table.rowCount() == 1 and not dialog.is_busy(), timeout=20000)
+    columns = [dialog.table.horizontalHeaderItem(c).text() for c in range(dialog.table.columnCount())]
+    assert dialog.table.item(0, columns.index("Verdict")).text() == "Review"
+    assert dialog.table.item(0, columns.index("Rule")).text() == "0.500 (review from 0.420)"

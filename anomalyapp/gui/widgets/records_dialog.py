@@ -42,7 +42,8 @@ from anomalyapp.services import reports
 from anomalyapp.services.records import InspectionQuery, InspectionRecord, LabelRecord, Summary
 
 SHOWN_ROWS = 500
-RECORD_COLUMNS = ("Time", "File", "Score", "Verdict", "Label", "Note", "Threshold", "Model", "Source")
+# "Rule": the threshold and Review band the part was judged with (a Review verdict is explained only by the band).
+RECORD_COLUMNS = ("Time", "File", "Score", "Verdict", "Label", "Note", "Rule", "Model", "Source")
 # "Rule": what the version was last judged with (the threshold and Review band a rollback brings back).
 VERSION_COLUMNS = ["Version", "Parent", "Change", "Rule", "Who", "When"]
 
@@ -227,7 +228,8 @@ class RecordsDialog(QDialog):
             values = (
                 record.inspected_at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if record.inspected_at else "",
                 shown_name(record.image_path), f"{record.score:.3f}", record.verdict, record.label or "",
-                label.note if label else "", f"{record.threshold:.3f}", str(record.model_version_id or ""),
+                label.note if label else "", rule_text(record.threshold, record.uncertain_low),
+                str(record.model_version_id or ""),
                 record.source,
             )
             for c, value in enumerate(values):

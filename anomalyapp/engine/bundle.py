@@ -21,12 +21,15 @@ import dataclasses
 import glob
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
@@ -157,8 +160,11 @@ def recover_interrupted_save(path: str | os.PathLike) -> None:
 
 
 # ------------------------------------------------------------------------------------------ save and load
-def save_model(detector, path: str | os.PathLike, *, backbone: dict, training_set: dict, extra: dict | None = None) -> Path:
-    """Write ``detector`` to the folder ``path`` atomically; returns the path."""
+def save_model(detector, path: str | os.PathLike, *, backbone: dict, training_set: dict, extra: dict | None = None,
+               check: Callable[[Path], None] | None = None) -> Path:
+    """Write ``detector`` to the folder ``path`` atomically; returns the path. ``check(folder)``, when given, is
+    called with the written folder before it takes the name (``reloads_alike``): what it raises leaves nothing
+    written and a model already at ``path`` unchanged."""
     if detector.calibration is None:
         raise ModelFileError("the model is not calibrated and cannot be saved")
     target = Path(path)
@@ -211,6 +217,8 @@ def save_model(detector, path: str | os.PathLike, *, backbone: dict, training_se
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         for name in [*files, MANIFEST]:
             _fsync(staging / name)
+        if check is not None:
+            check(staging)
         previous = None
         if target.exists():
             previous = parent / f".{target.name}.replaced-{uuid.uuid4().hex[:8]}"
@@ -225,6 +233,24 @@ def save_model(detector, path: str | os.PathLike, *, backbone: dict, training_se
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def reloads_alike(detector, probe: np.ndarray, target: str | os.PathLike, device: str = "cpu"
+                  ) -> Callable[[Path], None]:
+    """A ``save_model`` check: the written folder, loaded as a station loads it, must score ``probe`` as
+    ``detector`` does (to 1e-5, which float sums in another order stay within; a field the save forgot, a
+    truncated file or the wrong weights move a score far more). The one inference path is then the saved one."""
+    expected = float(detector.raw_predict([probe])[0][0])
+
+    def check(folder: Path) -> None:
+        reloaded, _ = load_model(folder, device=device)
+        got = float(reloaded.raw_predict([probe])[0][0])
+        if not math.isclose(got, expected, rel_tol=1e-5, abs_tol=1e-9):
+            raise ModelFileError(
+                f"the model written for {target} scores a held-out good image {got:.6g} where the trained model "
+                f"scored {expected:.6g}: it was not kept (a model already there is unchanged)")
+
+    return check
 
 
 def read_manifest(path: str | os.PathLike) -> dict:

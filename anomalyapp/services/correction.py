@@ -20,7 +20,7 @@ from anomalyapp.core.cancel import CancelToken
 from anomalyapp.core.errors import AppError, ImageReadError
 from anomalyapp.core.types import Progress
 from anomalyapp.data.images import load_image
-from anomalyapp.engine.bundle import save_model
+from anomalyapp.engine.bundle import reloads_alike, save_model
 from anomalyapp.engine.manifest import created_now
 from anomalyapp.services.inference import InferenceSession
 
@@ -82,6 +82,18 @@ def _learn(session: InferenceSession, image_paths: list[Path], target: Path, cha
             raise AppError(str(error)) from None
     if not images:
         raise AppError("no image to learn from")
+    try:
+        return (yield from _learn_and_save(session, images, image_paths, target, change, cancel, started))
+    except BaseException:
+        # The detector learnt in place; without its saved version (a full disk, a cancel, a save refused) the
+        # session goes back to the version in use, which the records and the screen still name.
+        session.reload()
+        raise
+
+
+def _learn_and_save(session: InferenceSession, images: list, image_paths: list[Path], target: Path,
+                    change: str | None, cancel: CancelToken | None, started: float
+                    ) -> Generator[Progress, None, CorrectionResult]:
     detector = session.detector
     what = yield from detector.learn_from_good(images, cancel)
     learned = time.perf_counter()
@@ -99,6 +111,8 @@ def _learn(session: InferenceSession, image_paths: list[Path], target: Path, cha
         backbone=manifest.backbone,
         training_set=training_set,
         extra={"parent": parent, "change": change, "created": created},
+        # the new version, loaded again, scores the taught image as the re-scored results on screen were scored
+        check=reloads_alike(detector, images[0], target, session.device),
     )
     session.model_path = target
     session.manifest = manifest.corrected(parent, change, training_set, created)  # as a reload would read it

@@ -52,6 +52,7 @@ class InferenceSession:
 
         self.model_path = Path(model_path)
         self.device = resolve_device(device)
+        self._weights = weights
         self.detector, manifest = load_model(self.model_path, weights=weights, device=self.device)
         self.manifest: ModelManifest = ModelManifest.of(manifest)
         # The shapes the model learned (None for a model saved before they were recorded: nothing is refused).
@@ -60,6 +61,13 @@ class InferenceSession:
     @property
     def calibration(self):
         return self.detector.calibration
+
+    def reload(self) -> None:
+        """The detector as its saved folder holds it: after a change in place that was not saved (a correction
+        whose save failed or was cancelled), it must not go on scoring with what it learnt."""
+        from anomalyapp.engine.bundle import load_model
+
+        self.detector, _ = load_model(self.model_path, weights=self._weights, device=self.device)
 
     def summary(self) -> ModelSummary:
         """What the window shows about the loaded model: its name and its calibration's reference scores,

@@ -370,7 +370,7 @@ def train(request: TrainRequest, cancel: CancelToken | None = None, *, actor=Non
 
 
 def _train(request: TrainRequest, cancel: CancelToken | None) -> Generator[Progress, None, TrainResult]:
-    from anomalyapp.engine.bundle import save_model
+    from anomalyapp.engine.bundle import reloads_alike, save_model
     from anomalyapp.engine.calibration import calibrate
     from anomalyapp.engine.detector import build_detector
     from anomalyapp.engine.weights import resolve_weights
@@ -481,12 +481,16 @@ def _train(request: TrainRequest, cancel: CancelToken | None) -> Generator[Progr
         "fingerprint": fingerprint(fit_paths + calibration_paths),
         "image_shapes": TrainedShapes.of(fit_shapes).to_dict(),
     }
-    path = save_model(detector, out, backbone=backbone, training_set=training_set, extra={"device_trained": device})
+    # The saved folder, loaded as a station loads it, must score a held-out image as the model just calibrated does.
+    probe = next(iter_pixels(calibration_paths, []))
+    yield Progress("save", 0, 1, "saving the model and checking that, loaded again, it scores alike")
+    path = save_model(detector, out, backbone=backbone, training_set=training_set, extra={"device_trained": device},
+                      check=reloads_alike(detector, probe, out, device))
     summary = {"threshold_raw": detector.calibration.image_threshold, "calibration": detector.calibration.source,
                "expected_false_rejects": expected,
                "suspect_good_images": [suspect["name"] for suspect in detector.calibration.suspects or []]}
     summary |= detector.summary()
-    yield Progress("save", 1, 1, f"saved {path}")
+    yield Progress("save", 1, 1, f"saved {path} (loaded again, it scores a held-out image alike)")
     return TrainResult(
         model_path=path,
         detector=request.detector,

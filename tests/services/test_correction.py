@@ -48,6 +48,29 @@ def test_false_positive_becomes_ok_and_a_new_version_is_saved(patchcore_model, d
     assert f"({saved:%Y-%m-%d %H:%M})" in reloaded.description
 
 
+@pytest.mark.parametrize("model_fixture", ["patchcore_model", "autoencoder_model"])
+def test_a_correction_that_is_not_saved_leaves_the_session_on_the_version_in_use(model_fixture, demo_line, tmp_path,
+                                                                                 monkeypatch, request):
+    """The detector learns in place; when its new version cannot be saved (here a full disk) the correction fails
+    and the session scores as the version still in use does: it had gone on judging with what it learnt."""
+    import anomalyapp.engine.bundle as bundle
+    from anomalyapp.core.errors import ModelFileError
+
+    shutil.copytree(request.getfixturevalue(model_fixture), tmp_path / "v1")
+    session = InferenceSession(tmp_path / "v1", device="cpu")
+    flagged = next(item.path for item in discover_dataset(demo_line).test if item.is_anomalous)
+    before = session.predict_path(flagged).prediction.raw_score
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bundle, "_fsync", full_disk)
+    with pytest.raises(ModelFileError, match="No space left on device"):
+        drain(learn_good_images(session, [flagged], tmp_path))
+    assert session.model_path == tmp_path / "v1" and sorted(p.name for p in tmp_path.iterdir()) == ["v1"]
+    assert session.predict_path(flagged).prediction.raw_score == pytest.approx(before, rel=1e-6)
+
+
 def test_autoencoder_fine_tune_lowers_the_score(autoencoder_model, demo_line, tmp_path):
     shutil.copytree(autoencoder_model, tmp_path / "v1")
     session = InferenceSession(tmp_path / "v1", device="cpu")

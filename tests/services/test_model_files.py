@@ -145,6 +145,38 @@ def test_cancel_during_training_keeps_previous_model(demo_line, patchcore_model,
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
+def test_a_saved_model_that_scores_unlike_the_trained_one_is_not_kept(demo_line, patchcore_model, tmp_path,
+                                                                      monkeypatch):
+    """Before the written folder takes the model's name it is loaded as a station loads it and must score a
+    held-out image as the trained model did: a save that lost something (here: a reload whose scores drift by
+    1 %) leaves the model already there unchanged and nothing half-written beside it."""
+    import shutil
+
+    import anomalyapp.engine.bundle as bundle
+
+    out = tmp_path / "model"
+    shutil.copytree(patchcore_model, out)
+    before = sorted((p.name, p.read_bytes()) for p in out.iterdir())
+    messages = [p.message for p in train(TrainRequest(data=demo_line, out=tmp_path / "fresh", image_size=96,
+                                                       device="cpu"))]
+    assert messages[-1].endswith("(loaded again, it scores a held-out image alike)")
+    real_load = bundle.load_model
+
+    def drifting_load(folder, **kwargs):
+        detector, manifest = real_load(folder, **kwargs)
+        raw_predict = detector.raw_predict
+        detector.raw_predict = lambda images: (raw_predict(images)[0] * 1.01, raw_predict(images)[1])
+        return detector, manifest
+
+    monkeypatch.setattr(bundle, "load_model", drifting_load)
+    with pytest.raises(ModelFileError, match=r"the model written for .*model scores a held-out good image .* where "
+                                             r"the trained model scored .*: it was not kept"):
+        for _ in train(TrainRequest(data=demo_line, out=out, image_size=96, device="cpu")):
+            pass
+    assert sorted((p.name, p.read_bytes()) for p in out.iterdir()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "model"]
+
+
 def test_failed_save_leaves_no_partial_folder(demo_line, tmp_path, monkeypatch):
     import anomalyapp.engine.bundle as bundle
 

@@ -223,6 +223,8 @@ class ReviewController(QObject):
         # What brought this model in (a rollback) is said with it: the load's own message would replace it.
         pending, self._loading_for = self._loading_for, None
         done = pending[1] if pending and self.inspection.model_path == pending[0] else None
+        if self.access.user is None:
+            return  # behind the login: the status keeps saying the station is locked, not what to inspect
         self.status.show((f"{done}; model " if done else "model ")
                          + "loaded; inspect a folder (Ctrl+I), drop images here, or start the camera", 8000)
 

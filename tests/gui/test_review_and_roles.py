@@ -36,6 +36,8 @@ def _open_and_log_in(qtbot, window, project, who):
     qtbot.waitUntil(lambda: getattr(window, "login_dialog", None) is not None and window.login_dialog.isVisible(),
                     timeout=5000)
     assert not window.centralWidget().isEnabled()
+    # the model loaded behind the login: the status says the station is locked, not what to inspect
+    assert window.status_line.message() == "station locked: log in to continue"
     dialog = window.login_dialog
     dialog.name.setText(who[0])
     dialog.password.setText("wrong")

@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stage-weighting", choices=STAGE_WEIGHTINGS,
                        help="how the backbone stages weigh in the patch distance (docs/accuracy.md, stage balance); "
                             "default: the detector's")
+    train.add_argument("--stages", type=lambda text: tuple(part.strip() for part in text.split(",")),
+                       metavar="LAYERS",
+                       help="backbone stages the features come from, e.g. layer3,layer4 (deeper: verdicts that "
+                            "separate better on the shared sets, coarser maps; docs/accuracy.md); default: layer2,layer3")
     train.add_argument("--epochs", type=_positive_int, help="autoencoder: training epochs (default 40)")
     train.add_argument("--holdout", type=float, default=0.2,
                        help="share of good images, the last in name order, held out to set the threshold")
@@ -230,6 +234,7 @@ def _train(args) -> int:
         max_bank_size=args.max_bank_size,
         index=args.index,
         stage_weighting=args.stage_weighting,
+        layers=args.stages,
         epochs=args.epochs,
         seed=args.seed,
         device=args.device,

@@ -52,6 +52,9 @@ class TrainRequest:
     index: str | None = None
     epochs: int | None = None
     stage_weighting: str | None = None  # core.config.STAGE_WEIGHTINGS; None: the detector's default
+    # The backbone stages the features come from, e.g. ("layer3", "layer4"); None: the detector's default
+    # (docs/accuracy.md: which stages, measured for the verdict and for the map).
+    layers: tuple[str, ...] | None = None
     seed: int = 0
     device: str = "auto"
     defects: Path | None = None  # optional folder of known defective images: offers an F1-optimal threshold
@@ -87,6 +90,10 @@ def detector_options(detector: str) -> tuple[str, ...]:
         raise DataError(str(error)) from None
 
 
+# The stages every backbone offers features from, shallow (fine detail, stride 4) to deep (stride 32).
+BACKBONE_STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
 def build_config(request: TrainRequest):
     """The detector's config from its defaults and the request; only the options of that detector are read."""
     from anomalyapp.engine.detector import config_class
@@ -98,6 +105,12 @@ def build_config(request: TrainRequest):
     overrides = {name: getattr(request, name) for name in cls.training_options}
     overrides |= {"backbone": request.backbone, "image_size": request.image_size, "keep_aspect": request.keep_aspect,
                   "stage_weighting": request.stage_weighting}
+    if request.layers is not None:
+        layers = tuple(request.layers)
+        if not layers or any(layer not in BACKBONE_STAGES for layer in layers) or len(set(layers)) != len(layers):
+            raise DataError(f"stages {', '.join(layers) or '(none)'}: name one or more of {', '.join(BACKBONE_STAGES)}, "
+                            "each once")
+        overrides["layers"] = tuple(sorted(layers, key=BACKBONE_STAGES.index))
     if (request.roi or request.tile_scale is not None) and not hasattr(cls(), "tile_scale"):
         raise DataError(f"the {request.detector} detector offers no region of interest or tiles")
     if request.roi is not None:

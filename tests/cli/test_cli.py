@@ -178,3 +178,22 @@ def test_the_cli_shows_the_whole_jobs_time_left_once_the_training_sends_its_plan
     assert text.startswith("epoch 40/40; about ") and text.endswith(" s left in all")
     assert 40 <= float(text.split("about ")[1].split()[0]) <= 65  # the folds and calibration still to come
     printer.close()
+
+
+def test_train_takes_the_backbone_stages_to_learn_from(demo_line, tmp_path, capsys):
+    """--stages picks the stages the features come from (layer3,layer4 separated the shared sets' verdicts better);
+    the model records them and scores with them after a reload; a stage that does not exist is one line, exit 2."""
+    from anomalyapp.services.inference import InferenceSession
+
+    out = tmp_path / "deep"
+    assert main(["train", str(demo_line), "--out", str(out), "--image-size", "128", "--device", "cpu",
+                 "--stages", "layer4,layer3"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["layers"] == ["layer3", "layer4"]  # shallow to deep, whatever the order typed
+    assert InferenceSession(out, device="cpu").predict_path(sorted((demo_line / "test" / "good").iterdir())[0]).ok
+    capsys.readouterr()
+    assert main(["train", str(demo_line), "--out", str(tmp_path / "bad"), "--device", "cpu",
+                 "--stages", "layer2,layer5"]) == 2
+    assert "stages layer2, layer5: name one or more of layer1, layer2, layer3, layer4, each once" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

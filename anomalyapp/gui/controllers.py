@@ -89,6 +89,7 @@ class TrainingController(QObject):
             roi=tuple(tuple(r) for r in values.get("roi") or ()) or None,
             smallest_defect=values.get("smallest_defect") or None,
             stage_weighting=values.get("stage_weighting") or None,
+            layers=tuple(values["stages"].split(",")) if values.get("stages") else None,
             calibration=CalibrationConfig(target_false_reject_rate=values.get(
                 "false_reject_rate", CalibrationConfig().target_false_reject_rate)),
             device=project.training.device,

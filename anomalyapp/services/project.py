@@ -44,6 +44,7 @@ class TrainingSettings:
     roi: tuple = ()
     smallest_defect: float = 0.0
     stage_weighting: str = ""  # one of core.config.STAGE_WEIGHTINGS; "": the detector's default
+    stages: str = ""  # the backbone stages, comma-separated ("layer3,layer4"); "": the detector's default
 
 
 TEST_PAUSE_ENV = "ANOMALYAPP_TEST_PAUSE_AT"  # tests only: "<point>:<marker file>" pauses there (kill -9 tests)

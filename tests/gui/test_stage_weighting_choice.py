@@ -29,6 +29,9 @@ def test_the_chosen_stage_weighting_is_the_trained_models_and_the_projects(qtbot
     panel.detector.setCurrentIndex(panel.detector.findData("patchcore"))
     assert not combo.isHidden()
 
+    stages = panel.stages  # the deeper backbone stages, offered beside it (PatchCore)
+    assert [stages.itemData(i) for i in range(stages.count())] == ["", "layer3,layer4"] and not stages.isHidden()
+    stages.setCurrentIndex(stages.findData("layer3,layer4"))
     combo.setCurrentIndex(combo.findData(MIXED))
     with qtbot.waitSignal(window.inspection.model_loaded, timeout=180000):
         qtbot.mouseClick(panel.train_button, Qt.MouseButton.LeftButton)
@@ -36,6 +39,10 @@ def test_the_chosen_stage_weighting_is_the_trained_models_and_the_projects(qtbot
     manifest = json.loads((project.models_dir / reopened.current_model / "manifest.json").read_text())
     assert manifest["config"]["stage_weighting"] == MIXED
     assert reopened.training.stage_weighting == MIXED
+    assert manifest["config"]["layers"] == ["layer3", "layer4"] and reopened.training.stages == "layer3,layer4"
     combo.setCurrentIndex(0)
+    stages.setCurrentIndex(0)
     panel.set_settings(reopened.training)
-    assert combo.currentData() == MIXED
+    assert combo.currentData() == MIXED and stages.currentData() == "layer3,layer4"
+    panel.detector.setCurrentIndex(panel.detector.findData("autoencoder"))
+    assert stages.isHidden()

@@ -18,7 +18,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from anomalyapp.core.errors import AppError
+from anomalyapp.core.errors import AppError, ImageRefused
 from anomalyapp.gui.widgets.results_table import THUMBNAIL_SIZE, ResultRow
 from anomalyapp.gui.workers import Job, start_job
 
@@ -287,7 +287,7 @@ class InspectionController(QObject):
                 path = self._queue.popleft()
             with self.session_lock:
                 result = self.session.predict_path(path, keep_pixels=True)
-            thumb = thumbnail_of(result.pixels) if result.ok else None
+            thumb = thumbnail_of(result.pixels) if result.pixels is not None else None  # a refused image too
             record_id = self.recorder(result) if (self.recorder is not None and result.ok) else None
             yield result, thumb, record_id
 
@@ -306,7 +306,9 @@ class InspectionController(QObject):
             )
             self.latency.emit(result.seconds * 1000)
         else:
-            row = ResultRow(path=result.path, score=None, raw_score=None, error=result.error.reason)
+            row = ResultRow(path=result.path, score=None, raw_score=None, error=result.error.reason,
+                            thumbnail=to_qimage(thumb) if thumb is not None else None,
+                            refused=isinstance(result.error, ImageRefused))
         self.result_ready.emit(row)
 
     def _remember(self, key: str, pixels, normalised_map) -> None:

@@ -290,6 +290,8 @@ class InspectionFlow(QObject):
             self.viewer.clear()
             if row is not None:
                 self.status.show(f"{row.path.name}: {row.error}")
+                if row.refused:  # it could be read: seeing it says more than its size (a rotated part, a thumbnail)
+                    self.inspection.show_picture(row.path, f"{row.path.name}: not inspected")
             return
         self.inspection.show(row.path)
 

@@ -118,7 +118,8 @@ class InferenceSession:
             return ImageResult(Path(path), None, error)
         problem = self.shape_problem(image.pixels)
         if problem:
-            return ImageResult(Path(path), None, ImageRefused(path, problem), time.perf_counter() - started)
+            return ImageResult(Path(path), None, ImageRefused(path, problem), time.perf_counter() - started,
+                               image.pixels if keep_pixels else None)  # read, so it can be shown as it is
         prediction = self.detector.predict(image.to_rgb())
         return ImageResult(
             Path(path), prediction, None, time.perf_counter() - started, image.pixels if keep_pixels else None

@@ -570,8 +570,12 @@ def test_an_image_shaped_unlike_the_training_images_is_listed_not_inspected_with
     qtbot.waitUntil(lambda: "1 not inspected" in window.status_line.message(), timeout=10000)
     row = next(i for i in range(model.rowCount()) if model.row_at(i).path.name == "thumbnail.png")
     assert model.verdict_at(row) == "Error" and "8 x 8 px is far smaller" in model.row_at(row).error
+    assert model.row_at(row).thumbnail is not None  # it was read: listed with its picture
     window.results_panel.select_source_row(row)
     assert window.status_line.message().startswith("thumbnail.png: 8 x 8 px is far smaller than the images the "
                                                    "model learned (the smallest: 128 x 128 px)")
+    # shown as it is, without a map, so that the person sees what came in instead of a part
+    qtbot.waitUntil(lambda: window.viewer.title_label.text() == "thumbnail.png: not inspected", timeout=10000)
+    assert window.viewer.has_image() and window.viewer.heat_item.image is None
     with RecordsService(project_with_model.root) as records:
         assert "thumbnail.png" not in {Path(r.image_path).name for r in records.query(InspectionQuery())}

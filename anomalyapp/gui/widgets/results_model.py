@@ -45,6 +45,7 @@ class ResultRow:
     latency_ms: float = 0.0
     source: str = "folder"
     record_id: int | None = None  # the inspection's row in the project's records, once recorded
+    refused: bool = False  # read but not inspected (shaped unlike the training images): shown as a picture
 
 
 class ResultsModel(QAbstractTableModel):

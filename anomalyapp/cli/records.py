@@ -1,4 +1,4 @@
-"""The records command group: report (CSV and PDF), labels export, records verify and audit, set-aside."""
+"""The records command group: report (CSV and PDF), labels export, records verify, audit and versions, set-aside."""
 
 from __future__ import annotations
 
@@ -43,6 +43,11 @@ def add_parsers(commands) -> None:
     audit.add_argument("--last", type=positive_int, default=50, metavar="N", help="how many of the newest entries "
                        "to print (default 50)")
     audit.add_argument("--csv", type=Path, metavar="FILE", help="write the whole audit log as CSV instead")
+
+    versions = records_commands.add_parser(
+        "versions", help="the model versions: which is in use, what changed, and the rule (threshold and Review band) "
+                         "each was last judged with, which a rollback brings back")
+    versions.add_argument("project", type=Path, help="project folder")
 
     set_aside = commands.add_parser(
         "set-aside", help="move good images that are not good (training names them) out of a project's good "
@@ -157,6 +162,8 @@ def _labels(args) -> int:
 def _records(args) -> int:
     if args.records_command == "audit":
         return _audit(args)
+    if args.records_command == "versions":
+        return _versions(args)
     with _open_records(args.project) as records:
         report = records.verify()
     print(f"{report.rows_checked} rows checked against {report.entries} ledger entries; "
@@ -181,6 +188,27 @@ def _audit(args) -> int:
         for _id, at, user, action, subject, about, old, new in reports.audit_lines(records, args.last):
             change = f"  {old} -> {new}" if old else f"  -> {new}" if new else ""
             print(f"{at[:19].replace('T', ' ')}  {user or '-'}  {action}  {about or subject}{change}")
+    return EXIT_OK
+
+
+def _versions(args) -> int:
+    """The window's Model versions table, from a shell, oldest first."""
+    from anomalyapp.core.verdicts import rule_text
+
+    with _open_records(args.project) as records:
+        current = records.current_version()
+        rules = records.rules_last_in_use()
+        users = {user.id: user.name for user in records.auth.users()}
+        versions = records.versions()
+        for version in versions:
+            marker = "*" if current is not None and version.id == current.id else " "
+            rule = rule_text(*rules.get(version.id, (version.threshold, None)))
+            print(f"{marker} {version.id}  {version.created_at.astimezone():%Y-%m-%d %H:%M}  "
+                  f"{users.get(version.user_id, '-')}  {rule}  {version.change} ({version.folder})")
+    if not versions:
+        print("no model version recorded yet")
+    elif current is not None:
+        print(f"* in use: version {current.id}")
     return EXIT_OK
 
 

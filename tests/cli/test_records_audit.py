@@ -33,3 +33,21 @@ def test_the_whole_log_as_csv(project, tmp_path, capsys):  # noqa: F811
 
 def test_not_a_project_is_a_clean_error(tmp_path):
     assert_clean_error(run_cli("records", "audit", tmp_path / "nowhere"), "nowhere", "not an anomalyapp project")
+
+
+def test_the_versions_with_the_rule_each_was_last_judged_with(project, capsys):  # noqa: F811
+    """`records versions`: which version is in use and the rule a rollback would bring back, from a shell."""
+    from argon2 import PasswordHasher
+
+    from anomalyapp.services.records import RecordsService
+
+    (project / "models" / "m2").mkdir()
+    with RecordsService(project, hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)) as records:
+        boss = records.auth.authenticate("Maria", "Supervisor1")
+        records.set_threshold(boss, 0.47, 0.42, reason="tuned")
+        records.add_version("m2", 1, "trained", boss, uncertain_low=0.3)
+    assert main(["records", "versions", str(project)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("  1  ") and lines[0].endswith("  Maria  0.470 (review from 0.420)  trained (m1)")
+    assert lines[1].startswith("* 2  ") and lines[1].endswith("  Maria  0.500 (review from 0.300)  trained (m2)")
+    assert lines[2] == "* in use: version 2"

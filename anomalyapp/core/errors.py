@@ -19,20 +19,19 @@ class DataError(AppError):
 class ImageReadError(AppError):
     """One image file that cannot be read."""
 
+    MESSAGE = "cannot read image {path}: {reason}"
+
     def __init__(self, path, reason: str):
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"cannot read image {self.path}: {reason}")
+        super().__init__(self.MESSAGE.format(path=self.path, reason=reason))
 
 
 class ImageRefused(ImageReadError):
     """An image that was read but is not one the model can judge (``core.image_shapes``): not inspected, like an
     unreadable one; the reason says why ("skipped <path>: <reason>" where the front ends list what they skip)."""
 
-    def __init__(self, path, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        AppError.__init__(self, f"{self.path}: {reason}")
+    MESSAGE = "{path}: {reason}"
 
 
 class WeightsError(AppError):

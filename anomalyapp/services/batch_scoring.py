@@ -35,7 +35,7 @@ from pathlib import Path
 
 from anomalyapp import __version__
 from anomalyapp.core.cancel import CancelToken, check
-from anomalyapp.core.errors import AppError, ImageReadError
+from anomalyapp.core.errors import AppError, ImageReadError, ImageRefused
 from anomalyapp.core.files import write_atomically
 from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.services.inference import (
@@ -80,13 +80,14 @@ class ScoredImage:
     score: float | None
     raw_score: float | None
     threshold: float | None
-    error: str | None  # the reason the worker could not read the image
+    error: str | None  # the reason the worker could not read the image, or did not inspect it
     overlay_png: bytes | None
     seconds: float
+    refused: bool = False  # read but not inspected (core.image_shapes): said as such, not as unreadable
 
     def to_result(self, path: Path) -> ImageResult:
         if self.error is not None:
-            return ImageResult(path, None, ImageReadError(path, self.error))
+            return ImageResult(path, None, (ImageRefused if self.refused else ImageReadError)(path, self.error))
         prediction = Prediction(score=self.score, raw_score=self.raw_score, anomaly_map=None, threshold=self.threshold)
         return ImageResult(path, prediction, None, self.seconds)
 
@@ -166,7 +167,8 @@ def score_chunk(model: ShippedModel, paths: list[str], overlays: bool, app_versi
         for path in paths:
             result = session.predict_path(path, keep_pixels=overlays)
             if not result.ok:
-                scored.append(ScoredImage(None, None, None, result.error.reason, None, 0.0))
+                scored.append(ScoredImage(None, None, None, result.error.reason, None, 0.0,
+                                          refused=isinstance(result.error, ImageRefused)))
                 continue
             prediction = result.prediction
             scored.append(ScoredImage(float(prediction.score), float(prediction.raw_score), float(prediction.threshold),

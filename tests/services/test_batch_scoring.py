@@ -210,3 +210,20 @@ def test_every_worker_killed_mid_run_sends_the_model_again(client, random_model,
     assert killed
     assert any("sending it again" in message for message in messages)
     _assert_same_table(_rows(Path(summary["out"])), plain_rows)
+
+
+def test_an_image_refused_on_a_worker_comes_back_refused_not_unreadable(random_model, images, tmp_path):
+    """A worker's result travels as plain values; an image shaped unlike the training images must come back as
+    not inspected, with its reason, not as 'cannot read image'."""
+    import cv2
+
+    from anomalyapp import __version__
+    from anomalyapp.core.errors import ImageRefused
+    from anomalyapp.services.batch_scoring import score_chunk, ship_model
+
+    thumbnail = tmp_path / "thumbnail.png"
+    cv2.imwrite(str(thumbnail), cv2.resize(cv2.imread(str(sorted((images / "good").glob("0*.png"))[0])), (8, 8)))
+    [scored] = score_chunk(ship_model(random_model), [str(thumbnail)], False, __version__, "cpu", None, None)
+    result = scored.to_result(thumbnail)
+    assert isinstance(result.error, ImageRefused)
+    assert str(result.error) == f"{thumbnail}: " + scored.error and scored.error.startswith("8 x 8 px is far smaller")

@@ -197,12 +197,12 @@ def _versions(args) -> int:
 
     with _open_records(args.project) as records:
         current = records.current_version()
-        rules = records.rules_last_in_use()
         users = {user.id: user.name for user in records.auth.users()}
         versions = records.versions()
+        rules = records.rules_shown(versions)
         for version in versions:
             marker = "*" if current is not None and version.id == current.id else " "
-            rule = rule_text(*rules.get(version.id, (version.threshold, None)))
+            rule = rule_text(*rules[version.id])
             print(f"{marker} {version.id}  {version.created_at.astimezone():%Y-%m-%d %H:%M}  "
                   f"{users.get(version.user_id, '-')}  {rule}  {version.change} ({version.folder})")
     if not versions:

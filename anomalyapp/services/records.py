@@ -447,8 +447,8 @@ class RecordsService:
         if version is None:
             raise AppError(f"there is no model version {version_id}")
         self._require_folder(version.folder)
-        band = self._calibrated_band(version.folder)
         last_rule = self.rules_last_in_use().get(version_id)
+        band = self._calibrated_band(version.folder) if last_rule is None else None  # read outside the transaction
         with self.store.transaction():
             restored = self.store.set_current_model_version(version_id, user_id=user.id, action="rollback")
             if last_rule is not None:  # the rule that version was last judged with, as a supervisor left it
@@ -477,6 +477,12 @@ class RecordsService:
             if current is not None and threshold is not None:
                 rules[current] = (threshold, low)
         return rules
+
+    def rules_shown(self, versions: list[ModelVersion]) -> dict[int, tuple[float, float | None]]:
+        """The rule each of ``versions`` is stated with (Model versions, ``records versions``): the one it was last
+        judged with, else its own recorded threshold (a version never in use since the records keep the rule)."""
+        last = self.rules_last_in_use()
+        return {version.id: last.get(version.id, (version.threshold, None)) for version in versions}
 
     def _calibrated_band(self, folder: str) -> float | None:
         """The Review band the model in ``folder`` was calibrated with; None for a model without one, or whose

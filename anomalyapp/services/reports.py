@@ -237,7 +237,7 @@ def _version_text(version: ModelVersion, rows) -> str:
     own threshold when none of them is listed."""
     rules = sorted({(r.threshold, r.uncertain_low) for r in rows if r.model_version_id == version.id},
                    key=lambda rule: (rule[0], -1.0 if rule[1] is None else rule[1]))
-    judged = " or ".join(rule_text(*rule) for rule in rules) if rules else f"{version.threshold:.3f}"
+    judged = " or ".join(rule_text(*rule) for rule in rules or [(version.threshold, None)])
     return f"v{version.id} · {version.folder} · judged with {judged}"
 
 

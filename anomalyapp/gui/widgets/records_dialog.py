@@ -452,12 +452,12 @@ class RecordsDialog(QDialog):
         versions = self.records.versions()
         current = self.records.current_version()
         users = {u.id: u.name for u in self.records.auth.users()}
-        rules = self.records.rules_last_in_use()
+        rules = self.records.rules_shown(versions)
         self.versions_table.setRowCount(len(versions))
         for r, version in enumerate(versions):
             marker = " (in use)" if current is not None and version.id == current.id else ""
             values = (f"{version.id}{marker}", str(version.parent_id or ""), f"{version.change} — {version.folder}",
-                      rule_text(*rules.get(version.id, (version.threshold, None))), users.get(version.user_id, ""),
+                      rule_text(*rules[version.id]), users.get(version.user_id, ""),
                       version.created_at.astimezone().strftime("%Y-%m-%d %H:%M"))
             for c, value in enumerate(values):
                 item = QTableWidgetItem(value)

@@ -187,7 +187,7 @@ def _audit(args) -> int:
             return EXIT_OK
         for _id, at, user, action, subject, about, old, new in reports.audit_lines(records, args.last):
             change = f"  {old} -> {new}" if old else f"  -> {new}" if new else ""
-            print(f"{at[:19].replace('T', ' ')}  {user or '-'}  {action}  {about or subject}{change}")
+            print(f"{reports.shown_time(at)}  {user or '-'}  {action}  {about or subject}{change}")
     return EXIT_OK
 
 

@@ -439,6 +439,11 @@ def audit_lines(records: RecordsService, last: int | None = None) -> list[list[s
             for e in entries]
 
 
+def shown_time(at: str) -> str:
+    """An ``audit_lines`` time as a person reads it beside the entry: local date and time to the second."""
+    return at[:19].replace("T", " ")
+
+
 def audit_export(records: RecordsService, path: str | os.PathLike) -> int:
     """The whole audit log as CSV, oldest first (``AUDIT_COLUMNS``); returns the number of entries."""
     rows = audit_lines(records)

@@ -538,7 +538,7 @@ class RecordsDialog(QDialog):
         lines = reports.audit_lines(self.records, last=500)[::-1]  # newest first, as the export has them oldest first
         self.audit_table.setRowCount(len(lines))
         for r, (_id, at, user, action, subject, about, old, new) in enumerate(lines):
-            values = (at[:19].replace("T", " "), user, action, about or subject, f"{old} → {new}" if old or new else "")
+            values = (reports.shown_time(at), user, action, about or subject, f"{old} → {new}" if old or new else "")
             for c, value in enumerate(values):
                 item = QTableWidgetItem(value)
                 item.setToolTip(value)

@@ -121,7 +121,9 @@ class PatchCoreConfig(FramingConfig):
     seed: int = 0
 
     # The fields a user sets per training (CLI flags, GUI fields) beside backbone, image size and aspect.
-    training_options: ClassVar[tuple[str, ...]] = ("coreset_ratio", "max_bank_size", "index", "stage_weighting")
+    # "layers": the backbone stages, measured for PatchCore (docs/accuracy.md, which backbone stages).
+    training_options: ClassVar[tuple[str, ...]] = ("coreset_ratio", "max_bank_size", "index", "stage_weighting",
+                                                   "layers")
 
     @classmethod
     def from_dict(cls, data: dict):

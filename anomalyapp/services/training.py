@@ -52,7 +52,7 @@ class TrainRequest:
     index: str | None = None
     epochs: int | None = None
     stage_weighting: str | None = None  # core.config.STAGE_WEIGHTINGS; None: the detector's default
-    # The backbone stages the features come from, e.g. ("layer3", "layer4"); None: the detector's default
+    # PatchCore: the backbone stages the features come from, e.g. ("layer3", "layer4"); None: the default
     # (docs/accuracy.md: which stages, measured for the verdict and for the map).
     layers: tuple[str, ...] | None = None
     seed: int = 0
@@ -105,8 +105,8 @@ def build_config(request: TrainRequest):
     overrides = {name: getattr(request, name) for name in cls.training_options}
     overrides |= {"backbone": request.backbone, "image_size": request.image_size, "keep_aspect": request.keep_aspect,
                   "stage_weighting": request.stage_weighting}
-    if request.layers is not None:
-        layers = tuple(request.layers)
+    if overrides.get("layers") is not None:  # a detector that offers the choice of stages
+        layers = tuple(overrides["layers"])
         if not layers or any(layer not in BACKBONE_STAGES for layer in layers) or len(set(layers)) != len(layers):
             raise DataError(f"stages {', '.join(layers) or '(none)'}: name one or more of {', '.join(BACKBONE_STAGES)}, "
                             "each once")

@@ -130,12 +130,13 @@ def test_a_third_detector_trains_saves_loads_and_learns_through_the_contract(mea
 
 
 def test_the_request_options_that_apply_come_from_the_detector(mean_image_registered, demo_line):
-    assert detector_options("patchcore") == ("coreset_ratio", "max_bank_size", "index", "stage_weighting")
+    assert detector_options("patchcore") == ("coreset_ratio", "max_bank_size", "index", "stage_weighting", "layers")
     assert detector_options("autoencoder") == ("epochs",)
     assert detector_options("mean_image") == ()
     # options of another detector are ignored, not an error: the window sends every field it shows
-    config = build_config(TrainRequest(data=demo_line, detector="autoencoder", coreset_ratio=5.0, epochs=3))
-    assert config.epochs == 3
+    config = build_config(TrainRequest(data=demo_line, detector="autoencoder", coreset_ratio=5.0, epochs=3,
+                                       layers=("layer3", "layer4")))  # the stages PatchCore was last set to
+    assert config.epochs == 3 and config.layers == ("layer2", "layer3")
     with pytest.raises(DataError, match="coreset ratio 5.0 must be in"):
         build_config(TrainRequest(data=demo_line, detector="patchcore", coreset_ratio=5.0, epochs=0))
     with pytest.raises(DataError, match="unknown detector 'nope'; choose one of patchcore, autoencoder, mean_image"):

@@ -237,8 +237,7 @@ class TrainingPanel(QWidget):
         applies = detector_options(self.detector.currentData())  # the detector says which options it has
         for option, widgets in (("coreset_ratio", (self.coreset_ratio, self._coreset_label)),
                                 ("stage_weighting", (self.stage_weighting, self._stage_weighting_label)),
-                                # measured for PatchCore only (docs/accuracy.md); the CLI's --stages takes both
-                                ("stage_weighting", (self.stages, self._stages_label)),
+                                ("layers", (self.stages, self._stages_label)),
                                 ("epochs", (self.epochs, self._epochs_label))):
             for widget in widgets:
                 widget.setVisible(option in applies)

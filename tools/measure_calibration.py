@@ -128,6 +128,7 @@ def main() -> int:
     parser.add_argument("--rows-from-json", nargs="+", type=Path, metavar="JSON")
     parser.add_argument("--recalibrate", action="store_true",
                         help="with --rows-from-json: the threshold as today's rule sets it from the model's evidence")
+    parser.add_argument("--stages", help="PatchCore's backbone stages, as anomalyapp train --stages takes them")
     args = parser.parse_args()
     table = []
     if args.rows_from_json:
@@ -151,10 +152,12 @@ def main() -> int:
         except StopIteration as stop:
             return stop.value
 
+    layers = tuple(args.stages.split(",")) if args.stages else None
     for detector in args.detectors:
         for name, folder in ((name, SETS[name]) for name in args.sets):
             model = args.out / f"{Path(folder).name}-{detector}"
-            trained = drive(train(TrainRequest(data=args.data / folder, detector=detector, out=model, device="cpu")))
+            trained = drive(train(TrainRequest(data=args.data / folder, detector=detector, out=model, device="cpu",
+                                             layers=layers if detector == "patchcore" else None)))
             result = drive(evaluate(InferenceSession(model, device="cpu"), args.data / folder))
             (args.out / f"{Path(folder).name}-{detector}.json").write_text(json.dumps(result, indent=1))
             table.append((name, detector, row_of(result)))

@@ -64,9 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "default: the detector's")
     train.add_argument("--stages", type=lambda text: tuple(part.strip() for part in text.split(",")),
                        metavar="LAYERS",
-                       help="PatchCore: backbone stages the features come from, e.g. layer3,layer4 (deeper: verdicts "
-                            "that separate better on the shared sets, coarser maps; docs/accuracy.md); default: "
-                            "layer2,layer3")
+                       help="PatchCore: backbone stages the features come from, e.g. layer2,layer3 (faster, verdicts "
+                            "that separated worse on the shared sets) or layer3,layer4 (coarser maps; docs/accuracy.md); "
+                            "default: layer2,layer3,layer4")
     train.add_argument("--epochs", type=_positive_int, help="autoencoder: training epochs (default 40)")
     train.add_argument("--holdout", type=float, default=0.2,
                        help="share of good images, the last in name order, held out to set the threshold")

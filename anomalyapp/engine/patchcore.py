@@ -1,7 +1,7 @@
 """PatchCore (Roth et al., "Towards Total Recall in Industrial Anomaly Detection", CVPR 2022).
 
-``PatchCoreModel`` is the pure-torch part: two backbone stages, locally aware 3x3 aggregation, the coarser
-stage upsampled to the finer one, and a projection to a fixed width. ``PatchCoreDetector`` adds the greedy
+``PatchCoreModel`` is the pure-torch part: the configured backbone stages, locally aware 3x3 aggregation, the
+coarser stages upsampled to the finest one, and a projection to a fixed width. ``PatchCoreDetector`` adds the greedy
 coreset memory bank, nearest-neighbour scoring with the paper's re-weighting, the anomaly map, and
 ``add_normal`` for the false-positive loop.
 """

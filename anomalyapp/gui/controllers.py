@@ -75,10 +75,13 @@ class TrainingController(QObject):
 
     def _request(self, project, values: dict):
         from anomalyapp.core.config import CalibrationConfig
-        from anomalyapp.services.training import TrainRequest
+        from anomalyapp.services.training import TrainRequest, detector_options
 
         if not project.good_folder:
             raise AppError("choose the folder of good images first")
+        # The panel offers the stage weighting only where the detector lists it among its options (PatchCore): a
+        # value chosen there is not sent to another detector, which would apply it (the CLI's flag is for both).
+        offered = detector_options(values["detector"])
         return TrainRequest(
             data=Path(project.good_folder),
             detector=values["detector"],
@@ -88,7 +91,7 @@ class TrainingController(QObject):
             epochs=values["epochs"],
             roi=tuple(tuple(r) for r in values.get("roi") or ()) or None,
             smallest_defect=values.get("smallest_defect") or None,
-            stage_weighting=values.get("stage_weighting") or None,
+            stage_weighting=(values.get("stage_weighting") or None) if "stage_weighting" in offered else None,
             layers=tuple(values["stages"].split(",")) if values.get("stages") else None,
             calibration=CalibrationConfig(target_false_reject_rate=values.get(
                 "false_reject_rate", CalibrationConfig().target_false_reject_rate)),

@@ -318,10 +318,12 @@ def suspect_messages(calibration) -> list[str]:
 BATCH_OF_PARTS = 100
 
 
-def expected_rate_text(calibration) -> str | None:
+def expected_rate_text(calibration, test_good: int = 0) -> str | None:
     """'expected false rejects 1.0 % (0.3-2.4 %) on new good parts; of 100, 0-3 judged NG (90 %)' at the
     threshold, or None (old rule). The count is what a batch shows, its own chance included: the figure an
-    evaluation's good images are compared with."""
+    evaluation's good images are compared with. Where the training folder has ``test_good`` good test images, the
+    count for them follows ('; of the 20 good test images here, 0-2 (0-10 %)'): what ``evaluate`` should find, said
+    before it runs, since a rate measured on 20 parts moves in steps of 5 % and its interval is not the rate's."""
     from anomalyapp.engine.calibration import describe_rate
 
     if calibration.expected_false_reject_rate is None:
@@ -331,6 +333,10 @@ def expected_rate_text(calibration) -> str | None:
     batch = calibration.expected_false_reject_count(NORMALISED_THRESHOLD, BATCH_OF_PARTS)
     if batch is not None:
         text += f"; of {BATCH_OF_PARTS}, {batch[0]}-{batch[1]} judged NG (90 %)"
+    here = calibration.expected_false_reject_count(NORMALISED_THRESHOLD, test_good) if test_good else None
+    if here is not None:
+        text += (f"; of the {test_good} good test images here, {here[0]}-{here[1]} "
+                 f"({100 * here[0] / test_good:.0f}-{100 * here[1] / test_good:.0f} %)")
     return text
 
 
@@ -469,7 +475,7 @@ def _train(request: TrainRequest, cancel: CancelToken | None) -> Generator[Progr
     )
     for message in suspect_messages(detector.calibration):
         yield Progress("warning", 0, None, message)
-    expected = expected_rate_text(detector.calibration)
+    expected = expected_rate_text(detector.calibration, sum(not item.is_anomalous for item in dataset.test))
     if expected:
         yield Progress("calibrate", 0, None, expected)
         more = more_images_text(detector.calibration)

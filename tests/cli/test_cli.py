@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 
 import pytest
@@ -127,6 +128,22 @@ def test_evaluate_at_a_working_threshold_reports_false_rejects_and_recall(patchc
     rows = list(csv.DictReader(scores_csv.open()))
     assert len(rows) == at_lower["images"]
     assert all(row["verdict"] == ("NG" if float(row["score"]) >= 0.05 else "OK") for row in rows)
+
+
+def test_training_says_how_many_of_its_folders_good_test_images_to_expect_judged_ng(demo_line, tmp_path, capsys):
+    """The rate's interval is of the long run; 4 good test images show a count, in steps of 25 %. Training states the
+    count's interval for this folder's good test images, and evaluate then compares what it finds with that."""
+    model = tmp_path / "model"
+    assert main(["train", str(demo_line), "--out", str(model), "--image-size", "128", "--device", "cpu"]) == 0
+    said = re.search(r"of the (\d+) good test images here, (\d+)-(\d+) \((\d+)-(\d+) %\)", capsys.readouterr().out)
+    assert said, "training states no expectation for the folder's good test images"
+    good, low, high = (int(said.group(i)) for i in (1, 2, 3))
+    assert good == len(list((demo_line / "test" / "good").iterdir())) and 0 <= low <= high <= good
+    assert (int(said.group(4)), int(said.group(5))) == (round(100 * low / good), round(100 * high / good))
+    result = tmp_path / "evaluation.json"
+    assert main(["evaluate", str(model), str(demo_line), "--json", str(result)]) == 0
+    against = json.loads(result.read_text())["false_rejects_against_expected"]
+    assert (against["good_images"], against["expected_low"], against["expected_high"]) == (good, low, high)
 
 
 def test_evaluate_refuses_a_threshold_that_is_not_positive(patchcore_model, demo_line, capsys):

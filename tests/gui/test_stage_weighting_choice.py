@@ -29,8 +29,9 @@ def test_the_chosen_stage_weighting_is_the_trained_models_and_the_projects(qtbot
     panel.detector.setCurrentIndex(panel.detector.findData("patchcore"))
     assert not combo.isHidden()
 
-    stages = panel.stages  # the deeper backbone stages, offered beside it (PatchCore)
-    assert [stages.itemData(i) for i in range(stages.count())] == ["", "layer3,layer4"] and not stages.isHidden()
+    stages = panel.stages  # the backbone stages, offered beside it (PatchCore)
+    assert [stages.itemData(i) for i in range(stages.count())] == ["", "layer2,layer3", "layer3,layer4"]
+    assert not stages.isHidden()
     stages.setCurrentIndex(stages.findData("layer3,layer4"))
     combo.setCurrentIndex(combo.findData(MIXED))
     with qtbot.waitSignal(window.inspection.model_loaded, timeout=180000):
@@ -46,3 +47,15 @@ def test_the_chosen_stage_weighting_is_the_trained_models_and_the_projects(qtbot
     assert combo.currentData() == MIXED and stages.currentData() == "layer3,layer4"
     panel.detector.setCurrentIndex(panel.detector.findData("autoencoder"))
     assert stages.isHidden()
+
+
+def test_a_stage_weighting_chosen_for_patchcore_is_not_sent_to_the_autoencoder(window, tmp_path, demo_line):
+    """The panel hides the weighting for the autoencoder; the request the window builds must not carry it either."""
+    project = projects.create_project(tmp_path / "hidden", "hidden", demo_line / "train" / "good", single_user="tester")
+    window.set_project(project)
+    panel = window.training_panel
+    panel.stage_weighting.setCurrentIndex(panel.stage_weighting.findData("balanced"))
+    assert window.trainer._request(project, panel.settings_values()).stage_weighting == "balanced"
+    panel.detector.setCurrentIndex(panel.detector.findData("autoencoder"))
+    assert panel.stage_weighting.isHidden()
+    assert window.trainer._request(project, panel.settings_values()).stage_weighting is None

@@ -52,7 +52,7 @@ def test_manifest_describes_the_model(patchcore_model):
     assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["detector"] == "patchcore"
     assert manifest["backbone"]["name"] == "efficientnet_lite0" and len(manifest["backbone"]["weights_sha256"]) == 64
-    assert manifest["config"]["layers"] == ["layer2", "layer3"]
+    assert manifest["config"]["layers"] == ["layer2", "layer3", "layer4"]
     assert manifest["calibration"]["image_threshold"] > 0
     assert len(manifest["training_set"]["fingerprint"]) == 64
     assert set(manifest["files"]) == {"index.faiss"}

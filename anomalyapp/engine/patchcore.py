@@ -177,19 +177,20 @@ class PatchCoreDetector:
         chosen on one distance alone leaves the other's patches covered more thinly (docs/accuracy.md)."""
         config = self.config
 
-        def pick(table: torch.Tensor, picks: int, before: int = 0):
-            """One greedy coreset; its progress counted among all ``count`` picks, ``before`` of them done."""
-            job = greedy_coreset(table, picks, seed=config.seed, projection_dim=config.coreset_projection_dim,
-                                 cancel=cancel)
+        def pick(picks: int, before: int = 0, column_scale: torch.Tensor | None = None):
+            """One greedy coreset of the patches, their columns scaled by ``column_scale``; its progress counted
+            among all ``count`` picks, ``before`` of them done."""
+            job = greedy_coreset(patches, picks, seed=config.seed, projection_dim=config.coreset_projection_dim,
+                                 cancel=cancel, column_scale=column_scale)
             return map_progress(job, lambda progress: replace(
                 progress, step=before + progress.step, total=count, message=f"coreset {before + progress.step}/{count}"))
 
         weights = self.model.map_column_weights
         if weights is None:
-            return (yield from pick(patches, count))
+            return (yield from pick(count))
         half = max(1, count // 2)
-        by_score = yield from pick(patches, count - half)
-        by_map = yield from pick(patches * weights.sqrt().to(patches.dtype), half, count - half)
+        by_score = yield from pick(count - half)
+        by_map = yield from pick(half, count - half, weights.sqrt())
         # The score's picks first and in order, so its assignment (each patch's nearest pick) still points at them.
         taken = torch.zeros(patches.shape[0], dtype=torch.bool)
         taken[by_score.indices] = True
@@ -441,10 +442,9 @@ class PatchCoreDetector:
         seconds = sum(part for _, part in stages)
         block = max(1 << 24, int(per_image_patches) * bank)  # unseen_scores' distance block, in entries
         pending = coreset_pending_bytes(total_patches, bank) if bank < total_patches else 0
-        # The patches (the mixed rule's second coreset runs on a reweighted copy of them) and the coreset's tables;
-        # the bank and its transposed copy; one distance block.
-        copies = 1 if self.model.map_column_weights is None else 2
-        table_bytes = (total_patches * (copies * dim + projected + 5) * 4 + total_patches * 8 + pending
+        # The patches (the mixed rule's second coreset scales them inside its projection, without a copy) and the
+        # coreset's tables; the bank and its transposed copy; one distance block.
+        table_bytes = (total_patches * (dim + projected + 5) * 4 + total_patches * 8 + pending
                        + bank * dim * 4 * 2 + block * 4 * 2)
         return TrainingCost(seconds, (peak_memory_mb() or 0.0) + table_bytes / 2**20, per_image, bank, stages=stages)
 

@@ -28,12 +28,19 @@ class CoresetResult:
     assignment: torch.Tensor | None = None
 
 
-def random_projection(features: torch.Tensor, dim: int, seed: int) -> torch.Tensor:
-    """Project rows to ``dim`` dimensions with a seeded Gaussian matrix; identity when already small."""
+def random_projection(features: torch.Tensor, dim: int, seed: int,
+                      column_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Project rows to ``dim`` dimensions with a seeded Gaussian matrix; identity when already small.
+
+    ``column_scale``: the rows are projected as if each column were first multiplied by its factor. The factors go
+    into the matrix (``(x * s) @ M == x @ (s M)``), so no scaled copy of the table is made: on the 300-image line
+    that copy was 0.44 GB of the mixed rule's training."""
     if features.shape[1] <= dim:
-        return features
+        return features if column_scale is None else features * column_scale
     generator = torch.Generator().manual_seed(seed)
     matrix = torch.randn(features.shape[1], dim, generator=generator) / dim**0.5
+    if column_scale is not None:
+        matrix = matrix * column_scale[:, None].to(matrix.dtype)
     return features @ matrix
 
 
@@ -70,6 +77,7 @@ def greedy_coreset(
     cancel: CancelToken | None = None,
     report_every: int = 100,
     block_rows: int = _BLOCK_ROWS,
+    column_scale: torch.Tensor | None = None,
 ) -> Generator[Progress, None, CoresetResult]:
     """Select ``count`` rows by k-center greedy; yields progress, returns a ``CoresetResult``.
 
@@ -82,10 +90,14 @@ def greedy_coreset(
     to date (one matrix product with the centres chosen since, among those the triangle inequality says
     can reach it), and stopping once its exact largest distance is still at least every other block's
     bound: that row is the farthest of all. Blocks far from where the picks now fall are not touched.
+
+    ``column_scale``: the coreset of the rows with each column multiplied by its factor, without a scaled copy
+    (``random_projection``); the radius and the assignment are then of the scaled rows.
     """
     threads = torch.get_num_threads()
     try:
-        return (yield from _greedy_coreset(features, count, seed, projection_dim, cancel, report_every, block_rows))
+        return (yield from _greedy_coreset(features, count, seed, projection_dim, cancel, report_every, block_rows,
+                                           column_scale))
     finally:
         torch.set_num_threads(threads)  # the loop runs on one thread (below)
 
@@ -173,10 +185,10 @@ def _farthest_block(blocks: _LazyBlocks, heap: list, picks: int) -> int:
             return block
 
 
-def _greedy_coreset(features, count, seed, projection_dim, cancel, report_every, block_rows):
+def _greedy_coreset(features, count, seed, projection_dim, cancel, report_every, block_rows, column_scale):
     total = features.shape[0]
     count = max(1, min(count, total))
-    reduced = random_projection(features.float(), projection_dim, seed).contiguous()
+    reduced = random_projection(features.float(), projection_dim, seed, column_scale).contiguous()
     generator = torch.Generator().manual_seed(seed)
     first = int(torch.randint(total, (1,), generator=generator))
     blocks = _LazyBlocks(reduced, count, block_rows, generator)

@@ -49,6 +49,20 @@ def test_accelerated_coreset_makes_the_textbook_picks(block_rows):
     assert float(assigned.max()) <= radius * (1 + 1e-4) + 1e-3
 
 
+def test_a_coreset_of_scaled_columns_picks_as_the_coreset_of_a_scaled_copy_does():
+    """The mixed rule's second coreset scales the columns inside the projection instead of copying the table."""
+    features = clustered_rows(3000, 48, seed=6)
+    scale = torch.linspace(0.3, 2.0, 48)
+    folded = drain(greedy_coreset(features, 400, seed=1, projection_dim=24, column_scale=scale))
+    copied = drain(greedy_coreset(features * scale, 400, seed=1, projection_dim=24))
+    assert (folded.indices == copied.indices).float().mean() >= 0.99  # float rounding may swap a near tie
+    assert folded.radius == pytest.approx(copied.radius, rel=1e-4)
+    unscaled = drain(greedy_coreset(features, 400, seed=1, projection_dim=24))
+    assert (unscaled.indices == copied.indices).float().mean() < 0.5  # the scale does change which rows are picked
+    small = clustered_rows(200, 8, seed=7)  # narrower than the projection: the table itself is scaled
+    assert torch.allclose(random_projection(small, 24, 0, torch.full((8,), 2.0)), small * 2.0)
+
+
 def test_accelerated_coreset_covers_rows_of_a_table_that_does_not_fill_its_blocks():
     features = clustered_rows(1001, 20, seed=4)  # 1001 = 7 full blocks of 128 and a padded one
     result = drain(greedy_coreset(features, 1001, seed=0, projection_dim=20))

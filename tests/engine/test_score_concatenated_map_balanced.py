@@ -257,8 +257,8 @@ def test_the_mixed_rules_bank_covers_the_score_and_the_map_distance_half_each(de
     half = count // 2
     by_score = drain(greedy_coreset(patches, count - half, seed=config.seed,
                                     projection_dim=config.coreset_projection_dim))
-    by_map = drain(greedy_coreset(patches * detector.model.map_column_weights.sqrt(), half, seed=config.seed,
-                                  projection_dim=config.coreset_projection_dim))
+    by_map = drain(greedy_coreset(patches, half, seed=config.seed, projection_dim=config.coreset_projection_dim,
+                                  column_scale=detector.model.map_column_weights.sqrt()))
     expected = set(by_score.indices.tolist()) | set(by_map.indices.tolist())
     assert count - half <= detector.bank.size == len(expected) <= count
     bank = torch.from_numpy(detector.bank.vectors())

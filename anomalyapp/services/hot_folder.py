@@ -404,9 +404,7 @@ class _FolderWatch:
             stat = os.stat(path)
             changed = (stat.st_size, stat.st_mtime_ns) != (watched.size, watched.mtime_ns)
         except OSError:
-            if not os.path.isdir(self.folder):  # the share went away, not the file: it waits for its return
-                self.waiting.appendleft((watched, seen_at))
-                self.next_scan = 0.0
+            if self._wait_for_share(watched, seen_at):
                 return
             changed = True
         if changed:
@@ -416,7 +414,9 @@ class _FolderWatch:
         with self.model_lock:
             result = self.session.predict_path(path, keep_pixels=draw_overlay or self.keep_pixels)
         if not result.ok:
-            yield self._failed(watched, seen_at, result.error.reason, move=True)
+            # The share can go between the stat and the read: that part waits for it like the rest of the queue.
+            if not self._wait_for_share(watched, seen_at):
+                yield self._failed(watched, seen_at, result.error.reason, move=True)
             return
         # The overlay first: its path goes out with the verdict, which is queued with the record in one transaction.
         overlay = self._write_overlay(path, result) if draw_overlay else None
@@ -445,6 +445,15 @@ class _FolderWatch:
                            float(record.raw_score), None, record.id, overlay, line_verdict, seen_at, time.time(),
                            pixels)
         yield Progress("watch", self.summary.done, None, f"{watched.name}: {verdict}", self._metrics())
+
+    def _wait_for_share(self, watched, seen_at: float) -> bool:
+        """When the folder itself is gone (the share went away, not the file), put the part back at the head of the
+        queue and rescan at once, which reports the folder unreachable; False when the folder is there."""
+        if os.path.isdir(self.folder):
+            return False
+        self.waiting.appendleft((watched, seen_at))
+        self.next_scan = 0.0
+        return True
 
     def _failed(self, watched, seen_at: float, reason: str, move: bool) -> WatchOutcome:
         path = self.folder / watched.name

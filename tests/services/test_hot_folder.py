@@ -3,6 +3,7 @@ folder that vanishes and returns; verdicts in the project's real records."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import time
@@ -201,6 +202,28 @@ def test_parts_queued_when_the_share_goes_away_wait_for_it_instead_of_failing(pr
     back = next(i for i, item in enumerate(watch.items)
                 if isinstance(item, Progress) and "reachable again" in item.message)
     assert any(o in _done(watch) for o in watch.items[back:])  # some parts were inspected after it came back
+
+
+def test_a_part_whose_share_goes_away_while_it_is_read_waits_too(project, inbox, demo_line, tmp_path):
+    """The share can go between the watch's look at the file and the model's read of it: that part is not an error
+    ("file not found") but waits with the rest for the share. The third read unmounts it first, every time."""
+    watch = RunningWatch(project, WatchSettings(inbox, settle_seconds=0.2, queue_limit=50, retry_seconds=0.3))
+    predict, calls = watch.session.predict_path, itertools.count(1)
+
+    def read_after_the_share_went(path, **options):
+        if next(calls) == 3:
+            os.rename(inbox, tmp_path / "away")
+        return predict(path, **options)
+
+    watch.session.predict_path = read_after_the_share_went
+    for index in range(6):
+        (inbox / f"part-{index:03d}.png").write_bytes(part_png(demo_line, index))
+    watch.wait_for(lambda: any("not reachable since" in m for m in watch.messages()))
+    os.rename(tmp_path / "away", inbox)
+    watch.wait_for(lambda: len(watch.outcomes) == 6)
+    watch.stop()
+    assert [(o.file_name, o.state, o.reason) for o in watch.outcomes if o.state != "done"] == []
+    assert sorted(o.file_name for o in watch.outcomes) == [f"part-{i:03d}.png" for i in range(6)]
 
 
 @pytest.mark.parametrize("settings,fragment", [

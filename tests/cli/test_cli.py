@@ -130,12 +130,18 @@ def test_evaluate_at_a_working_threshold_reports_false_rejects_and_recall(patchc
     assert all(row["verdict"] == ("NG" if float(row["score"]) >= 0.05 else "OK") for row in rows)
 
 
-def test_training_says_how_many_of_its_folders_good_test_images_to_expect_judged_ng(demo_line, tmp_path, capsys):
+def test_training_says_how_many_of_its_folders_good_test_images_to_expect_judged_ng_and_what_a_part_costs(
+        demo_line, tmp_path, capsys):
     """The rate's interval is of the long run; 4 good test images show a count, in steps of 25 %. Training states the
     count's interval for this folder's good test images, and evaluate then compares what it finds with that."""
     model = tmp_path / "model"
     assert main(["train", str(demo_line), "--out", str(model), "--image-size", "128", "--device", "cpu"]) == 0
-    said = re.search(r"of the (\d+) good test images here, (\d+)-(\d+) \((\d+)-(\d+) %\)", capsys.readouterr().out)
+    printed = capsys.readouterr()
+    # Beside it, what a part costs to inspect, measured on the held-out images as the training scored them.
+    assert re.search(r"^inspection: about \d+ ms a part on this machine$", printed.out, re.MULTILINE)
+    held_out = json.loads((model / "manifest.json").read_text())["training_set"]["calibration_images"]
+    assert f"(median of {held_out} held-out images, reading included)" in printed.err
+    said = re.search(r"of the (\d+) good test images here, (\d+)-(\d+) \((\d+)-(\d+) %\)", printed.out)
     assert said, "training states no expectation for the folder's good test images"
     good, low, high = (int(said.group(i)) for i in (1, 2, 3))
     assert good == len(list((demo_line / "test" / "good").iterdir())) and 0 <= low <= high <= good

@@ -120,6 +120,8 @@ class TrainingController(QObject):
                        f"{result.calibration_images} held-out good images")
             if result.summary.get("expected_false_rejects"):
                 message += f"; {result.summary['expected_false_rejects']}"
+            if result.summary.get("inspect_seconds"):
+                message += f"; inspection about {1000 * result.summary['inspect_seconds']:.0f} ms a part here"
             self.finished.emit(message)
             self.ended.emit(message, "succeeded")
             self.model_ready.emit(result.model_path)

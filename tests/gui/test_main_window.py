@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,10 @@ def test_train_in_the_window_then_inspect(qtbot, window, tmp_path, demo_line):
     assert "patchcore" in window.model_label.text()
     reopened = projects.open_project(project.root)
     assert reopened.model_path is not None and (reopened.model_path / "manifest.json").is_file()
-    assert "trained patchcore" in window.training_panel.log.toPlainText()
+    log = window.training_panel.log.toPlainText()
+    assert "trained patchcore" in log
+    # What a part will cost to inspect with it, measured by the training on this machine, ends the final line.
+    assert re.search(r"; inspection about \d+ ms a part here", log)
     count = _inspect_test_set(qtbot, window, demo_line)
     counts = window.results_panel.model().counts()
     assert counts["NG"] >= 1 and counts["OK"] >= 1 and sum(counts.values()) == count

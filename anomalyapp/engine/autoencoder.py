@@ -29,7 +29,7 @@ from anomalyapp.core.errors import ModelFileError, ModelNotFitted
 from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.engine import anomaly_map
 from anomalyapp.engine.calibration import Calibration
-from anomalyapp.engine.cost import HELD_OUT_PER_FITTED, TrainingCost, peak_memory_mb, time_features
+from anomalyapp.engine.cost import HELD_OUT_PER_FITTED, TrainingCost, peak_memory_mb, time_features, time_inspection
 from anomalyapp.engine.features import FeatureExtractor, stage_weights
 from anomalyapp.engine.preprocessing import EMBED_BATCH, batched, input_shape, input_shape_key, preprocess
 
@@ -545,7 +545,18 @@ class AutoencoderDetector:
         largest = max(images, key=lambda image: image.shape[0] * image.shape[1])
         self.regional_features([largest] * min(EMBED_BATCH, count))
         memory_mb = (peak_memory_mb() or 0.0) + vectors * channels * 4 * 2 / 2**20
-        return TrainingCost(sum(seconds for _, seconds in stages), memory_mb, per_image, stages=stages)
+        return TrainingCost(sum(seconds for _, seconds in stages), memory_mb, per_image, stages=stages,
+                            inspect_seconds=self._time_inspection(images, max(1, min(latent, channels)), read_seconds))
+
+    def _time_inspection(self, images: list[np.ndarray], latent: int, read_seconds: float) -> float:
+        """Seconds a part will take to read and score, timed on the real scoring path with a stand-in network of
+        the width the fit will choose: untrained, since its weights do not change what it costs."""
+        kept = self.autoencoder
+        self.autoencoder = FeatureAutoencoder(self.channels, latent).to(self.device).eval()
+        try:
+            return time_inspection(self.raw_predict, images, read_seconds)
+        finally:
+            self.autoencoder = kept
 
     @staticmethod
     def stage_plan(image_seconds: float, count: int, training_seconds: float, warm_up_seconds: float = 0.0

@@ -28,6 +28,10 @@ class TrainingCost:
     # ((stage, seconds), ...). The window's time left weighs the stages still to come with it
     # (core.remaining_time); empty for a detector that does not split its cost.
     stages: tuple[tuple[str, float], ...] = ()
+    # Seconds a station will take to inspect one part with the model this training makes: reading the image,
+    # features, the detector's search or network, the map; timed on the real scoring path with a stand-in of the
+    # model's size (``time_inspection``). None where the detector does not say.
+    inspect_seconds: float | None = None
 
 
 def time_features(features: Callable[[list[np.ndarray]], torch.Tensor], images: list[np.ndarray], size: int,
@@ -37,6 +41,29 @@ def time_features(features: Callable[[list[np.ndarray]], torch.Tensor], images: 
     started = time.perf_counter()
     parts = [features(batch) for batch in batched(images, key=input_shape_key(size, keep_aspect))]
     return parts, (time.perf_counter() - started) / len(images)
+
+
+# Sample images an inspection estimate is timed on, after one warm-up run (which builds the search's tables).
+INSPECTION_TIMED = 3
+
+
+def largest_first(images: list[np.ndarray]) -> list[np.ndarray]:
+    """``images`` by decreasing pixel count: a folder of mixed sizes is quoted at its larger parts."""
+    return sorted(images, key=lambda image: image.shape[0] * image.shape[1], reverse=True)
+
+
+def time_inspection(raw_predict: Callable[[list[np.ndarray]], object], images: list[np.ndarray],
+                    read_seconds: float) -> float:
+    """Seconds to read and score one part: the median of ``raw_predict`` on up to ``INSPECTION_TIMED`` of
+    ``images``, the largest first, one at a time as a station scores them, plus the read."""
+    ordered = largest_first(images)
+    raw_predict(ordered[:1])
+    timed = []
+    for image in ordered[:INSPECTION_TIMED]:
+        started = time.perf_counter()
+        raw_predict([image])
+        timed.append(time.perf_counter() - started)
+    return read_seconds + float(np.median(timed))
 
 
 def peak_memory_mb() -> float | None:

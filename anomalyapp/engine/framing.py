@@ -335,7 +335,9 @@ class FramedDetector:
         tiles = max(per_image)
         # The inner detector counts views; an image is read once for all its views.
         cost = self.inner.training_cost(views[::step][:ESTIMATE_TILES], count * tiles, read_seconds / tiles)
-        return replace(cost, per_image_seconds=cost.per_image_seconds * tiles, tiles_per_image=tiles)
+        inspect = None if cost.inspect_seconds is None else cost.inspect_seconds * tiles
+        return replace(cost, per_image_seconds=cost.per_image_seconds * tiles, tiles_per_image=tiles,
+                       inspect_seconds=inspect)
 
 
 def framed(detector):

@@ -25,9 +25,17 @@ from anomalyapp.core.errors import ModelFileError, ModelNotFitted
 from anomalyapp.core.types import Prediction, Progress, map_progress
 from anomalyapp.engine import anomaly_map
 from anomalyapp.engine.calibration import Calibration
-from anomalyapp.engine.cost import HELD_OUT_PER_FITTED, TrainingCost, peak_memory_mb, time_features
+from anomalyapp.engine.cost import (
+    HELD_OUT_PER_FITTED,
+    INSPECTION_TIMED,
+    TrainingCost,
+    largest_first,
+    peak_memory_mb,
+    time_features,
+    time_inspection,
+)
 from anomalyapp.engine.features import FeatureExtractor, stage_weights
-from anomalyapp.engine.memory_bank import MemoryBank
+from anomalyapp.engine.memory_bank import AUTO_APPROXIMATE_ABOVE, MemoryBank
 from anomalyapp.engine.preprocessing import batched, input_shape, input_shape_key, preprocess
 from anomalyapp.engine.sampling import CoresetResult, coreset_pending_bytes, coreset_seconds, greedy_coreset
 from anomalyapp.engine.stage_split_search import StageSplitSearch
@@ -446,7 +454,33 @@ class PatchCoreDetector:
         # coreset's tables; the bank and its transposed copy; one distance block.
         table_bytes = (total_patches * (dim + projected + 5) * 4 + total_patches * 8 + pending
                        + bank * dim * 4 * 2 + block * 4 * 2)
-        return TrainingCost(seconds, (peak_memory_mb() or 0.0) + table_bytes / 2**20, per_image, bank, stages=stages)
+        memory_mb = (peak_memory_mb() or 0.0) + table_bytes / 2**20  # before the inspection's stand-in bank
+        return TrainingCost(seconds, memory_mb, per_image, bank, stages=stages,
+                            inspect_seconds=self._time_inspection(images, bank, read_seconds))
+
+    def _time_inspection(self, images: list[np.ndarray], bank_size: int, read_seconds: float) -> float | None:
+        """Seconds a part will take to read and score, timed on the real scoring path against a stand-in bank of
+        the size the fit will keep, made of the patches of the sample images not timed (repeated up to that size).
+        Real patches matter: the search for an image's top patch stops early when the bank resembles the part, and
+        random vectors would make it search every row. None for the approximate indexes, whose stand-in would
+        take longer to build than the estimate itself.
+        """
+        kind = self.config.index
+        if kind not in ("auto", "flat") or (kind == "auto" and bank_size > AUTO_APPROXIMATE_ABOVE):
+            return None
+        ordered = largest_first(images)
+        timed = ordered[:max(1, min(INSPECTION_TIMED, len(ordered) - 1))]
+        # With one sample image the bank holds its own patches: the top patch is then found at once, and the time
+        # understates the search a little.
+        others = ordered[len(timed):] or timed
+        patches = torch.cat([self.embed([image]).reshape(-1, self.model.dim) for image in others])
+        rows = torch.arange(bank_size) % patches.shape[0]
+        kept = self.bank, self._split, self._map_bank
+        self.bank = MemoryBank.build(patches[rows].numpy(), "flat")
+        try:
+            return time_inspection(self.raw_predict, timed, read_seconds)
+        finally:
+            self.bank, self._split, self._map_bank = kept
 
     def stage_plan(self, image_seconds: float, count: int, total_patches: int, dim: int
                    ) -> tuple[tuple[str, float], ...]:

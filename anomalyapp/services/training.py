@@ -553,12 +553,16 @@ class Estimate:
     per_image_ms: float
     tiles_per_image: int = 1
     stages: tuple[tuple[str, float], ...] = ()  # ``seconds`` by stage, in the order the training runs them
+    inspect_ms: float | None = None  # what the model will take to read and score a part here; None: not timed
 
     def describe(self) -> str:
         bank = f", memory bank {self.bank_size:,} patches" if self.bank_size else ""
         tiles = f" ({self.tiles_per_image} tiles each)" if self.tiles_per_image > 1 else ""
+        # The stage choice trades inspection speed for recall: a line that needs 20 parts a second sees it here,
+        # before the training rather than after.
+        inspection = f"; then inspection about {self.inspect_ms:,.0f} ms a part" if self.inspect_ms else ""
         return (f"{self.images} images{tiles}: about {_duration(self.seconds)}, peak memory about "
-                f"{self.memory_mb:,.0f} MB{bank}")
+                f"{self.memory_mb:,.0f} MB{bank}{inspection}")
 
     def describe_stages(self) -> str | None:
         """'features 6 s, train 40 s, fold 1/3 27 s, ...': where the time goes, or None without a split."""
@@ -611,4 +615,5 @@ def estimate(request: TrainRequest, sample: int = ESTIMATE_SAMPLE, cancel: Cance
     fitted = len(paths) if dataset.validation_good else len(split_holdout(paths, request.calibration)[0])
     cost = detector.training_cost(images, fitted, read_seconds)
     return Estimate(len(paths), cost.seconds, cost.bank_size, cost.memory_mb, cost.per_image_seconds * 1000,
-                    cost.tiles_per_image, cost.stages)
+                    cost.tiles_per_image, cost.stages,
+                    None if cost.inspect_seconds is None else cost.inspect_seconds * 1000)

@@ -149,6 +149,9 @@ def test_both_detectors_cost_their_own_training(demo_line):
     assert patchcore.images == autoencoder.images == 12
     assert patchcore.bank_size and autoencoder.bank_size is None  # only PatchCore keeps a memory bank
     assert patchcore.seconds > 0 and autoencoder.seconds > 0 and patchcore.memory_mb > 0 and autoencoder.memory_mb > 0
+    # Both say what a part will take to inspect with the model the training makes, before it is made.
+    for cost in (patchcore, autoencoder):
+        assert cost.inspect_ms > 0 and f"; then inspection about {cost.inspect_ms:,.0f} ms a part" in cost.describe()
 
 
 @pytest.mark.parametrize("detector", ["patchcore", "autoencoder"])

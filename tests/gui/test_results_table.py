@@ -166,6 +166,27 @@ def test_filter_by_verdict_and_name_refilters_after_threshold_change(panel, mode
     assert proxy.rowCount() == 7
 
 
+def test_the_name_filter_also_finds_the_folder(qtbot):
+    """An MVTec test tree's parts share names across folders, and the folder says the defect class: typing "good"
+    shows the good ones."""
+    m = ResultsModel()
+    m.add_results([ResultRow(Path("/test") / folder / "001.png", 0.2, 0.8) for folder in ("good", "crack")]
+                  + [ResultRow(Path("/test/crack/002.png"), 0.3, 1.2)])
+    panel = ResultsPanel(m)
+    qtbot.addWidget(panel)
+    proxy = panel.proxy()
+
+    def shown_paths():
+        return [str(m.row_at(proxy.mapToSource(proxy.index(r, 0)).row()).path) for r in range(proxy.rowCount())]
+
+    panel.name_filter.setText("GOOD")
+    assert shown_paths() == ["/test/good/001.png"]
+    panel.name_filter.setText("001")
+    assert sorted(shown_paths()) == ["/test/crack/001.png", "/test/good/001.png"]
+    panel.name_filter.setText("crack")
+    assert sorted(shown_paths()) == ["/test/crack/001.png", "/test/crack/002.png"]
+
+
 def test_unlabelled_filter_follows_labels(panel, model):
     panel.verdict_filter.setCurrentText("Unlabelled")
     assert panel.proxy().rowCount() == 7
@@ -215,7 +236,7 @@ def test_view_configuration(panel):
     assert view.isSortingEnabled() and view.alternatingRowColors()
     assert view.verticalHeader().isHidden()
     assert view.verticalHeader().defaultSectionSize() == 70
-    assert panel.name_filter.placeholderText() == "Filter by name"
+    assert panel.name_filter.placeholderText() == "Filter by name or folder"
     assert panel.findChild(type(panel.verdict_filter), "verdict_filter") is panel.verdict_filter
     assert [panel.verdict_filter.itemText(i) for i in range(panel.verdict_filter.count())] == list(
         ResultsFilter.VERDICT_FILTERS

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from anomalyapp.core.colours import VERDICT_COLOURS
+from anomalyapp.core.image_names import folder_of
 from anomalyapp.core.verdicts import Verdicts
 from anomalyapp.gui.widgets.results_model import (
     ROW_ROLE,
@@ -59,7 +60,8 @@ __all__ = [
 
 
 class ResultsFilter(QSortFilterProxyModel):
-    """Filters ResultsModel rows by verdict and by a case-insensitive name substring; sorts numerically.
+    """Filters ResultsModel rows by verdict and by a case-insensitive substring of the name or the folder; sorts
+    numerically.
 
     ``dynamicSortFilter`` is on, so a re-verdict (``dataChanged``) re-filters and re-sorts at once.
     """
@@ -113,8 +115,11 @@ class ResultsFilter(QSortFilterProxyModel):
                     return False
             elif model.verdict_at(source_row) != self._verdict:
                 return False
-        if self._name and self._name not in model.row_at(source_row).path.name.casefold():
-            return False
+        if self._name:
+            # The folder too: an MVTec test tree's folder is the defect class ("good", "crack"), a line's the day.
+            path = model.row_at(source_row).path
+            if self._name not in path.name.casefold() and self._name not in folder_of(path).casefold():
+                return False
         return True
 
 
@@ -176,7 +181,7 @@ class ResultsPanel(QWidget):
 
         self.name_filter = QLineEdit()
         self.name_filter.setObjectName("name_filter")
-        self.name_filter.setPlaceholderText("Filter by name")
+        self.name_filter.setPlaceholderText("Filter by name or folder")
         self.name_filter.setClearButtonEnabled(True)
         self.name_filter.textChanged.connect(self._proxy.set_name_filter)
 

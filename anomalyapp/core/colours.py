@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from anomalyapp.core.verdicts import Verdict
+import numpy as np
 
-__all__ = ["VerdictColour", "VERDICT_COLOURS", "THRESHOLD_COLOUR", "ANOMALY_COLOUR_MAP"]
+from anomalyapp.core.verdicts import NORMALISED_THRESHOLD, Verdict
+
+__all__ = ["VerdictColour", "VERDICT_COLOURS", "THRESHOLD_COLOUR", "ANOMALY_COLOUR_MAP", "HEAT_FLOOR_FRACTION",
+           "heat_alpha"]
 
 
 @dataclass(frozen=True)
@@ -36,3 +39,18 @@ THRESHOLD_COLOUR = "#1e88e5"
 #: The anomaly map's colour map on the normalised scale, in the viewer (pyqtgraph) and in every written overlay and
 #: report (OpenCV): the same name in both libraries, so a heat colour means the same score on screen and on paper.
 ANOMALY_COLOUR_MAP = "turbo"
+
+#: Below this share of the threshold the heat map is not drawn: a clean region keeps its true look.
+HEAT_FLOOR_FRACTION = 0.25
+
+
+def heat_alpha(scores, threshold: float = NORMALISED_THRESHOLD) -> np.ndarray:
+    """The share of the overlay's opacity the heat map is drawn with at ``scores`` (normalised), on screen and on
+    paper alike: none below ``HEAT_FLOOR_FRACTION`` of the threshold, rising to full at the threshold, so that good
+    regions keep their true look, the eye goes to what crossed the line, and the overlay has no hard-edged holes
+    where a good part's map dips under the floor. A threshold of 0 or below draws everything in full."""
+    scores = np.asarray(scores, dtype=np.float32)
+    if threshold <= 0:
+        return np.ones_like(scores)
+    floor = HEAT_FLOOR_FRACTION * threshold
+    return np.clip((scores - floor) / (threshold - floor), 0.0, 1.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from anomalyapp.core.colours import ANOMALY_COLOUR_MAP
+from anomalyapp.core.colours import ANOMALY_COLOUR_MAP, heat_alpha
 from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
 
 # Overlays are drawn at the image's own size up to this many pixels (an 8000 x 6000 camera fits), and shrunk to
@@ -63,7 +63,7 @@ def overlay_shape(height: int, width: int, budget: int = OVERLAY_BUDGET_PIXELS) 
 
 def overlay(pixels: np.ndarray, normalised_map: np.ndarray, opacity: float = 0.5, outline: bool = True,
             budget: int = OVERLAY_BUDGET_PIXELS) -> np.ndarray:
-    """The image with the heat map blended on top (pixels below the threshold fade with their score).
+    """The image with the heat map blended on top (pixels below the threshold fade with their score: ``heat_alpha``).
 
     Drawn at the image's size up to ``budget`` pixels, shrunk beyond; memory beyond the picture itself stays
     about 12 MB, because blending runs band by band.
@@ -80,8 +80,7 @@ def overlay(pixels: np.ndarray, normalised_map: np.ndarray, opacity: float = 0.5
     for rows in _bands(blended.shape):
         band_map = heat_map[rows]
         heat = heat_colours(band_map).astype(np.float32)
-        # Weight by evidence so good regions keep their true look and the eye goes to what crossed the line.
-        alpha = (opacity * np.clip(band_map / NORMALISED_THRESHOLD, 0.15, 1.0))[:, :, None]
+        alpha = (opacity * heat_alpha(band_map))[:, :, None]
         blended[rows] = (base[rows].astype(np.float32) * (1 - alpha) + heat * alpha).astype(np.uint8)
     if outline:
         thickness = max(1, round(max(base.shape[:2]) / 400))

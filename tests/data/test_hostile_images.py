@@ -140,6 +140,7 @@ def test_a_banded_overlay_matches_the_plain_formula():
     base = np.repeat(base[:, :, None], 3, axis=2).astype(np.float32)
     heat_map = cv2.resize(normalised_map, (401, 300), interpolation=cv2.INTER_LINEAR)
     heat = rendering.heat_colours(heat_map).astype(np.float32)
-    alpha = (0.5 * np.clip(heat_map / 0.5, 0.15, 1.0))[:, :, None]
+    # The screen's rule (core.colours.heat_alpha): nothing below a quarter of the threshold, full at it.
+    alpha = (0.5 * np.clip((heat_map - 0.125) / (0.5 - 0.125), 0.0, 1.0))[:, :, None]
     expected = (base * (1 - alpha) + heat * alpha).astype(np.uint8)
     assert np.abs(picture.astype(int) - expected.astype(int)).max() <= 1

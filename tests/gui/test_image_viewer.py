@@ -9,7 +9,8 @@ import pytest
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtWidgets import QSlider, QToolButton, QWidget
 
-from anomalyapp.gui.widgets.image_viewer import FLOOR_FRACTION, ImageViewer
+from anomalyapp.core.colours import HEAT_FLOOR_FRACTION
+from anomalyapp.gui.widgets.image_viewer import ImageViewer
 
 pytestmark = pytest.mark.gui
 
@@ -63,14 +64,18 @@ def test_outline_and_box_match_hot_square_in_image_coordinates(viewer, scale):
     assert viewer.heat_item.isVisible() and viewer.outline_item.isVisible() and viewer.box_item.isVisible()
 
 
-def test_heat_map_has_fixed_levels_and_a_transparent_floor(viewer):
+def test_heat_map_has_fixed_levels_a_transparent_floor_and_fades_in_up_to_the_threshold(viewer):
     viewer.set_image(rgb_image())
     viewer.set_anomaly_map(hot_square_map((100, 150), (10, 20), (10, 20), value=3.0))  # above 1 is allowed
     assert tuple(viewer.heat_item.getLevels()) == (0.0, 1.0)
-    lut = viewer.heat_item.lut
-    floor_index = int(FLOOR_FRACTION * 0.5 * lut.shape[0])
+    alpha = viewer.heat_item.lut[:, 3].astype(int)
+    floor_index = int(HEAT_FLOOR_FRACTION * 0.5 * alpha.shape[0])
+    threshold_index = int(0.5 * alpha.shape[0])
     assert floor_index > 0
-    assert (lut[:floor_index, 3] == 0).all() and (lut[floor_index:, 3] == 255).all()
+    assert (alpha[:floor_index] == 0).all() and (alpha[threshold_index:] == 255).all()
+    # In between it rises step by step, without the hard edge that left holes in a good part's overlay.
+    ramp = alpha[floor_index - 1 : threshold_index + 1]
+    assert (np.diff(ramp) >= 0).all() and np.diff(ramp).max() <= 3 and 0 < alpha[(floor_index + threshold_index) // 2] < 255
 
 
 def test_clean_pixels_show_the_image_and_hot_pixels_are_coloured(viewer, qtbot):
@@ -101,7 +106,7 @@ def test_threshold_level_redraws_outlines_and_moves_the_colour_bar_marker(viewer
     assert viewer.threshold_level == 0.8
     assert_rect_close(viewer.outline_item.path().boundingRect(), (100, 60, 40, 20), tol=1)
     assert all(line.value() == pytest.approx(0.8 * 256) for line in viewer._threshold_lines)
-    assert (viewer.heat_item.lut[: int(FLOOR_FRACTION * 0.8 * 256), 3] == 0).all()
+    assert (viewer.heat_item.lut[: int(HEAT_FLOOR_FRACTION * 0.8 * 256), 3] == 0).all()
 
     viewer.set_threshold_level(0.95)
     assert viewer.outline_item.path().isEmpty()

@@ -10,8 +10,9 @@ Choices worth knowing:
 * Both items get ``axisOrder="row-major"`` themselves, so the viewer is right whatever the process-wide
   pyqtgraph option says (``gui/app.py`` sets it too).
 * The heat map has fixed levels (0, 1): the model threshold sits at 0.5 for every image, so colours compare
-  across images. Values above 1 take the top colour. Pixels below a small floor (``FLOOR_FRACTION`` of the
-  threshold level) are transparent through the alpha channel of the lookup table rather than by writing
+  across images. Values above 1 take the top colour. The heat map is drawn with ``core.colours.heat_alpha``, as
+  written overlays are: transparent below a floor (a share of the threshold level), rising to full at the
+  threshold. The transparency goes through the alpha channel of the lookup table rather than by writing
   NaN into a copy of the map: pyqtgraph locates NaN pixels with ``nonzero()`` on every render, which it
   expects to be rare, and on a clean map they are nearly all pixels (over a second per render at 1:1 on a
   4096 px map). The effect on screen is the same.
@@ -36,7 +37,7 @@ from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QVBoxLayout, QWidget
 
-from anomalyapp.core.colours import ANOMALY_COLOUR_MAP
+from anomalyapp.core.colours import ANOMALY_COLOUR_MAP, heat_alpha
 from anomalyapp.core.verdicts import NORMALISED_THRESHOLD
 from anomalyapp.gui.widgets.paint_layer import PaintLayer
 from anomalyapp.gui.widgets.viewer_controls import build_controls, build_shortcuts
@@ -50,7 +51,6 @@ from anomalyapp.gui.widgets.viewer_parts import (
 from anomalyapp.services.rendering import regions_above
 
 DEFAULT_THRESHOLD_LEVEL = NORMALISED_THRESHOLD
-FLOOR_FRACTION = 0.25  # heat-map values below FLOOR_FRACTION * threshold level are not drawn
 DEFAULT_OPACITY = 0.5
 BACKGROUND = "#1b1d21"
 _LUT_SIZE = 256
@@ -433,11 +433,11 @@ class ImageViewer(QWidget):
         self._box_item.setVisible(shown and self._boxes_on)
 
     def _apply_threshold_level(self) -> None:
-        """Lookup table with a transparent floor, and the threshold marker on the colour bar."""
+        """Lookup table whose alpha is ``heat_alpha`` at the threshold level, and the threshold marker on the bar."""
         level = self._threshold_level
         lut = self._colormap.getLookupTable(start=0.0, stop=1.0, nPts=_LUT_SIZE, alpha=True)
-        # Index i covers scores [i/256, (i+1)/256): indices wholly below the floor are transparent.
-        lut[: min(_LUT_SIZE, max(0, int(FLOOR_FRACTION * level * _LUT_SIZE))), 3] = 0
+        # Index i covers scores [i/256, (i+1)/256): its alpha is the rule's at the middle of that span.
+        lut[:, 3] = np.round(255 * heat_alpha((np.arange(_LUT_SIZE) + 0.5) / _LUT_SIZE, level)).astype(lut.dtype)
         self._heat_item.setLookupTable(lut)
 
         shown = min(max(level, 0.0), 1.0)

@@ -217,7 +217,8 @@ class ResultsPanel(QWidget):
         header.setSectionResizeMode(ResultsModel.THUMBNAIL, QHeaderView.ResizeMode.Fixed)
         header.resizeSection(ResultsModel.THUMBNAIL, THUMBNAIL_SIZE + 8)
         header.setSectionResizeMode(ResultsModel.NAME, QHeaderView.ResizeMode.Stretch)
-        # Narrow fixed columns leave the name its room in a 360 px dock (1280x800); the folder shows its start.
+        # Narrow fixed columns leave the name its room in a 360 px dock (1280x800). The folder is cut at its start
+        # like the name, which still tells "broken_large" from "broken_small"; the tooltip has the whole path.
         for column, width in ((ResultsModel.SCORE, 56), (ResultsModel.VERDICT, 70), (ResultsModel.LABEL, 50),
                               (ResultsModel.FOLDER, 72)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)

@@ -217,7 +217,7 @@ def _drive(job, printer: _ProgressPrinter):
 
 def _train(args) -> int:
     from anomalyapp.core.config import CalibrationConfig
-    from anomalyapp.services.training import TrainRequest, train
+    from anomalyapp.services.training import TrainRequest, part_time, train
 
     request = TrainRequest(
         data=args.data,
@@ -263,7 +263,7 @@ def _train(args) -> int:
     if result.summary.get("expected_false_rejects"):
         print(f"{result.summary['expected_false_rejects']} (target {args.false_reject_rate:g})")
     if result.summary.get("inspect_seconds"):
-        print(f"inspection: about {1000 * result.summary['inspect_seconds']:.0f} ms a part on this machine")
+        print(f"inspection: about {part_time(result.summary['inspect_seconds'])} a part on this machine")
     if result.skipped:
         print(f"skipped {len(result.skipped)} unreadable image(s)")
     print(f"model: {result.model_path}")

@@ -101,7 +101,7 @@ class TrainingController(QObject):
 
     def start(self, project, values: dict, actor=None) -> None:
         """Train into the project as ``actor`` (the logged-in user): the service checks and records it."""
-        from anomalyapp.services.training import train
+        from anomalyapp.services.training import part_time, train
 
         if self.running:
             return
@@ -121,7 +121,7 @@ class TrainingController(QObject):
             if result.summary.get("expected_false_rejects"):
                 message += f"; {result.summary['expected_false_rejects']}"
             if result.summary.get("inspect_seconds"):
-                message += f"; inspection about {1000 * result.summary['inspect_seconds']:.0f} ms a part here"
+                message += f"; inspection about {part_time(result.summary['inspect_seconds'])} a part here"
             self.finished.emit(message)
             self.ended.emit(message, "succeeded")
             self.model_ready.emit(result.model_path)

@@ -352,7 +352,7 @@ def inspection_text(seconds: list[float]) -> str | None:
     as the training scored its held-out images one at a time, as a station does."""
     if not seconds:
         return None
-    return (f"inspection: about {1000 * float(np.median(seconds)):.0f} ms a part on this machine (median of "
+    return (f"inspection: about {part_time(float(np.median(seconds)))} a part on this machine (median of "
             f"{len(seconds)} held-out image{'s' if len(seconds) > 1 else ''}, reading included)")
 
 
@@ -560,7 +560,7 @@ class Estimate:
         tiles = f" ({self.tiles_per_image} tiles each)" if self.tiles_per_image > 1 else ""
         # The stage choice trades inspection speed for recall: a line that needs 20 parts a second sees it here,
         # before the training rather than after.
-        inspection = f"; then inspection about {self.inspect_ms:,.0f} ms a part" if self.inspect_ms else ""
+        inspection = f"; then inspection about {part_time(self.inspect_ms / 1000)} a part" if self.inspect_ms else ""
         return (f"{self.images} images{tiles}: about {_duration(self.seconds)}, peak memory about "
                 f"{self.memory_mb:,.0f} MB{bank}{inspection}")
 
@@ -569,6 +569,12 @@ class Estimate:
         if not self.stages:
             return None
         return ", ".join(f"{stage} {_duration(seconds, least=0)}" for stage, seconds in self.stages)
+
+
+def part_time(seconds: float) -> str:
+    """'92 ms' or '5.7 s' (a tiled 2048 px part): what inspecting one part takes, in the unit read at a glance."""
+    milliseconds = round(1000 * seconds)
+    return f"{milliseconds} ms" if milliseconds < 1000 else f"{seconds:,.1f} s"
 
 
 def _duration(seconds: float, least: int = 1) -> str:

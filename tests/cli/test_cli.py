@@ -138,7 +138,7 @@ def test_training_says_how_many_of_its_folders_good_test_images_to_expect_judged
     assert main(["train", str(demo_line), "--out", str(model), "--image-size", "128", "--device", "cpu"]) == 0
     printed = capsys.readouterr()
     # Beside it, what a part costs to inspect, measured on the held-out images as the training scored them.
-    assert re.search(r"^inspection: about \d+ ms a part on this machine$", printed.out, re.MULTILINE)
+    assert re.search(r"^inspection: about (\d+ ms|[\d,]+\.\d s) a part on this machine$", printed.out, re.MULTILINE)
     held_out = json.loads((model / "manifest.json").read_text())["training_set"]["calibration_images"]
     assert f"(median of {held_out} held-out images, reading included)" in printed.err
     said = re.search(r"of the (\d+) good test images here, (\d+)-(\d+) \((\d+)-(\d+) %\)", printed.out)

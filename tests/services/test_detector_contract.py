@@ -22,7 +22,14 @@ from anomalyapp.engine.cost import TrainingCost
 from anomalyapp.engine.detector import DETECTORS
 from anomalyapp.services.correction import learn_good_images
 from anomalyapp.services.inference import InferenceSession
-from anomalyapp.services.training import TrainRequest, build_config, detector_options, estimate, train
+from anomalyapp.services.training import (
+    TrainRequest,
+    build_config,
+    detector_options,
+    estimate,
+    part_time,
+    train,
+)
 
 
 @dataclass(frozen=True)
@@ -151,7 +158,10 @@ def test_both_detectors_cost_their_own_training(demo_line):
     assert patchcore.seconds > 0 and autoencoder.seconds > 0 and patchcore.memory_mb > 0 and autoencoder.memory_mb > 0
     # Both say what a part will take to inspect with the model the training makes, before it is made.
     for cost in (patchcore, autoencoder):
-        assert cost.inspect_ms > 0 and f"; then inspection about {cost.inspect_ms:,.0f} ms a part" in cost.describe()
+        assert cost.inspect_ms > 0 and f"; then inspection about {part_time(cost.inspect_ms / 1000)} a part" in (
+            cost.describe())
+    # A tiled high-resolution part takes seconds: said in seconds.
+    assert (part_time(0.0924), part_time(5.737), part_time(0.9996)) == ("92 ms", "5.7 s", "1.0 s")
 
 
 @pytest.mark.parametrize("detector", ["patchcore", "autoencoder"])

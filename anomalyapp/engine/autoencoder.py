@@ -29,7 +29,14 @@ from anomalyapp.core.errors import ModelFileError, ModelNotFitted
 from anomalyapp.core.types import Prediction, Progress
 from anomalyapp.engine import anomaly_map
 from anomalyapp.engine.calibration import Calibration
-from anomalyapp.engine.cost import HELD_OUT_PER_FITTED, TrainingCost, peak_memory_mb, time_features, time_inspection
+from anomalyapp.engine.cost import (
+    HELD_OUT_PER_FITTED,
+    TrainingCost,
+    largest_first,
+    peak_memory_mb,
+    time_features,
+    time_inspection,
+)
 from anomalyapp.engine.features import FeatureExtractor, stage_weights
 from anomalyapp.engine.preprocessing import EMBED_BATCH, batched, input_shape, input_shape_key, preprocess
 
@@ -542,7 +549,7 @@ class AutoencoderDetector:
         # The fit embeds full batches of images that share an input shape, while the sample's batches are as small
         # as its shapes are varied (KolektorSDD's, one or two images): one full batch of the sample's largest input,
         # so that the peak holds its activations (KolektorSDD: about 200 MB, against 64 MB for the sample's batches).
-        largest = max(images, key=lambda image: image.shape[0] * image.shape[1])
+        largest = images[largest_first(images)[0]]
         self.regional_features([largest] * min(EMBED_BATCH, count))
         memory_mb = (peak_memory_mb() or 0.0) + vectors * channels * 4 * 2 / 2**20
         return TrainingCost(sum(seconds for _, seconds in stages), memory_mb, per_image, stages=stages,

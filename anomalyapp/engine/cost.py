@@ -47,16 +47,16 @@ def time_features(features: Callable[[list[np.ndarray]], torch.Tensor], images: 
 INSPECTION_TIMED = 3
 
 
-def largest_first(images: list[np.ndarray]) -> list[np.ndarray]:
-    """``images`` by decreasing pixel count: a folder of mixed sizes is quoted at its larger parts."""
-    return sorted(images, key=lambda image: image.shape[0] * image.shape[1], reverse=True)
+def largest_first(images: list[np.ndarray]) -> list[int]:
+    """The positions of ``images`` by decreasing pixel count: a folder of mixed sizes is quoted at its larger parts."""
+    return sorted(range(len(images)), key=lambda index: images[index].shape[0] * images[index].shape[1], reverse=True)
 
 
 def time_inspection(raw_predict: Callable[[list[np.ndarray]], object], images: list[np.ndarray],
                     read_seconds: float) -> float:
     """Seconds to read and score one part: the median of ``raw_predict`` on up to ``INSPECTION_TIMED`` of
     ``images``, the largest first, one at a time as a station scores them, plus the read."""
-    ordered = largest_first(images)
+    ordered = [images[index] for index in largest_first(images)]
     raw_predict(ordered[:1])
     timed = []
     for image in ordered[:INSPECTION_TIMED]:

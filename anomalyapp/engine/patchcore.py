@@ -455,12 +455,16 @@ class PatchCoreDetector:
         table_bytes = (total_patches * (dim + projected + 5) * 4 + total_patches * 8 + pending
                        + bank * dim * 4 * 2 + block * 4 * 2)
         memory_mb = (peak_memory_mb() or 0.0) + table_bytes / 2**20  # before the inspection's stand-in bank
+        # Each sample image's patches, in the images' order (``batched`` keeps it): the stand-in bank's material.
+        grids = [grid.reshape(-1, dim) for part in parts for grid in part]
         return TrainingCost(seconds, memory_mb, per_image, bank, stages=stages,
-                            inspect_seconds=self._time_inspection(images, bank, read_seconds))
+                            inspect_seconds=self._time_inspection(images, grids, bank, read_seconds))
 
-    def _time_inspection(self, images: list[np.ndarray], bank_size: int, read_seconds: float) -> float | None:
+    def _time_inspection(self, images: list[np.ndarray], grids: list[torch.Tensor], bank_size: int,
+                         read_seconds: float) -> float | None:
         """Seconds a part will take to read and score, timed on the real scoring path against a stand-in bank of
-        the size the fit will keep, made of the patches of the sample images not timed (repeated up to that size).
+        the size the fit will keep, made of the patches (``grids``, one table per image, already embedded) of the
+        sample images not timed (repeated up to that size).
         Real patches matter: the search for an image's top patch stops early when the bank resembles the part, and
         random vectors would make it search every row. None for the approximate indexes, whose stand-in would
         take longer to build than the estimate itself.
@@ -473,12 +477,12 @@ class PatchCoreDetector:
         # With one sample image the bank holds its own patches: the top patch is then found at once, and the time
         # understates the search a little.
         others = ordered[len(timed):] or timed
-        patches = torch.cat([self.embed([image]).reshape(-1, self.model.dim) for image in others])
+        patches = torch.cat([grids[index] for index in others])
         rows = torch.arange(bank_size) % patches.shape[0]
         kept = self.bank, self._split, self._map_bank
         self.bank = MemoryBank.build(patches[rows].numpy(), "flat")
         try:
-            return time_inspection(self.raw_predict, timed, read_seconds)
+            return time_inspection(self.raw_predict, [images[index] for index in timed], read_seconds)
         finally:
             self.bank, self._split, self._map_bank = kept
 
